@@ -1,0 +1,243 @@
+"""The Flask application: discovery, per-service base paths, auth gate, knobs, control.
+
+Each API area is mounted under its own base path, `/<service>/api/<version>`, exactly as the
+discovery answer lists it, so a client that sends a device call to the firmware base URL gets
+the 404 it would get from the real service. Route handlers stay thin (routes.py): parse,
+call the state, shape with views, envelope. Imports nothing from the rest of iotc_apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+import time
+from dataclasses import asdict
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+
+from .errors import EmulatorError
+from .knobs import FaultRule, Knobs, Traffic
+from .routes import SERVICES, register_routes
+from .state import Account, EmulatorState, Limits
+from .store import Store
+
+API_VERSIONS = {"aws": "v2.1", "az": "v2"}
+EXTENSION = "iotc_emulator"
+
+
+class Emulator:
+    """What one app instance holds: the account state and the traffic knobs."""
+
+    def __init__(self, state: EmulatorState, traffic: Traffic) -> None:
+        self.state = state
+        self.traffic = traffic
+
+    def file_url(self, record: dict[str, Any]) -> str:
+        """A signed, time-limited download URL, like the service's blob/S3 links."""
+        expires = int(time.time()) + 3600
+        sig = self._file_sig(record["guid"], expires)
+        return f"{request.host_url}_files/{record['guid']}/{record['name']}?se={expires}&sig={sig}"
+
+    def _file_sig(self, guid: str, expires: int) -> str:
+        key = self.state._secret()
+        return hmac.new(key, f"{guid}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def check_file_sig(self, guid: str, expires: str, sig: str) -> bool:
+        if not expires.isdigit() or int(expires) < time.time():
+            return False
+        return hmac.compare_digest(self._file_sig(guid.upper(), int(expires)), sig)
+
+
+def emulator() -> Emulator:
+    return current_app.extensions[EXTENSION]
+
+
+def create_app(db: str = ":memory:", account: Account | None = None,
+               limits: Limits | None = None, knobs: Knobs | None = None) -> Flask:
+    """A ready emulator; `db` is a SQLite path (state persists) or `:memory:`."""
+    app = Flask("iotc_apply.emulator")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    state = EmulatorState(Store(db), account, limits)
+    app.extensions[EXTENSION] = Emulator(state, Traffic(knobs or Knobs()))
+    version = API_VERSIONS[state.account.pf]
+    for service in SERVICES:
+        bp = Blueprint(service, __name__, url_prefix=f"/{service}/api/{version}")
+        register_routes(service, bp)
+        bp.before_request(_gate)
+        app.register_blueprint(bp)
+    app.add_url_rule("/api/uisdk/solutionkey/<skey>/env/<env>", view_func=_discovery)
+    app.add_url_rule("/_files/<guid>/<name>", view_func=_download)
+    _register_control(app)
+    app.register_error_handler(EmulatorError, _refusal)
+    app.after_request(_after)
+    return app
+
+
+def _route_key() -> str:
+    rule = request.url_rule.rule if request.url_rule else request.path
+    prefix = f"/{request.blueprint}/api/"
+    if request.blueprint and rule.startswith(prefix):
+        rule = rule[len(prefix):].partition("/")[2]
+        rule = "/" + rule
+    return f"{request.method} {rule}"
+
+
+def _gate() -> Response | None:
+    """Per service request: count, delay, throttle, inject faults, check the token."""
+    emu = emulator()
+    key = _route_key()
+    emu.traffic.count(key)
+    knobs = emu.traffic.knobs
+    if knobs.latency_ms:
+        time.sleep(knobs.latency_ms / 1000.0)
+    wait = emu.traffic.throttle()
+    if wait is not None:
+        resp = jsonify({"status": 429, "message": "Too many requests.", "error": []})
+        resp.status_code = 429
+        resp.headers["Retry-After"] = emu.traffic.retry_after(wait)
+        return resp
+    fault = emu.traffic.pick_fault(key)
+    if fault == "commit_then_fail":
+        g.commit_then_fail = True
+    elif fault is not None:
+        return _inject(fault, knobs)
+    if request.blueprint != "auth":
+        claims = emu.state.authenticate(request.headers.get("Authorization"))
+        g.user = claims["user"]["id"]
+    return None
+
+
+def _inject(fault: str, knobs: Knobs) -> Response:
+    if fault == "timeout":
+        time.sleep(knobs.hang_seconds)
+    if fault in ("drop", "timeout"):
+        _drop_connection()
+        return Response(b"", status=500)
+    if fault == "html502":
+        return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", status=502,
+                        mimetype="text/html")
+    status = int(fault)
+    resp = jsonify({"status": status, "message": "Service unavailable.", "error": []})
+    resp.status_code = status
+    return resp
+
+
+def _drop_connection() -> None:
+    """Close the TCP connection under the request: the client sees a connection error."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _after(resp: Response) -> Response:
+    if g.get("commit_then_fail"):
+        # The handler ran and its transaction committed; the caller only sees a failure.
+        return _inject("html502", emulator().traffic.knobs)
+    return resp
+
+
+def _refusal(exc: EmulatorError) -> Response:
+    resp = jsonify(exc.body())
+    resp.status_code = exc.status
+    return resp
+
+
+def _discovery(skey: str, env: str) -> Response:
+    """`GET /api/uisdk/solutionkey/{skey}/env/{env}?version=&pf=` answering base URLs here."""
+    state = emulator().state
+    acc = state.account
+    pf = request.args.get("pf", acc.pf)
+    if skey != acc.solution_key or env != acc.env or pf != acc.pf:
+        # ASSUMPTION: an unknown solution key/env/pf answers 200 with `data: null`.
+        return jsonify({"status": 404, "message": "Solution key or environment not found.",
+                        "data": None})
+    root = request.host_url.rstrip("/")
+    version = API_VERSIONS[acc.pf]
+    data = {f"{svc}BaseUrl": f"{root}/{svc}/api/{version}" for svc in SERVICES}
+    for alias, svc in (("entity", "user"), ("template", "device"), ("firmwareUpgrade",
+                                                                    "firmware")):
+        data[f"{alias}BaseUrl"] = f"{root}/{svc}/api/{version}"
+    return jsonify({"status": 200, "message": "Success", "data": data})
+
+
+def _download(guid: str, name: str) -> Response:
+    emu = emulator()
+    if not emu.check_file_sig(guid, request.args.get("se", ""), request.args.get("sig", "")):
+        return Response("<Error><Code>AccessDenied</Code></Error>", status=403,
+                        mimetype="application/xml")
+    found = emu.state.file_content(guid)
+    if found is None or found[0]["name"] != name:
+        return Response("<Error><Code>NoSuchKey</Code></Error>", status=404,
+                        mimetype="application/xml")
+    return Response(found[1], mimetype="application/octet-stream")
+
+
+def _register_control(app: Flask) -> None:
+    """`/_emulator/*`: reset, seed, dump, counters and knobs; test plumbing, no auth."""
+
+    @app.post("/_emulator/reset")
+    def reset() -> Response:
+        emulator().state.reset()
+        emulator().traffic.reset_counts()
+        return jsonify({"status": "reset"})
+
+    @app.post("/_emulator/seed")
+    def seed() -> Response:
+        body = request.get_json(force=True, silent=True) or {}
+        emu = emulator()
+        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in body.items()
+                  if k in Account.__dataclass_fields__}
+        emu.state.account = Account(**{**asdict(emu.state.account), **fields})
+        emu.state.reset()
+        return jsonify({"status": "seeded", "account": _public_account(emu.state.account)})
+
+    @app.get("/_emulator/state")
+    def dump() -> Response:
+        everything = emulator().state.store.dump()
+        for secret_kind in ("refreshtoken", "basictoken", "thumbprint"):
+            everything.pop(secret_kind, None)
+        for user in everything.get("user", []):
+            user.pop("passwordHash", None)
+        return jsonify(everything)
+
+    @app.get("/_emulator/stats")
+    def stats() -> Response:
+        counts = emulator().traffic.counts
+        return jsonify({"total": sum(counts.values()), "requests": dict(counts)})
+
+    @app.post("/_emulator/stats/reset")
+    def stats_reset() -> Response:
+        emulator().traffic.reset_counts()
+        return jsonify({"status": "reset"})
+
+    @app.put("/_emulator/knobs")
+    def set_knobs() -> Response:
+        return _set_knobs(request.get_json(force=True, silent=True) or {})
+
+
+def _set_knobs(body: dict[str, Any]) -> Response:
+    emu = emulator()
+    try:
+        faults = [FaultRule.parse(s) for s in body.get("faults", [])]
+    except ValueError as exc:
+        return Response(str(exc), status=400)
+    emu.traffic.configure(Knobs(latency_ms=float(body.get("latency_ms", 0)),
+                                rate_limit=body.get("rate_limit"), faults=faults,
+                                fault_seed=body.get("fault_seed"),
+                                hang_seconds=float(body.get("hang_seconds", 5.0))))
+    if "max_page_size" in body:
+        emu.state.limits.max_page_size = body["max_page_size"]
+    if "token_lifetime" in body:
+        emu.state.limits.token_lifetime = int(body["token_lifetime"])
+    return jsonify({"status": "configured"})
+
+
+def _public_account(acc: Account) -> dict[str, Any]:
+    public = asdict(acc)
+    public.pop("user_password")
+    return public
