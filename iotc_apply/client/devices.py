@@ -1,0 +1,147 @@
+"""Devices (device service), entities and users (user service).
+
+Device listings page through `/Device`, whose `count` is -1: they end on an empty page.
+List items name the entity but not its GUID; the detail read carries both.
+Imports `model` and the client package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..model import LiveDevice, LiveEntity, LiveUser
+from .errors import Conflict, NotFound
+from .session import ApiSession
+
+
+def _guid(value: Any) -> str:
+    return str(value or "").upper()
+
+
+def device_from_wire(item: dict[str, Any]) -> LiveDevice:
+    return LiveDevice(
+        guid=_guid(item.get("guid")), duid=str(item.get("uniqueId") or ""),
+        display_name=str(item.get("displayName") or ""),
+        template_guid=_guid(item.get("deviceTemplateGuid")),
+        active=bool(item.get("isActive")), entity_name=item.get("entityName"),
+        entity_guid=_guid(item.get("entityGuid")) or None)
+
+
+class DevicesClient:
+    """`/Device`."""
+
+    def __init__(self, session: ApiSession) -> None:
+        self.session = session
+
+    def list(self, template_guid: str | None = None, page_size: int = 100) -> \
+            Iterator[LiveDevice]:
+        params = {"TemplateGuid": template_guid} if template_guid else {}
+        for item in self.session.pages("device", "/Device", params, page_size=page_size):
+            yield device_from_wire(item)
+
+    def get_by_duid(self, duid: str) -> LiveDevice | None:
+        return self._one(f"/Device/uniqueId/{duid}")
+
+    def get(self, guid: str) -> LiveDevice | None:
+        return self._one(f"/Device/{guid}")
+
+    def _one(self, path: str) -> LiveDevice | None:
+        try:
+            item = self.session.call("device", "GET", path).first()
+        except NotFound:
+            return None
+        return device_from_wire(item) if item else None
+
+    def create(self, template_guid: str, duid: str, display_name: str, entity_guid: str,
+               certificate_pem: str | None = None) -> str:
+        """Register a device; returns its GUID (the answer's `newid`, lower-case i)."""
+        body: dict[str, Any] = {"deviceTemplateGuid": template_guid, "uniqueId": duid,
+                                "displayName": display_name, "entityGuid": entity_guid}
+        if certificate_pem:
+            body["certificateText"] = certificate_pem
+        item = self.session.call("device", "POST", "/Device", json_body=body).first() or {}
+        return _guid(item.get("newid") or item.get("newId"))
+
+    def update(self, guid: str, display_name: str, entity_guid: str) -> None:
+        self.session.call("device", "PUT", f"/Device/{guid}",
+                          json_body={"displayName": display_name, "entityGuid": entity_guid})
+
+    def set_active(self, guid: str, active: bool) -> None:
+        """Activate or deactivate; already being in that state is success."""
+        try:
+            self.session.call("device", "PUT", f"/Device/{guid}/status",
+                              json_body={"isActive": active})
+        except Conflict as exc:
+            if "already" not in exc.server_message.lower() and not any(
+                    "already" in c.lower() for c in exc.codes):
+                raise
+
+    def delete(self, guid: str) -> None:
+        self.session.call("device", "DELETE", f"/Device/{guid}")
+
+
+class EntitiesClient:
+    """`/Entity`: no paging, no filters; names are matched client-side."""
+
+    def __init__(self, session: ApiSession) -> None:
+        self.session = session
+
+    def list(self) -> list[LiveEntity]:
+        env = self.session.call("user", "GET", "/Entity", ok=(200, 204))
+        return [LiveEntity(_guid(i.get("guid")), str(i.get("name") or ""),
+                           _guid(i.get("parentEntityGuid")) or None) for i in env.items()]
+
+    def get(self, guid: str) -> LiveEntity | None:
+        try:
+            item = self.session.call("user", "GET", f"/Entity/{guid}").first()
+        except NotFound:
+            return None
+        if not item:
+            return None
+        return LiveEntity(_guid(item.get("guid")), str(item.get("name") or ""),
+                          _guid(item.get("parentEntityGuid")) or None)
+
+    def root(self) -> LiveEntity:
+        roots = [e for e in self.list() if e.parent_guid is None]
+        if len(roots) != 1:
+            raise NotFound("GET", "/Entity", 200, f"expected one root entity, found {len(roots)}")
+        return roots[0]
+
+    def create(self, name: str, parent_guid: str) -> str:
+        env = self.session.call("user", "POST", "/Entity",
+                                json_body={"name": name, "parentEntityGuid": parent_guid})
+        return _guid((env.first() or {}).get("entityGuid"))
+
+
+class UsersClient:
+    """`/User`: the single read uses `userGuid`, lists use `guid`."""
+
+    def __init__(self, session: ApiSession) -> None:
+        self.session = session
+
+    @staticmethod
+    def _user(item: dict[str, Any]) -> LiveUser:
+        return LiveUser(guid=_guid(item.get("userGuid") or item.get("guid")),
+                        email=str(item.get("userId") or ""), first_name=item.get("firstName"),
+                        last_name=item.get("lastName"), role=item.get("roleName"),
+                        entity_guid=_guid(item.get("entityGuid")) or None)
+
+    def get(self, guid: str) -> LiveUser | None:
+        try:
+            item = self.session.call("user", "GET", f"/User/{guid}", ok=(200, 204)).first()
+        except NotFound:
+            return None
+        return self._user(item) if item else None
+
+    def by_email(self, email: str) -> LiveUser | None:
+        try:
+            item = self.session.call("user", "GET", f"/User/{email}/availability",
+                                     ok=(200, 204)).first()
+        except NotFound:
+            return None
+        return self.get(_guid(item.get("guid"))) if item else None
+
+    def list(self, page_size: int = 100) -> Iterator[LiveUser]:
+        for item in self.session.pages("user", "/User", page_size=page_size):
+            yield self._user(item)

@@ -1,0 +1,164 @@
+"""Firmware, firmware upgrades (firmware service) and files (file service).
+
+Tolerates the documented variants: `Upgrades` as a list or as `{"Upgrade": [...]}`,
+`createdby`/`createdBy`, `firmwareguid`/`firmwareGuid`, `newId`/`newid`, 204 or 409 for an
+empty file list, 204 for deleting a missing file. Imports `model` and the client package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+from ..model import LiveFile, LiveFirmware, LiveUpgrade
+from .errors import NotFound
+from .session import ApiSession
+
+FIRMWARE_MODULE = "firmware"
+
+
+def _guid(value: Any) -> str:
+    return str(value or "").upper()
+
+
+def file_from_wire(item: dict[str, Any]) -> LiveFile:
+    return LiveFile(guid=_guid(item.get("guid")), name=str(item.get("name") or ""),
+                    tag=item.get("tag"), url=item.get("file") or item.get("url"))
+
+
+def upgrade_from_wire(item: dict[str, Any]) -> LiveUpgrade:
+    urls = item.get("urls") if isinstance(item.get("urls"), list) else []
+    return LiveUpgrade(
+        guid=_guid(item.get("guid")), version=str(item.get("software") or ""),
+        draft=str(item.get("isDraft") or "").lower() != "released",
+        description=item.get("description") or item.get("firmwareUpgradeDescription"),
+        files=tuple(LiveFile(guid="", name=str(u.get("name") or ""), tag=u.get("tag"),
+                             url=u.get("url")) for u in urls if isinstance(u, dict)))
+
+
+def firmware_from_wire(item: dict[str, Any]) -> LiveFirmware:
+    raw = item.get("Upgrades", item.get("upgrades"))
+    if isinstance(raw, dict):
+        raw = raw.get("Upgrade")  # the AWS service nests the list one level deeper
+    upgrades = tuple(upgrade_from_wire(u) for u in raw if isinstance(u, dict)) \
+        if isinstance(raw, list) else None
+    return LiveFirmware(
+        guid=_guid(item.get("guid")), name=str(item.get("name") or ""),
+        hardware=str(item.get("hardware") or ""),
+        template_guid=_guid(item.get("deviceTemplateGuid")),
+        template_code=item.get("deviceTemplateCode"),
+        deprecated=bool(item.get("isDeprecated")),
+        description=item.get("description") or item.get("firmwareDescription") or None,
+        upgrades=upgrades)
+
+
+class FirmwareClient:
+    """`/Firmware` and `/firmware-upgrade`."""
+
+    def __init__(self, session: ApiSession) -> None:
+        self.session = session
+
+    def list(self, include_deprecated: bool = True, page_size: int = 100) -> \
+            Iterator[LiveFirmware]:
+        params = {"includeDeprecated": "true" if include_deprecated else "false"}
+        for item in self.session.pages("firmware", "/Firmware", params, page_size=page_size):
+            yield firmware_from_wire(item)
+
+    def get(self, guid: str) -> LiveFirmware | None:
+        """The firmware with its upgrades (and their file URLs)."""
+        try:
+            item = self.session.call("firmware", "GET", f"/Firmware/{guid}").first()
+        except NotFound:
+            return None
+        return firmware_from_wire(item) if item else None
+
+    def get_by_name(self, name: str, include_deprecated: bool = True) -> LiveFirmware | None:
+        params = {"Name": name, "includeDeprecated": "true" if include_deprecated else "false"}
+        env = self.session.call("firmware", "GET", "/Firmware", params=params, ok=(200, 204))
+        found = [firmware_from_wire(i) for i in env.items()
+                 if str(i.get("name", "")).lower() == name.lower()]
+        return found[0] if found else None
+
+    def create(self, template_guid: str, name: str, hardware: str, version: str,
+               description: str | None = None,
+               upgrade_description: str | None = None) -> tuple[str, str]:
+        """Create a firmware and its first (draft) upgrade; returns both GUIDs."""
+        body: dict[str, Any] = {"deviceTemplateGuid": template_guid, "firmwareName": name,
+                                "hardware": hardware, "software": version}
+        if description is not None:
+            body["FirmwareDescription"] = description
+        if upgrade_description is not None:
+            body["firmwareUpgradeDescription"] = upgrade_description
+        item = self.session.call("firmware", "POST", "/Firmware", json_body=body).first() or {}
+        return _guid(item.get("newId") or item.get("newid")), _guid(item.get(
+            "firmwareUpgradeGuid"))
+
+    def update(self, guid: str, name: str, hardware: str, description: str | None) -> None:
+        self.session.call("firmware", "PUT", f"/Firmware/{guid}",
+                          json_body={"firmwareName": name, "hardware": hardware,
+                                     "FirmwareDescription": description})
+
+    def deprecate(self, guid: str) -> None:
+        self.session.call("firmware", "PUT", f"/Firmware/{guid}/deprecate")
+
+    def upgrades(self, firmware_guid: str, page_size: int = 100) -> Iterator[LiveUpgrade]:
+        params = {"firmwareguid": firmware_guid, "type": "both"}
+        for item in self.session.pages("firmware", "/firmware-upgrade", params,
+                                       page_size=page_size):
+            yield upgrade_from_wire(item)
+
+    def get_upgrade(self, guid: str) -> LiveUpgrade | None:
+        try:
+            item = self.session.call("firmware", "GET", f"/firmware-upgrade/{guid}").first()
+        except NotFound:
+            return None
+        return upgrade_from_wire(item) if item else None
+
+    def create_upgrade(self, firmware_guid: str, version: str,
+                       description: str | None = None) -> str:
+        body: dict[str, Any] = {"firmwareGuid": firmware_guid, "software": version}
+        if description is not None:
+            body["description"] = description
+        item = self.session.call("firmware", "POST", "/firmware-upgrade",
+                                 json_body=body).first() or {}
+        return _guid(item.get("newId") or item.get("newid"))
+
+    def update_upgrade(self, guid: str, firmware_guid: str, version: str,
+                       description: str | None) -> None:
+        self.session.call("firmware", "PUT", f"/firmware-upgrade/{guid}",
+                          json_body={"firmwareGuid": firmware_guid, "software": version,
+                                     "description": description})
+
+    def publish(self, guid: str) -> None:
+        self.session.call("firmware", "PUT", f"/firmware-upgrade/{guid}/publish")
+
+    def delete_upgrade(self, guid: str) -> None:
+        self.session.call("firmware", "DELETE", f"/firmware-upgrade/{guid}")
+
+
+class FilesClient:
+    """`/File`: uploads tagged with their MD5 so a later read can tell if they changed."""
+
+    def __init__(self, session: ApiSession) -> None:
+        self.session = session
+
+    def upload(self, module: str, ref_guid: str, name: str, content: bytes,
+               tag: str | None = None) -> LiveFile:
+        form = {"fileRefGuid": ref_guid, "ModuleType": module,
+                "Tag": tag or hashlib.md5(content).hexdigest()}
+        env = self.session.call("file", "POST", "/File", data=form,
+                                files={"fileData": (name, content, "application/octet-stream")})
+        return file_from_wire(env.first() or {})
+
+    def list(self, module: str, ref_guid: str) -> tuple[LiveFile, ...]:
+        try:
+            env = self.session.call("file", "GET", f"/File/{module}/{ref_guid}", ok=(200, 204))
+        except NotFound:
+            return ()
+        data = env.data if isinstance(env.data, dict) else {}
+        rows = data.get("fileData") or []
+        return tuple(file_from_wire(r) for r in rows if isinstance(r, dict))
+
+    def delete(self, module: str, guid: str) -> None:
+        self.session.call("file", "DELETE", f"/File/{module}/{guid}", ok=(200, 204))

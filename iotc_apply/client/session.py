@@ -1,0 +1,398 @@
+"""The HTTP session: discovery, login and tokens, retries, envelopes, paging, tracing.
+
+One `ApiSession` per process, shared by every resource client and every worker thread:
+one `requests.Session` with a connection pool sized for parallel work, a timeout on every
+request, and retries only where a request can safely repeat (GET, PUT, DELETE on connection
+errors, 429, 502, 503, 504, with capped exponential backoff and jitter, honouring
+`Retry-After`). A POST is retried only when the service provably did not act on it (429, or
+a connection that was never opened); any other POST failure is raised as `ambiguous`.
+Imports `model` and the client package only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from ..model import Identity
+from .errors import (
+    ConfigError, StatusError, TransportError, Unauthorized, status_error,
+)
+from .redact import REDACTED, redact
+from .settings import Login, Settings, TokenStore
+
+BASE_URL_KEYS = {"auth": "authBaseUrl", "user": "userBaseUrl", "device": "deviceBaseUrl",
+                 "firmware": "firmwareBaseUrl", "file": "fileBaseUrl",
+                 "telemetry": "telemetryBaseUrl"}
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+SAFE_METHODS = frozenset({"GET", "PUT", "DELETE", "HEAD"})
+PROACTIVE_REFRESH_AFTER = 3600.0
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed answer: `data`, `count` and `message` of the service's envelope."""
+
+    status: int
+    data: Any
+    count: int | None
+    message: str | None
+    body: Any
+
+    def items(self) -> list[dict[str, Any]]:
+        """`data` as a list of objects (a 204 or a non-list `data` is empty)."""
+        if isinstance(self.data, list):
+            return [d for d in self.data if isinstance(d, dict)]
+        return []
+
+    def first(self) -> dict[str, Any] | None:
+        items = self.items()
+        return items[0] if items else None
+
+
+class ApiSession:
+    """Authenticated, retrying access to every IoTConnect service of one account."""
+
+    def __init__(self, settings: Settings, store: TokenStore | None = None,
+                 http: requests.Session | None = None, pool_size: int = 32,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time,
+                 trace_stream: IO[str] | None = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else TokenStore.for_settings(settings)
+        self.http = http or requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+        self.http.mount("https://", adapter)
+        self.http.mount("http://", adapter)
+        self._sleep = sleep
+        self._clock = clock
+        self._trace_stream = trace_stream
+        self._lock = threading.RLock()
+        self._login: Login | None = None
+        self._urls: dict[str, str] | None = None
+        self._rng = random.Random()
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    def base_urls(self) -> dict[str, str]:
+        """The service base URLs, from the stored login or from discovery (cached)."""
+        with self._lock:
+            if self._urls is None:
+                stored = self._stored_login()
+                self._urls = stored.base_urls if stored else self._discover()
+            return self._urls
+
+    def _discover(self) -> dict[str, str]:
+        s = self.settings
+        if not s.skey:
+            raise ConfigError("no solution key: set IOTC_SKEY (or --skey) or run 'iotc login'")
+        url = f"{s.discovery_url.rstrip('/')}/solutionkey/{s.skey}/env/{s.env}"
+        shown = f"discovery for pf={s.pf} env={s.env}"
+        resp = self._send("GET", url, shown, {"params": {"version": s.api_version, "pf": s.pf}})
+        try:
+            body = resp.json()
+        except ValueError:
+            raise ConfigError(f"{shown} failed: HTTP {resp.status_code}, not JSON") from None
+        data = body.get("data") if isinstance(body, dict) else None
+        if resp.status_code != 200 or not isinstance(data, dict):
+            message = body.get("message") if isinstance(body, dict) else None
+            raise ConfigError(f"{shown} failed: HTTP {resp.status_code}"
+                              + (f": server reported: {message}" if message else ""))
+        missing = [k for k in BASE_URL_KEYS.values() if not data.get(k)]
+        if missing:
+            raise ConfigError(f"{shown}: answer lacks {', '.join(missing)}")
+        return {svc: str(data[key]).rstrip("/") for svc, key in BASE_URL_KEYS.items()}
+
+    # -- login and tokens ----------------------------------------------------------------------
+
+    def _stored_login(self) -> Login | None:
+        if self._login is None:
+            stored = self.store.load()
+            if stored is not None and stored.matches(self.settings):
+                self._login = stored
+        return self._login
+
+    def login(self, username: str | None = None, password: str | None = None) -> Identity:
+        """Log in with the basic-token handshake and store the tokens (never the password)."""
+        with self._lock:
+            user = username or self.settings.username
+            secret = password or self.settings.password
+            if not user or not secret:
+                raise ConfigError("no credentials: set IOTC_USER and IOTC_PASS or run "
+                                  "'iotc login'")
+            self._login = None
+            self._urls = self._discover()
+            basic = self._auth_call("GET", "/Auth/basic-token", {}).body.get("data")
+            headers = {"Authorization": f"Basic {basic}",
+                       "Solution-key": self.settings.skey or ""}
+            body = self._auth_call("POST", "/Auth/login",
+                                   {"json": {"username": user, "password": secret},
+                                    "headers": headers}).body
+            self._login = self._new_login(user, body, None)
+            self.store.save(self._login)
+            return self.identity()
+
+    def logout(self) -> bool:
+        with self._lock:
+            self._login, self._urls = None, None
+            return self.store.clear()
+
+    def _new_login(self, user: str, body: dict[str, Any], old: Login | None) -> Login:
+        token = body.get("access_token")
+        if not token or not body.get("refresh_token"):
+            raise ConfigError("login answer lacks access_token or refresh_token")
+        now = self._clock()
+        claims = decode_claims(token).get("user", {})
+        dedicated = claims.get("isCpidOptional")
+        if dedicated is None and old is not None:
+            dedicated = old.dedicated  # refreshed tokens lack the claim; keep the login's
+        s = self.settings
+        return Login(discovery_url=old.discovery_url if old else s.discovery_url,
+                     skey=old.skey if old else s.skey or "", env=old.env if old else s.env,
+                     pf=old.pf if old else s.pf, username=user,
+                     base_urls=dict(self._urls or {}), access_token=token,
+                     refresh_token=body["refresh_token"], token_time=now,
+                     token_expiry=now + float(body.get("expires_in") or 0), dedicated=dedicated)
+
+    def _auth_call(self, method: str, path: str, kwargs: dict[str, Any]) -> Envelope:
+        url = self.base_urls()["auth"] + path
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+        resp = self._send(method, url, path, {**kwargs, "headers": headers})
+        return self._parse(resp, method, path, (200,))
+
+    def _current_login(self) -> Login:
+        stored = self._stored_login()
+        if stored is not None:
+            return stored
+        if self.settings.username and self.settings.password:
+            self.login()
+            assert self._login is not None
+            return self._login
+        raise ConfigError("not logged in: run 'iotc login' or set IOTC_USER, IOTC_PASS and "
+                          "IOTC_SKEY")
+
+    def _access_token(self, force_refresh_of: str | None = None) -> str:
+        with self._lock:
+            login = self._current_login()
+            now = self._clock()
+            stale = login.token_expiry <= now + 30 or (
+                self.settings.token_refresh and login.token_time + PROACTIVE_REFRESH_AFTER < now)
+            if stale or force_refresh_of == login.access_token:
+                login = self._refresh(login)
+            return login.access_token
+
+    def _refresh(self, login: Login) -> Login:
+        try:
+            body = self._auth_call("POST", "/Auth/refresh-token",
+                                   {"json": {"refreshtoken": login.refresh_token}}).body
+        except StatusError:
+            if self.settings.username and self.settings.password:
+                self.login()
+                assert self._login is not None
+                return self._login
+            raise ConfigError("the stored login has expired: run 'iotc login'") from None
+        self._urls = self._urls or login.base_urls
+        self._login = self._new_login(login.username, body, login)
+        self.store.save(self._login)
+        return self._login
+
+    def identity(self) -> Identity:
+        """The logged-in account, from the access token's claims."""
+        with self._lock:
+            login = self._current_login()
+            user = decode_claims(login.access_token).get("user", {})
+            dedicated = user.get("isCpidOptional", login.dedicated)
+            if dedicated is None:
+                dedicated = login.pf == "aws" and login.env == "prod"
+            return Identity(username=login.username, user_guid=str(user.get("id", "")),
+                            company_guid=str(user.get("companyId", "")),
+                            cpid=str(user.get("cpId", "")),
+                            entity_guid=str(user.get("entityGuid", "")), pf=login.pf,
+                            env=login.env, dedicated=bool(dedicated))
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def call(self, service: str, method: str, path: str, *, params: dict[str, Any] | None = None,
+             json_body: Any = None, data: dict[str, Any] | None = None,
+             files: dict[str, Any] | None = None, ok: tuple[int, ...] = (200,)) -> Envelope:
+        """One API call with auth, retries and envelope parsing; raises the tree's errors."""
+        url = self.base_urls()[service] + path
+        kwargs: dict[str, Any] = {"params": params, "json": json_body, "data": data,
+                                  "files": files}
+        token = self._access_token()
+        for attempt in (1, 2):
+            kwargs["headers"] = {"Accept": "application/json", "Authorization": f"Bearer {token}"}
+            resp = self._send(method, url, path, kwargs)
+            try:
+                return self._parse(resp, method, path, ok)
+            except Unauthorized:
+                if attempt == 2:
+                    raise
+                token = self._access_token(force_refresh_of=token)
+        raise AssertionError("unreachable")
+
+    def pages(self, service: str, path: str, params: dict[str, Any] | None = None,
+              page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every item of a list endpoint, page by page.
+
+        Ends on an empty page (or a 204) or when the reported `count` is reached, never on a
+        short page: the service may cap the page size silently.
+        """
+        seen, number = 0, 1
+        while True:
+            query = {**(params or {}), "pageNumber": number, "pageSize": page_size}
+            envelope = self.call(service, "GET", path, params=query, ok=(200, 204))
+            items = envelope.items()
+            if not items:
+                return
+            yield from items
+            seen += len(items)
+            if envelope.count is not None and 0 <= envelope.count <= seen:
+                return
+            number += 1
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, shown: str, kwargs: dict[str, Any]) -> \
+            requests.Response:
+        """Send with retries where safe; `shown` names the request in errors and traces."""
+        may_repeat = method in SAFE_METHODS
+        attempts = self.settings.max_retries + 1
+        for attempt in range(attempts):
+            self._trace_request(method, url, kwargs)
+            started = time.monotonic()
+            try:
+                resp = self.http.request(method, url, timeout=self.settings.timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                never_sent = _never_sent(exc)
+                self._trace(f"<- {method} {shown}: {type(exc).__name__}")
+                if (may_repeat or never_sent) and attempt + 1 < attempts:
+                    self._sleep(self._backoff(attempt))
+                    continue
+                raise TransportError(_describe(exc), method, shown,
+                                     ambiguous=not may_repeat and not never_sent) from None
+            self._trace_response(resp, shown, time.monotonic() - started)
+            retryable = resp.status_code in RETRY_STATUSES and (
+                may_repeat or resp.status_code == 429)
+            if retryable and attempt + 1 < attempts:
+                self._sleep(max(_retry_after(resp), self._backoff(attempt)))
+                continue
+            return resp
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        """Capped exponential backoff with full jitter over its upper half."""
+        ceiling = min(8.0, 0.2 * (2 ** attempt))
+        return ceiling * (0.5 + self._rng.random() / 2)
+
+    def _parse(self, resp: requests.Response, method: str, path: str,
+               ok: tuple[int, ...]) -> Envelope:
+        status = resp.status_code
+        if status == 204 or (not resp.content and status in ok):
+            return Envelope(status, [], 0, None, None)
+        try:
+            body = resp.json()
+        except ValueError:
+            snippet = " ".join(resp.text[:80].split())
+            if status in ok:
+                raise TransportError(f"HTTP {status} with a non-JSON body: {snippet!r}", method,
+                                     path, ambiguous=method not in SAFE_METHODS) from None
+            raise status_error(method, path, status, f"non-JSON body: {snippet!r}", ()) \
+                from None
+        if status not in ok:
+            message, codes = _error_details(body)
+            raise status_error(method, path, status, message, codes)
+        if not isinstance(body, dict):
+            return Envelope(status, body, None, None, body)
+        count = body.get("count")
+        return Envelope(status, body.get("data"), count if isinstance(count, int) else None,
+                        body.get("message"), body)
+
+    # -- tracing -----------------------------------------------------------------------------
+
+    def _trace(self, line: str) -> None:
+        if self.settings.trace:
+            if self.settings.skey:
+                line = line.replace(self.settings.skey, REDACTED)
+            print(line, file=self._trace_stream or sys.stderr, flush=True)
+
+    def _trace_request(self, method: str, url: str, kwargs: dict[str, Any]) -> None:
+        if not self.settings.trace:
+            return
+        parts = [f"-> {method} {url}"]
+        if kwargs.get("params"):
+            parts.append(f"params={redact(kwargs['params'])}")
+        if kwargs.get("json") is not None:
+            parts.append(f"json={json.dumps(redact(kwargs['json']))}")
+        if kwargs.get("data"):
+            parts.append(f"form={redact(kwargs['data'])}")
+        if kwargs.get("files"):
+            parts.append(f"files={sorted(kwargs['files'])}")
+        self._trace(" ".join(parts))
+
+    def _trace_response(self, resp: requests.Response, shown: str, elapsed: float) -> None:
+        if not self.settings.trace:
+            return
+        try:
+            body: Any = redact(resp.json())
+            if shown.endswith("/Auth/basic-token") and isinstance(body, dict):
+                body["data"] = REDACTED
+            text = json.dumps(body)
+        except ValueError:
+            text = repr(resp.text[:200])
+        self._trace(f"<- {resp.status_code} {shown} ({elapsed * 1000:.0f} ms) {text[:2000]}")
+
+
+def decode_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified (the client only reads its own token's claims)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _error_details(body: Any) -> tuple[str, tuple[str, ...]]:
+    if not isinstance(body, dict):
+        return "", ()
+    errors = body.get("error")
+    codes = tuple(str(e["param"]) for e in errors if isinstance(e, dict) and e.get("param")) \
+        if isinstance(errors, list) else ()
+    return str(body.get("message") or ""), codes
+
+
+def _retry_after(resp: requests.Response) -> float:
+    value = resp.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 0.0
+
+
+def _never_sent(exc: Exception) -> bool:
+    """True when the connection was never opened, so the service cannot have acted."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if _never_sent(exc):
+        return "connection refused"
+    return "connection dropped before an answer"
+

@@ -1,0 +1,142 @@
+"""Connection settings and the stored login (token cache).
+
+Settings come from flags, then the environment (the official CLI's variables), then the
+stored login; never from manifests, because the same manifests go to every account.
+The token cache is one JSON file, mode 0600, written atomically, under the user's config
+directory (`$IOTC_CONFIG_DIR`, else `$XDG_CONFIG_HOME/iotc-apply`, else
+`~/.config/iotc-apply`). It holds tokens, never the password.
+Imports nothing else from iotc_apply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DISCOVERY = "https://discovery.iotconnect.io/api/uisdk"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where and as whom to connect; `password` is only ever held in memory."""
+
+    discovery_url: str = DEFAULT_DISCOVERY
+    skey: str | None = None
+    env: str = "poc"
+    pf: str = "aws"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    trace: bool = False
+    token_refresh: bool = True
+    max_retries: int = 5
+    config_dir: Path = field(default_factory=lambda: default_config_dir(os.environ))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Environment first, then explicit overrides (flags) that are not None."""
+        base = cls(
+            discovery_url=environ.get("IOTC_DISCOVERY_URL") or DEFAULT_DISCOVERY,
+            skey=environ.get("IOTC_SKEY") or None,
+            env=environ.get("IOTC_ENV") or "poc",
+            pf=environ.get("IOTC_PF") or "aws",
+            username=environ.get("IOTC_USER") or None,
+            password=environ.get("IOTC_PASS") or None,
+            trace=bool(environ.get("IOTC_API_TRACE")),
+            token_refresh=not environ.get("IOTC_API_NO_TOKEN_REFRESH"),
+            config_dir=default_config_dir(environ),
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def api_version(self) -> str:
+        return "2.1" if self.pf == "aws" else "2"
+
+
+def default_config_dir(environ: Mapping[str, str]) -> Path:
+    if environ.get("IOTC_CONFIG_DIR"):
+        return Path(environ["IOTC_CONFIG_DIR"])
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "iotc-apply"
+
+
+@dataclass
+class Login:
+    """A stored login: where it is valid, the base URLs and the tokens."""
+
+    discovery_url: str
+    skey: str
+    env: str
+    pf: str
+    username: str
+    base_urls: dict[str, str]
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    token_time: float
+    token_expiry: float
+    dedicated: bool | None = None
+
+    def matches(self, settings: Settings) -> bool:
+        """A stored login serves these settings only if they name the same account."""
+        wanted = (settings.discovery_url, settings.skey, settings.env, settings.pf)
+        return (settings.skey is None or wanted == (self.discovery_url, self.skey,
+                                                    self.env, self.pf)) and (
+            settings.username is None or settings.username == self.username)
+
+
+class TokenStore:
+    """The token cache file; `None` path keeps the login in memory only."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> TokenStore:
+        return cls(settings.config_dir / "credentials.json")
+
+    def load(self) -> Login | None:
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return Login(**data)
+        except (OSError, ValueError, TypeError):
+            return None  # a damaged cache is as good as none: the user logs in again
+
+    def save(self, login: Login) -> None:
+        if self.path is None:
+            return
+        write_private(self.path, json.dumps(asdict(login), indent=2).encode())
+
+    def clear(self) -> bool:
+        if self.path is None or not self.path.exists():
+            return False
+        self.path.unlink()
+        return True
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a 0600 file atomically and durably (temp file, fsync, rename, fsync dir)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,167 @@
+"""Device templates, their attributes and commands (device service).
+
+Reads tolerate every documented spelling (`code`/`templateCode`, lower-case GUIDs from quick
+create, 404 or 409 for "not found"); writes use the quick-create JSON and the attribute and
+command update endpoints. Returns `model` values. Imports `model` and the client package.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from ..model import LiveAttribute, LiveCommand, LiveTemplate
+from .errors import NotFound
+from .session import ApiSession
+
+SERVICE = "device"
+
+
+def _guid(value: Any) -> str:
+    return str(value or "").upper()
+
+
+def template_from_wire(item: dict[str, Any]) -> LiveTemplate:
+    commands = item.get("commands")
+    return LiveTemplate(
+        guid=_guid(item.get("guid")),
+        code=str(item.get("templateCode") or item.get("code") or ""),
+        name=str(item.get("templateName") or item.get("name") or ""),
+        auth_type=int(item.get("authType") or 0),
+        message_version=str(item.get("messageVersion") or ""),
+        firmware_guid=_guid(item.get("firmwareGuid")) or None,
+        commands=tuple(command_from_wire(c) for c in commands) if isinstance(commands, list)
+        else None,
+    )
+
+
+def attribute_from_wire(item: dict[str, Any]) -> LiveAttribute:
+    aggregates = item.get("aggregateType") or []
+    return LiveAttribute(
+        guid=_guid(item.get("guid")), name=str(item.get("localName") or ""),
+        data_type=str(item.get("dataTypeName") or "").upper(), unit=item.get("unit") or None,
+        description=item.get("description") or None,
+        aggregate_types=tuple(str(a) for a in aggregates) if isinstance(aggregates, list)
+        else (), sequence=int(item.get("sequence") or 0))
+
+
+def command_from_wire(item: dict[str, Any]) -> LiveCommand:
+    return LiveCommand(
+        guid=_guid(item.get("guid")), name=str(item.get("name") or ""),
+        command=str(item.get("command") or ""), required_param=bool(item.get("requiredParam")),
+        required_ack=bool(item.get("requiredAck")), ota=bool(item.get("isOTACommand")))
+
+
+class TemplatesClient:
+    """`/device-template`, `/template-attribute`, `/template-command`."""
+
+    def __init__(self, session: ApiSession) -> None:
+        self.session = session
+        self._types: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def list(self, page_size: int = 100) -> Iterator[LiveTemplate]:
+        for item in self.session.pages(SERVICE, "/device-template", page_size=page_size):
+            yield template_from_wire(item)
+
+    def get_by_code(self, code: str) -> LiveTemplate | None:
+        return self._one(f"/device-template/template-code/{code}")
+
+    def get(self, guid: str) -> LiveTemplate | None:
+        return self._one(f"/device-template/{guid}")
+
+    def _one(self, path: str) -> LiveTemplate | None:
+        try:
+            item = self.session.call(SERVICE, "GET", path).first()
+        except NotFound:
+            return None
+        return template_from_wire(item) if item else None
+
+    def attributes(self, template_guid: str) -> tuple[LiveAttribute, ...]:
+        """All attributes in `sequence` order; empty when the template does not exist."""
+        try:
+            items = list(self.session.pages(SERVICE, f"/template-attribute/{template_guid}",
+                                            page_size=1000))
+        except NotFound:
+            return ()
+        return tuple(sorted((attribute_from_wire(i) for i in items), key=lambda a: a.sequence))
+
+    def commands(self, template_guid: str) -> tuple[LiveCommand, ...]:
+        try:
+            env = self.session.call(SERVICE, "GET", f"/template-command/{template_guid}",
+                                    ok=(200, 204))
+        except NotFound:
+            return ()
+        return tuple(command_from_wire(i) for i in env.items())
+
+    def create(self, definition: dict[str, Any]) -> str:
+        """Quick-create from template JSON; returns the new template's (upper-case) GUID.
+
+        The JSON is sent compact with CRLF line endings, as the official client does to
+        avoid templates that later cannot be deleted.
+        """
+        text = json.dumps(definition, separators=(",", ":")).replace("\n", "\r\n")
+        env = self.session.call(SERVICE, "POST", "/device-template/quick",
+                                files={"file": ("template.json", text.encode(),
+                                                "application/json")})
+        item = env.first() or {}
+        return _guid(item.get("deviceTemplateGuid"))
+
+    def rename(self, guid: str, name: str) -> None:
+        self.session.call(SERVICE, "PUT", f"/device-template/{guid}", json_body={"name": name})
+
+    def delete(self, guid: str) -> None:
+        self.session.call(SERVICE, "DELETE", f"/device-template/{guid}")
+
+    def data_types(self) -> dict[str, str]:
+        """Data type name -> GUID (the attribute endpoints take GUIDs), fetched once."""
+        with self._lock:
+            if self._types is None:
+                env = self.session.call(SERVICE, "GET", "/device-template/datatype")
+                self._types = {str(i.get("name", "")).upper(): _guid(i.get("guid"))
+                               for i in env.items()}
+            return self._types
+
+    def _attribute_body(self, template_guid: str, attribute: dict[str, Any]) -> dict[str, Any]:
+        data_type = str(attribute["type"]).upper()
+        type_guid = self.data_types().get(data_type)
+        if type_guid is None:
+            raise ValueError(f"unknown attribute data type {data_type!r}")
+        return {"localName": attribute["name"], "deviceTemplateGuid": template_guid,
+                "dataTypeGuid": type_guid, "description": attribute.get("description"),
+                "unit": attribute.get("unit"),
+                "aggregateType": list(attribute.get("aggregateTypes") or [])}
+
+    def create_attribute(self, template_guid: str, attribute: dict[str, Any]) -> str:
+        env = self.session.call(SERVICE, "POST", "/template-attribute",
+                                json_body=self._attribute_body(template_guid, attribute))
+        return _guid((env.first() or {}).get("newid"))
+
+    def update_attribute(self, guid: str, template_guid: str, attribute: dict[str, Any]) -> None:
+        self.session.call(SERVICE, "PUT", f"/template-attribute/{guid}",
+                          json_body=self._attribute_body(template_guid, attribute))
+
+    def delete_attribute(self, guid: str) -> None:
+        self.session.call(SERVICE, "DELETE", f"/template-attribute/{guid}")
+
+    @staticmethod
+    def _command_body(template_guid: str, command: dict[str, Any]) -> dict[str, Any]:
+        return {"name": command["name"], "deviceTemplateGuid": template_guid,
+                "command": command["command"],
+                "requiredParam": bool(command.get("requiredParam")),
+                "requiredAck": bool(command.get("requiredAck")),
+                "isOTACommand": bool(command.get("isOTACommand"))}
+
+    def create_command(self, template_guid: str, command: dict[str, Any]) -> str:
+        env = self.session.call(SERVICE, "POST", "/template-command",
+                                json_body=self._command_body(template_guid, command))
+        return _guid((env.first() or {}).get("newid"))
+
+    def update_command(self, guid: str, template_guid: str, command: dict[str, Any]) -> None:
+        self.session.call(SERVICE, "PUT", f"/template-command/{guid}",
+                          json_body=self._command_body(template_guid, command))
+
+    def delete_command(self, guid: str) -> None:
+        self.session.call(SERVICE, "DELETE", f"/template-command/{guid}")

@@ -1,0 +1,153 @@
+"""The pipeline's nouns as immutable values: addresses and live resources.
+
+Live values are what the client layer reads from the account, already normalised (upper-case
+GUIDs, one spelling per field, upgrades as a tuple), so nothing downstream ever sees the
+API's casing quirks. Desired values (from manifests) live beside the manifest loader.
+Imports nothing else from iotc_apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """Resource kinds, in dependency order (a kind only refers to earlier ones)."""
+
+    ENTITY = "entity"
+    TEMPLATE = "template"
+    DEVICE = "device"
+    FIRMWARE = "firmware"
+    UPGRADE = "upgrade"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """`device/lt-0001`: a resource's kind and natural key; the key of every map."""
+
+    kind: Kind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}/{self.name}"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        kind, sep, name = text.partition("/")
+        if not sep or not name:
+            raise ValueError(f"address {text!r}: expected KIND/NAME, e.g. device/lt-0001")
+        try:
+            return cls(Kind(kind), name)
+        except ValueError:
+            kinds = ", ".join(k.value for k in Kind)
+            raise ValueError(f"address {text!r}: unknown kind {kind!r} (one of {kinds})") \
+                from None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is logged in where, from the access token's claims and the settings."""
+
+    username: str
+    user_guid: str
+    company_guid: str
+    cpid: str
+    entity_guid: str
+    pf: str
+    env: str
+    dedicated: bool
+
+
+@dataclass(frozen=True)
+class LiveEntity:
+    guid: str
+    name: str
+    parent_guid: str | None
+
+
+@dataclass(frozen=True)
+class LiveUser:
+    guid: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    role: str | None
+    entity_guid: str | None
+
+
+@dataclass(frozen=True)
+class LiveAttribute:
+    guid: str
+    name: str
+    data_type: str
+    unit: str | None
+    description: str | None
+    aggregate_types: tuple[str, ...]
+    sequence: int
+
+
+@dataclass(frozen=True)
+class LiveCommand:
+    guid: str
+    name: str
+    command: str
+    required_param: bool
+    required_ack: bool
+    ota: bool
+
+
+@dataclass(frozen=True)
+class LiveTemplate:
+    guid: str
+    code: str
+    name: str
+    auth_type: int
+    message_version: str
+    firmware_guid: str | None = None
+    commands: tuple[LiveCommand, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LiveDevice:
+    """A device as listed; `entity_guid` is only known from the detail read."""
+
+    guid: str
+    duid: str
+    display_name: str
+    template_guid: str
+    active: bool
+    entity_name: str | None
+    entity_guid: str | None = None
+
+
+@dataclass(frozen=True)
+class LiveFile:
+    guid: str
+    name: str
+    tag: str | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class LiveUpgrade:
+    guid: str
+    version: str
+    draft: bool
+    description: str | None
+    files: tuple[LiveFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class LiveFirmware:
+    guid: str
+    name: str
+    hardware: str
+    template_guid: str
+    template_code: str | None
+    deprecated: bool
+    description: str | None
+    upgrades: tuple[LiveUpgrade, ...] | None = None
