@@ -31,20 +31,28 @@ class FaultRule:
     pattern: str
     rate: float
     kinds: tuple[str, ...] = ("503",)
+    limit: int | None = None
 
     @classmethod
     def parse(cls, spec: str) -> FaultRule:
-        """`PATTERN=RATE[:KIND,KIND...]`, e.g. `POST /Device=0.2:503,drop`."""
+        """`PATTERN=RATE[:KIND,KIND...][@N]`, e.g. `POST /Device=0.2:503,drop` or
+        `GET /Device=1:503@2` (only the first two matching requests fail)."""
         pattern, sep, rest = spec.rpartition("=")
         if not sep or not pattern.strip():
-            raise ValueError(f"fault spec {spec!r}: expected PATTERN=RATE[:KINDS]")
+            raise ValueError(f"fault spec {spec!r}: expected PATTERN=RATE[:KINDS][@N]")
+        rest, at, limit_text = rest.partition("@")
         rate_text, _, kinds_text = rest.partition(":")
-        rate = float(rate_text)
+        try:
+            rate = float(rate_text)
+            limit = int(limit_text) if at else None
+        except ValueError:
+            raise ValueError(f"fault spec {spec!r}: RATE is a number, N a whole number") \
+                from None
         kinds = tuple(k.strip() for k in kinds_text.split(",") if k.strip()) or ("503",)
         unknown = [k for k in kinds if k not in FAULT_KINDS]
         if unknown or not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault spec {spec!r}: rate in [0,1], kinds from {FAULT_KINDS}")
-        return cls(pattern.strip(), rate, kinds)
+        return cls(pattern.strip(), rate, kinds, limit)
 
 
 @dataclass
@@ -66,6 +74,7 @@ class Traffic:
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._rng = random.Random(knobs.fault_seed)
+        self._fired: Counter[int] = Counter()
         self._tokens = knobs.rate_limit or 0.0
         self._last = time.monotonic()
 
@@ -73,6 +82,7 @@ class Traffic:
         with self._lock:
             self.knobs = knobs
             self._rng = random.Random(knobs.fault_seed)
+            self._fired = Counter()
             self._tokens = knobs.rate_limit or 0.0
             self._last = time.monotonic()
 
@@ -101,8 +111,11 @@ class Traffic:
     def pick_fault(self, key: str) -> str | None:
         """The fault to inject into this request, if a rule fires."""
         with self._lock:
-            for rule in self.knobs.faults:
+            for index, rule in enumerate(self.knobs.faults):
+                if rule.limit is not None and self._fired[index] >= rule.limit:
+                    continue
                 if fnmatch.fnmatchcase(key, rule.pattern) and self._rng.random() < rule.rate:
+                    self._fired[index] += 1
                     return self._rng.choice(rule.kinds)
         return None
 

@@ -1,0 +1,370 @@
+"""The emulator refuses what the real service refuses, with the same status and casing."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from iotc_apply.emulator import EmulatorServer, Limits
+
+from .conftest import Raw, self_signed_pem
+
+
+def codes(resp: requests.Response) -> list[str]:
+    return [e["param"] for e in resp.json().get("error", [])]
+
+
+def test_discovery_lists_a_distinct_base_path_per_service(raw: Raw) -> None:
+    bases = {raw.urls[k] for k in ("authBaseUrl", "userBaseUrl", "deviceBaseUrl",
+                                   "firmwareBaseUrl", "fileBaseUrl", "telemetryBaseUrl")}
+    assert len(bases) == 6
+    assert all(b.endswith("/api/v2.1") for b in bases)
+    assert raw("GET", "firmware", "/Device").status_code == 404
+    assert raw("GET", "device", "/Device").status_code == 204
+
+
+def test_discovery_of_unknown_solution_key_answers_null_data(server: EmulatorServer) -> None:
+    resp = requests.get(f"{server.discovery_url}/solutionkey/nope/env/poc", timeout=5)
+    assert resp.status_code == 200 and resp.json()["data"] is None
+
+
+def test_login_refuses_bad_password_bad_basic_token_and_bad_solution_key(raw: Raw) -> None:
+    acc = raw.server.emulator.state.account
+    url = raw.urls["authBaseUrl"] + "/Auth/login"
+    basic = requests.get(raw.urls["authBaseUrl"] + "/Auth/basic-token", timeout=5).json()["data"]
+    good = {"Authorization": "Basic " + basic, "Solution-key": acc.solution_key}
+    body = {"username": acc.user_email, "password": "wrong"}
+    assert requests.post(url, headers=good, json=body, timeout=5).status_code == 401
+    body["password"] = acc.user_password
+    bad_basic = {**good, "Authorization": "Basic bm90LWlzc3VlZA=="}
+    assert requests.post(url, headers=bad_basic, json=body, timeout=5).status_code == 401
+    bad_key = {**good, "Solution-key": "other"}
+    assert requests.post(url, headers=bad_key, json=body, timeout=5).status_code == 401
+    ok = requests.post(url, headers=good, json=body, timeout=5)
+    assert ok.status_code == 200 and ok.json()["token_type"] == "bearer"
+    assert "data" not in ok.json()  # the login answer is not enveloped
+
+
+def test_refresh_rotates_and_refuses_a_spent_token(raw: Raw) -> None:
+    url = raw.urls["authBaseUrl"] + "/Auth/refresh-token"
+    first = requests.post(url, json={"refreshtoken": raw.tokens["refresh_token"]}, timeout=5)
+    assert first.status_code == 200
+    claims = first.json()["access_token"].split(".")[1]
+    import base64
+    import json
+    user = json.loads(base64.urlsafe_b64decode(claims + "==="))["user"]
+    assert "isCpidOptional" not in user and user["cpId"]  # refreshed tokens lack the claim
+    again = requests.post(url, json={"refreshtoken": raw.tokens["refresh_token"]}, timeout=5)
+    assert again.status_code == 409
+
+
+def test_calls_need_a_valid_unexpired_bearer_token(server: EmulatorServer) -> None:
+    raw = Raw(server)
+    assert raw("GET", "user", "/Entity", headers={"Authorization": "Bearer x.y.z"}) \
+        .status_code == 401
+    assert raw("GET", "user", "/Entity", headers={"Authorization": ""}).status_code == 401
+    server.emulator.state.limits.token_lifetime = 1
+    short = Raw(server)
+    time.sleep(1.1)
+    assert short("GET", "user", "/Entity").status_code == 401
+
+
+def test_template_quick_create_quirks_and_lookups(raw: Raw) -> None:
+    resp = raw("POST", "device", "/device-template/quick",
+               files={"file": ("t.json", b'{"code":"abc1","name":"A","authType":3,'
+                                         b'"attributes":[{"name":"t","type":"STRING"}]}')})
+    guid = resp.json()["data"][0]["deviceTemplateGuid"]
+    assert guid == guid.lower() and resp.json()["status"] == 200
+    by_code = raw("GET", "device", "/device-template/template-code/abc1").json()
+    assert by_code["data"][0]["templateCode"] == "abc1" and "template-auto-push" in by_code
+    assert raw("GET", "device", f"/device-template/{guid.upper()}").status_code == 200
+    listed = raw("GET", "device", "/device-template").json()
+    assert listed["data"][0]["code"] == "abc1" and listed["count"] == 1
+    assert raw("GET", "device", "/device-template/template-code/nope").status_code == 409
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert raw("GET", "device", f"/device-template/{missing}").status_code == 404
+    assert raw("GET", "device", f"/template-attribute/{missing}").status_code == 409
+    assert raw("GET", "device", f"/template-command/{missing}").status_code == 409
+
+
+def test_template_duplicates_and_name_rules(raw: Raw) -> None:
+    raw.template()
+    dup = raw("POST", "device", "/device-template/quick",
+              files={"file": ("t.json", b'{"code":"SENSOR01","name":"Other","authType":3}')})
+    assert dup.status_code == 409 and codes(dup) == ["DeviceTemplateCodeAlreadyExists"]
+    same_name = raw("POST", "device", "/device-template/quick",
+                    files={"file": ("t.json", b'{"code":"x2","name":"sensor","authType":3}')})
+    assert codes(same_name) == ["DeviceTemplateNameAlreadyExists"]
+    for bad in (b'{"code":"1abc","name":"N","authType":3}',
+                b'{"code":"abcdefghijk","name":"N","authType":3}',
+                b'{"code":"ab-c","name":"N","authType":3}'):
+        assert raw("POST", "device", "/device-template/quick",
+                   files={"file": ("t.json", bad)}).status_code == 412
+    assert raw("POST", "device", "/device-template/quick",
+               files={"file": ("t.json", b'{"code":"ok1","name":"N","authType":9}')}
+               ).status_code == 409
+    assert raw("POST", "device", "/device-template/quick",
+               files={"file": ("t.json", b"not json")}).status_code == 412
+
+
+def test_device_create_quirks(raw: Raw) -> None:
+    template = raw.template()
+    resp = raw.device(template, "dev-1")
+    item = resp.json()["data"][0]
+    assert resp.status_code == 200 and "newid" in item and item["uniqueId"] == "dev-1"
+    dup = raw.device(template, "DEV-1")
+    assert dup.status_code == 409 and codes(dup) == ["UniqueIdAlreadyExists"]
+    listed = raw("GET", "device", "/Device", params={"pageSize": 10}).json()
+    assert listed["count"] == -1 and "IsAcquired" in listed["data"][0]
+    assert "entityGuid" not in listed["data"][0] and listed["data"][0]["entityName"]
+    detail = raw("GET", "device", "/Device/uniqueId/dev-1").json()["data"][0]
+    assert detail["entityGuid"] and detail["cpId"] and detail["isAcquired"] == 0
+    assert raw("GET", "device", "/Device/uniqueId/nope").status_code == 409
+    assert raw("GET", "device", "/Device/00000000-0000-0000-0000-000000000000").status_code \
+        == 409
+
+
+def test_device_refusals(raw: Raw) -> None:
+    template = raw.template()
+    bad_cert = raw.device(template, "dev-2", certificateText="-----BEGIN CERTIFICATE-----x")
+    assert bad_cert.status_code == 412
+    assert raw.device(template, "dev-3", certificateText="").status_code == 412
+    assert raw.device(template, "x" * 32).status_code == 412
+    assert raw.device(template, "has space").status_code == 412
+    pem = self_signed_pem("shared")
+    assert raw.device(template, "dev-4", certificateText=pem).status_code == 200
+    reused = raw.device(template, "dev-5", certificateText=pem)
+    assert codes(reused) == ["CertificateAlreadyExists"]
+    no_attrs = raw.template(code="empty1", name="Empty", attributes=[])
+    refused = raw.device(no_attrs, "dev-6")
+    assert refused.status_code == 409 and codes(refused) == ["NoAttributesInTemplate"]
+    assert raw.device("00000000-0000-0000-0000-000000000000", "dev-7").status_code == 409
+    assert raw.device(template, "dev-8", entityGuid="00000000-0000-0000-0000-000000000000") \
+        .status_code == 409
+
+
+def test_device_update_status_and_delete(raw: Raw) -> None:
+    template = raw.template()
+    guid = raw.device(template, "dev-1").json()["data"][0]["newid"]
+    child = next(e["guid"] for e in raw("GET", "user", "/Entity").json()["data"]
+                 if e["name"] == "Plant-A")
+    upd = raw("PUT", "device", f"/Device/{guid}", json={"displayName": "D", "entityGuid": child})
+    assert upd.status_code == 200
+    detail = raw("GET", "device", f"/Device/{guid}").json()["data"][0]
+    assert (detail["displayName"], detail["entityName"]) == ("D", "Plant-A")
+    assert raw("PUT", "device", f"/Device/{guid}/status", json={"isActive": True}) \
+        .status_code == 409  # already in that state
+    assert raw("PUT", "device", f"/Device/{guid}/status", json={"isActive": False}) \
+        .status_code == 200
+    assert raw("DELETE", "device", f"/Device/{guid}").json()["data"] == []
+    assert raw("DELETE", "device", f"/Device/{guid}").status_code == 409
+
+
+def test_template_delete_is_blocked_by_devices_and_firmware(raw: Raw) -> None:
+    template = raw.template()
+    guid = raw.device(template, "dev-1").json()["data"][0]["newid"]
+    blocked = raw("DELETE", "device", f"/device-template/{template}")
+    assert blocked.status_code == 409
+    raw("DELETE", "device", f"/Device/{guid}")
+    fw = raw("POST", "firmware", "/Firmware", json={
+        "deviceTemplateGuid": template, "firmwareName": "SENSFW", "hardware": "1.0",
+        "software": "1.0.0"}).json()["data"][0]
+    assert codes(raw("DELETE", "device", f"/device-template/{template}")) == [
+        "TemplateAlreadyAttachedWithFirmware"]
+    assert raw("PUT", "firmware", f"/Firmware/{fw['newId']}/deprecate").status_code == 200
+    assert raw("DELETE", "device", f"/device-template/{template}").status_code == 200
+
+
+def test_firmware_rules(raw: Raw) -> None:
+    template = raw.template()
+    body = {"deviceTemplateGuid": template, "firmwareName": "SENSFW", "hardware": "1.0",
+            "software": "1.0.0", "FirmwareDescription": "d"}
+    created = raw("POST", "firmware", "/Firmware", json=body).json()["data"][0]
+    assert set(created) == {"newId", "firmwareUpgradeGuid"}
+    second = raw("POST", "firmware", "/Firmware", json={**body, "firmwareName": "OTHERFW"})
+    assert codes(second) == ["TemplateAlreadyAttachedWithFirmware"]
+    for name in ("lower", "AB", "ELEVENCHARS", "A-B"):
+        assert raw("POST", "firmware", "/Firmware",
+                   json={**body, "firmwareName": name}).status_code == 412
+    detail = raw("GET", "firmware", f"/Firmware/{created['newId']}").json()["data"][0]
+    assert isinstance(detail["Upgrades"], dict)  # the AWS nesting quirk
+    assert detail["Upgrades"]["Upgrade"][0]["isDraft"] == "Draft"
+    assert raw("GET", "firmware", "/Firmware/00000000-0000-0000-0000-000000000000") \
+        .status_code == 404
+    assert raw("PUT", "firmware", f"/Firmware/{created['newId']}/deprecate").status_code == 200
+    assert raw("PUT", "firmware", f"/Firmware/{created['newId']}/deprecate").status_code == 409
+    assert raw("GET", "firmware", "/Firmware").status_code == 204  # deprecated hidden
+    shown = raw("GET", "firmware", "/Firmware", params={"includeDeprecated": "true"}).json()
+    assert shown["data"][0]["isDeprecated"] is True and "createdby" in shown["data"][0]
+    reuse = raw("POST", "firmware", "/Firmware", json=body)
+    assert codes(reuse) == ["FirmwareNameAlreadyExists"]
+    assert not hasattr(raw, "no_delete") and raw(
+        "DELETE", "firmware", f"/Firmware/{created['newId']}").status_code == 405
+
+
+def test_upgrade_rules(raw: Raw) -> None:
+    template = raw.template()
+    fw = raw("POST", "firmware", "/Firmware", json={
+        "deviceTemplateGuid": template, "firmwareName": "SENSFW", "hardware": "1.0",
+        "software": "1.0.0"}).json()["data"][0]
+    first = fw["firmwareUpgradeGuid"]
+    assert codes(raw("PUT", "firmware", f"/firmware-upgrade/{first}/publish")) == [
+        "FirmwareFileNotFound"]
+    up = raw("POST", "file", "/File", data={"fileRefGuid": first, "ModuleType": "firmware"},
+             files={"fileData": ("fw.bin", b"abc")})
+    assert up.json()["data"][0]["tag"] == "900150983cd24fb0d6963f7d28e17f72"  # MD5 default
+    assert raw("PUT", "firmware", f"/firmware-upgrade/{first}/publish").status_code == 200
+    assert raw("PUT", "firmware", f"/firmware-upgrade/{first}/publish").status_code == 409
+    late = raw("POST", "file", "/File", data={"fileRefGuid": first, "ModuleType": "firmware"},
+               files={"fileData": ("late.bin", b"x")})
+    assert codes(late) == ["FirmwareUpgradeReleased"]
+    dup = raw("POST", "firmware", "/firmware-upgrade",
+              json={"firmwareGuid": fw["newId"], "software": "1.0.0"})
+    assert codes(dup) == ["SoftwareVersionAlreadyExists"]
+    second = raw("POST", "firmware", "/firmware-upgrade",
+                 json={"firmwareGuid": fw["newId"], "software": "1.1.0"}).json()["data"][0]
+    assert set(second) == {"newId"}
+    assert raw("GET", "firmware", "/firmware-upgrade").status_code == 412  # type required
+    listed = raw("GET", "firmware", "/firmware-upgrade",
+                 params={"firmwareguid": fw["newId"], "type": "Draft"}).json()
+    assert [u["software"] for u in listed["data"]] == ["1.1.0"] and "createdby" in \
+        listed["data"][0]
+    assert raw("DELETE", "firmware", f"/firmware-upgrade/{first}").status_code == 200
+    last = raw("DELETE", "firmware", f"/firmware-upgrade/{second['newId']}")
+    assert codes(last) == ["LastFirmwareUpgrade"]
+
+
+def test_files_list_delete_and_signed_download(raw: Raw) -> None:
+    template = raw.template()
+    fw = raw("POST", "firmware", "/Firmware", json={
+        "deviceTemplateGuid": template, "firmwareName": "SENSFW", "hardware": "1.0",
+        "software": "1.0.0"}).json()["data"][0]
+    ref = fw["firmwareUpgradeGuid"]
+    assert raw("GET", "file", f"/File/firmware/{ref}").status_code == 409
+    item = raw("POST", "file", "/File", data={"fileRefGuid": ref, "ModuleType": "firmware",
+                                              "Tag": "t1"},
+               files={"fileData": ("fw.bin", b"payload")}).json()["data"][0]
+    listed = raw("GET", "file", f"/File/firmware/{ref}").json()["data"]["fileData"]
+    assert [f["tag"] for f in listed] == ["t1"]
+    assert requests.get(listed[0]["file"], timeout=5).content == b"payload"
+    assert requests.get(listed[0]["file"].replace("sig=", "sig=0"), timeout=5).status_code == 403
+    assert raw("POST", "file", "/File", data={"fileRefGuid": ref, "ModuleType": "custom"},
+               files={"fileData": ("x", b"x")}).status_code == 409
+    assert raw("DELETE", "file", f"/File/firmware/{item['guid']}").status_code == 200
+    assert raw("DELETE", "file", f"/File/firmware/{item['guid']}").status_code == 204
+
+
+def test_paging_quirks(raw: Raw) -> None:
+    assert raw("GET", "device", "/Device", params={"pageNumber": 0}).status_code == 500
+    assert raw("GET", "device", "/Device", params={"sortBy": "displayName asc"}).status_code \
+        == 204  # ignored, and the list is empty
+    assert raw("GET", "device", "/Device", params={"sortBy": "guid asc"}).status_code == 412
+    template = raw.template()
+    assert raw("GET", "device", f"/template-attribute/{template}",
+               params={"sortBy": "name asc"}).status_code == 412
+
+
+def test_attribute_and_command_updates(raw: Raw) -> None:
+    template = raw.template()
+    types = {t["name"]: t["guid"] for t in
+             raw("GET", "device", "/device-template/datatype").json()["data"]}
+    new = raw("POST", "device", "/template-attribute", json={
+        "localName": "humidity", "deviceTemplateGuid": template,
+        "dataTypeGuid": types["INTEGER"]}).json()["data"][0]["newid"]
+    assert raw("PUT", "device", f"/template-attribute/{new}", json={
+        "localName": "humidity", "deviceTemplateGuid": template,
+        "dataTypeGuid": types["DECIMAL"], "unit": "%"}).status_code == 200
+    attrs = raw("GET", "device", f"/template-attribute/{template}").json()["data"]
+    assert [(a["localName"], a["dataTypeName"], a["sequence"]) for a in attrs] == [
+        ("temperature", "DECIMAL", 1), ("humidity", "DECIMAL", 2)]
+    assert raw("POST", "device", "/template-attribute", json={
+        "localName": "bad___name", "deviceTemplateGuid": template,
+        "dataTypeGuid": types["INTEGER"]}).status_code == 412
+    assert raw("DELETE", "device", f"/template-attribute/{new}").status_code == 200
+    last = attrs[0]["guid"]
+    assert codes(raw("DELETE", "device", f"/template-attribute/{last}")) == [
+        "TemplateMustHaveAttribute"]
+    cmd = raw("GET", "device", f"/template-command/{template}").json()["data"][0]
+    assert set(cmd) == {"guid", "command", "name", "requiredParam", "requiredAck",
+                        "isOTACommand", "isTemplateCommandUsed", "updatedDate", "createdDate",
+                        "tag"}
+    assert raw("PUT", "device", f"/template-command/{cmd['guid']}", json={
+        "name": "Restart", "deviceTemplateGuid": template, "command": "reboot",
+        "requiredParam": False, "requiredAck": False}).status_code == 200
+    assert raw("PUT", "device", f"/device-template/{template}", json={"name": "Renamed"}) \
+        .json()["data"] == [{}]
+
+
+def test_entity_create_and_user_reads(raw: Raw) -> None:
+    root = raw.root()
+    made = raw("POST", "user", "/Entity", json={"name": "Plant-C", "parentEntityGuid": root})
+    assert made.status_code == 200 and made.json()["data"][0]["entityGuid"]
+    assert raw("POST", "user", "/Entity", json={"name": "Plant-C", "parentEntityGuid": root}) \
+        .status_code == 409
+    email = raw.server.emulator.state.account.user_email
+    avail = raw("GET", "user", f"/User/{email}/availability").json()["data"][0]
+    detail = raw("GET", "user", f"/User/{avail['guid']}").json()["data"][0]
+    assert detail["userGuid"] == avail["guid"] and detail["companyCpid"]
+    assert raw("GET", "user", "/User/nobody@example.com/availability").status_code == 204
+    assert raw("GET", "user", "/User/00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_ota_and_telemetry(raw: Raw) -> None:
+    template = raw.template()
+    dev = raw.device(template, "dev-1").json()["data"][0]["newid"]
+    fw = raw("POST", "firmware", "/Firmware", json={
+        "deviceTemplateGuid": template, "firmwareName": "SENSFW", "hardware": "1.0",
+        "software": "1.0.0"}).json()["data"][0]
+    ref = fw["firmwareUpgradeGuid"]
+    raw("POST", "file", "/File", data={"fileRefGuid": ref, "ModuleType": "firmware"},
+        files={"fileData": ("fw.bin", b"abc")})
+    to_entity = {"firmwareUpgradeGuid": ref, "isForceUpdate": False, "target": 1,
+                 "entityGuid": raw.root()}
+    assert raw("POST", "firmware", "/ota-update", json=to_entity).status_code == 409  # draft
+    trial = {"firmwareUpgradeGuid": ref, "isForceUpdate": False, "target": 3,
+             "deviceGuids": [dev], "isTrialDraft": True}
+    pushed = raw("POST", "firmware", "/ota-update", json=trial).json()["data"]
+    assert pushed[0]["deviceGuid"] == dev.upper()
+    assert raw("POST", "firmware", "/ota-update", json={**trial, "scheduledOn":
+                                                        "2001-01-01 00:00:00"}).status_code == 409
+    assert raw("GET", "telemetry", f"/Telemetry/device/{dev}").status_code == 204
+    assert raw("POST", "telemetry", "/Telemetry/device/dev-1/recent/5").status_code == 412
+    assert raw("POST", "telemetry", "/Telemetry/device/dev-1/recent/10").json()["data"][
+        "feed"] == []
+    assert raw("GET", "telemetry", "/Telemetry/attribute-history/device/dev-1/from/"
+               "2026-01-01/to/2026-01-20").status_code == 412
+
+
+def test_state_persists_in_a_sqlite_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = str(tmp_path / "emu.db")
+    with EmulatorServer(db=db) as first:
+        Raw(first).template()
+        key = first.emulator.state.account.solution_key
+    with EmulatorServer(db=db) as second:
+        assert second.emulator.state.account.solution_key == key
+        assert Raw(second)("GET", "device", "/device-template/template-code/sensor01") \
+            .status_code == 200
+
+
+def test_control_endpoints_reset_dump_and_count(server: EmulatorServer) -> None:
+    raw = Raw(server)
+    raw.template()
+    dump = requests.get(server.url + "/_emulator/state", timeout=5).json()
+    assert [t["code"] for t in dump["template"]] == ["sensor01"]
+    assert "passwordHash" not in dump["user"][0] and "refreshtoken" not in dump
+    stats = requests.get(server.url + "/_emulator/stats", timeout=5).json()
+    assert stats["requests"]["POST /device-template/quick"] == 1
+    requests.post(server.url + "/_emulator/reset", timeout=5)
+    assert "template" not in requests.get(server.url + "/_emulator/state", timeout=5).json()
+    seeded = requests.post(server.url + "/_emulator/seed", timeout=5,
+                           json={"cpid": "ABCDEF", "child_entities": ["North"]}).json()
+    assert seeded["account"]["cpid"] == "ABCDEF" and "user_password" not in seeded["account"]
+    names = [e["name"] for e in Raw(server)("GET", "user", "/Entity").json()["data"]]
+    assert names == ["Emulated Company", "North"]
+
+
+def test_guid_seed_makes_guids_repeatable() -> None:
+    with EmulatorServer(limits=Limits(guid_seed=7)) as a, \
+            EmulatorServer(limits=Limits(guid_seed=7)) as b:
+        assert Raw(a).template() == Raw(b).template()
