@@ -227,10 +227,10 @@ class ApiSession:
              json_body: Any = None, data: dict[str, Any] | None = None,
              files: dict[str, Any] | None = None, ok: tuple[int, ...] = (200,)) -> Envelope:
         """One API call with auth, retries and envelope parsing; raises the tree's errors."""
+        token = self._access_token()
         url = self.base_urls()[service] + path
         kwargs: dict[str, Any] = {"params": params, "json": json_body, "data": data,
                                   "files": files}
-        token = self._access_token()
         for attempt in (1, 2):
             kwargs["headers"] = {"Accept": "application/json", "Authorization": f"Bearer {token}"}
             resp = self._send(method, url, path, kwargs)

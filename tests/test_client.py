@@ -1,0 +1,290 @@
+"""The client layer against the emulator over real HTTP: paging, retries, auth, errors."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from iotc_apply.client import IoTConnect
+from iotc_apply.client.errors import (
+    ConfigError, Conflict, NotFound, ServerError, TransportError,
+)
+from iotc_apply.client.firmware import firmware_from_wire
+from iotc_apply.client.session import ApiSession
+from iotc_apply.client.settings import Settings, TokenStore
+from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
+
+from .conftest import TEMPLATE_JSON, self_signed_pem, settings_for
+
+
+def make_template(api: IoTConnect, code: str, attributes: int = 1) -> str:
+    attrs = [{"name": f"a{i}", "type": "INTEGER"} for i in range(attributes)]
+    return api.templates.create({**TEMPLATE_JSON, "code": code, "name": code,
+                                 "attributes": attrs})
+
+
+def stats(server: EmulatorServer) -> dict[str, int]:
+    return dict(server.emulator.traffic.counts)
+
+
+class Sleeps(list):  # type: ignore[type-arg]
+    """Records every backoff; really sleeps only when asked to."""
+
+    def __init__(self, real: bool = False) -> None:
+        super().__init__()
+        self.real = real
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        if self.real:
+            time.sleep(seconds)
+
+
+def client(settings: Settings, sleeps: Sleeps | None = None, **kw: object) -> IoTConnect:
+    session = ApiSession(settings, TokenStore.for_settings(settings),
+                         sleep=sleeps if sleeps is not None else Sleeps(), **kw)  # type: ignore
+    return IoTConnect(session)
+
+
+def test_every_listing_is_complete_when_the_server_caps_pages_at_7(
+        server: EmulatorServer, api: IoTConnect) -> None:
+    templates = [make_template(api, f"tpl{i:02d}", attributes=16 if i == 0 else 1)
+                 for i in range(15)]
+    root = api.entities.root()
+    for i in range(23):
+        api.devices.create(templates[i % 2], f"dev-{i:03d}", f"Device {i}", root.guid,
+                           self_signed_pem(f"dev-{i:03d}"))
+    fw_guids = [api.firmware.create(t, f"FW{i:02d}X", "1.0", "1.0.0")[0]
+                for i, t in enumerate(templates[:9])]
+    for v in range(1, 10):
+        api.firmware.create_upgrade(fw_guids[0], f"1.0.{v}")
+    server.emulator.state.limits.max_page_size = 7
+
+    assert len(list(api.templates.list(page_size=100))) == 15
+    assert len({d.duid for d in api.devices.list(page_size=100)}) == 23
+    assert len({d.duid for d in api.devices.list(templates[1], page_size=100)}) == 11
+    assert len(list(api.firmware.list(page_size=100))) == 9
+    assert len(list(api.firmware.upgrades(fw_guids[0], page_size=100))) == 10
+    assert len(api.templates.attributes(templates[0])) == 16
+    # /Device reports no total: the listing ended on an empty page, not a short one.
+    assert stats(server)["GET /Device"] == 4 + 1 + 2 + 1
+
+
+def test_a_get_that_meets_503_twice_succeeds(server: EmulatorServer, settings: Settings) -> None:
+    sleeps = Sleeps()
+    api = client(settings, sleeps)
+    api.entities.root()  # log in first, so only the listing meets the faults
+    server.emulator.traffic.configure(Knobs(faults=[FaultRule("GET /Device", 1.0, ("503",),
+                                                              limit=2)]))
+    assert list(api.devices.list()) == []
+    assert stats(server)["GET /Device"] == 3
+    assert len(sleeps) == 2 and sleeps[1] > 0
+
+
+def test_html_502_and_dropped_connections_on_get_are_retried(
+        server: EmulatorServer, settings: Settings) -> None:
+    api = client(settings)
+    api.entities.root()
+    server.emulator.traffic.configure(Knobs(faults=[
+        FaultRule("GET /Entity", 1.0, ("html502",), limit=1),
+        FaultRule("GET /Entity", 1.0, ("drop",), limit=1)]))
+    assert api.entities.root().name == "Emulated Company"
+    assert stats(server)["GET /Entity"] == 4
+
+
+def test_a_post_is_not_retried_blindly(server: EmulatorServer, settings: Settings,
+                                       api: IoTConnect) -> None:
+    template = make_template(api, "tpl01")
+    root = api.entities.root().guid
+    server.emulator.traffic.configure(Knobs(faults=[FaultRule("POST /Device", 1.0, ("503",),
+                                                              limit=1)]))
+    with pytest.raises(ServerError) as failed:
+        api.devices.create(template, "dev-1", "D", root, self_signed_pem("dev-1"))
+    assert failed.value.ambiguous and stats(server)["POST /Device"] == 1
+    assert api.devices.get_by_duid("dev-1") is None
+
+    server.emulator.traffic.configure(Knobs(faults=[
+        FaultRule("POST /Device", 1.0, ("commit_then_fail",), limit=1)]))
+    with pytest.raises(ServerError) as ambiguous:
+        api.devices.create(template, "dev-2", "D", root, self_signed_pem("dev-2"))
+    assert ambiguous.value.ambiguous
+    assert api.devices.get_by_duid("dev-2") is not None  # stored although the call failed
+
+    server.emulator.traffic.configure(Knobs(faults=[FaultRule("POST /Device", 1.0, ("drop",),
+                                                              limit=1)]))
+    with pytest.raises(TransportError) as dropped:
+        api.devices.create(template, "dev-3", "D", root, self_signed_pem("dev-3"))
+    assert dropped.value.ambiguous and stats(server)["POST /Device"] == 3
+
+
+def test_a_429_with_retry_after_is_honoured(server: EmulatorServer, settings: Settings) -> None:
+    sleeps = Sleeps(real=True)
+    api = client(settings, sleeps)
+    api.entities.root()
+    server.emulator.traffic.configure(Knobs(rate_limit=2.0))
+    started = time.monotonic()
+    for _ in range(4):
+        api.entities.list()
+    assert sleeps and min(sleeps) >= 1.0  # Retry-After: 1 (whole seconds) was waited out
+    assert time.monotonic() - started >= 1.0
+
+
+def test_a_read_timeout_on_get_is_retried(server: EmulatorServer, settings: Settings) -> None:
+    api = client(Settings(**{**settings.__dict__, "timeout": 0.5}))
+    api.entities.root()
+    server.emulator.traffic.configure(Knobs(hang_seconds=1.0, faults=[
+        FaultRule("GET /Entity", 1.0, ("timeout",), limit=1)]))
+    assert api.entities.root().parent_guid is None
+
+
+def test_401_refreshes_once_and_retries(server: EmulatorServer, api: IoTConnect) -> None:
+    api.entities.root()
+    login = api.session._login
+    assert login is not None
+    login.access_token = login.access_token[:-4] + "AAAA"  # signature no longer valid
+    assert api.entities.root().parent_guid is None
+    assert stats(server)["POST /Auth/refresh-token"] == 1
+
+
+def test_proactive_refresh_after_an_hour_unless_disabled(server: EmulatorServer,
+                                                         settings: Settings) -> None:
+    now = [time.time()]
+    session = ApiSession(settings, TokenStore.for_settings(settings), clock=lambda: now[0])
+    IoTConnect(session).entities.list()
+    now[0] += 3601
+    IoTConnect(session).entities.list()
+    assert stats(server)["POST /Auth/refresh-token"] == 1
+    frozen = Settings(**{**settings.__dict__, "token_refresh": False})
+    quiet = ApiSession(frozen, TokenStore(None), clock=lambda: now[0])
+    IoTConnect(quiet).entities.list()
+    now[0] += 3601
+    IoTConnect(quiet).entities.list()
+    assert stats(server)["POST /Auth/refresh-token"] == 1
+
+
+def test_token_cache_is_private_reused_and_holds_no_password(
+        server: EmulatorServer, settings: Settings, api: IoTConnect) -> None:
+    identity = api.session.login()
+    path = TokenStore.for_settings(settings).path
+    assert path is not None and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert settings.password not in path.read_text()
+    bare = Settings(discovery_url=settings.discovery_url, config_dir=settings.config_dir)
+    again = IoTConnect(ApiSession(bare))
+    assert again.session.identity() == identity
+    logins = stats(server)["POST /Auth/login"]
+    again.entities.list()
+    assert stats(server)["POST /Auth/login"] == logins
+    assert again.session.logout() is True and not path.exists()
+    with pytest.raises(ConfigError, match="not logged in"):
+        IoTConnect(ApiSession(bare)).entities.list()
+
+
+def test_identity_keeps_the_dedicated_flag_across_refresh(api: IoTConnect) -> None:
+    first = api.session.identity()
+    assert first.cpid == "0A1B2C3D4E5F60718293A4B5C6D7E8F9" and first.dedicated is False
+    login = api.session._login
+    assert login is not None
+    api.session._refresh(login)
+    assert api.session.identity() == first
+
+
+def test_errors_name_method_path_message_and_codes(api: IoTConnect) -> None:
+    make_template(api, "tpl01")
+    with pytest.raises(Conflict) as exc:
+        make_template(api, "tpl01")
+    text = str(exc.value)
+    assert text.startswith("POST /device-template/quick: HTTP 409: ")
+    assert "Template code already exists." in text and "DeviceTemplateCodeAlreadyExists" in text
+    with pytest.raises(NotFound):
+        api.devices.delete("00000000-0000-0000-0000-000000000000")
+    assert api.templates.get_by_code("nope") is None
+    assert api.templates.get("00000000-0000-0000-0000-000000000000") is None
+
+
+def test_discovery_failure_is_a_clear_config_error(server: EmulatorServer,
+                                                   tmp_path: Path) -> None:
+    api = client(settings_for(server, tmp_path, skey="wrong"))
+    with pytest.raises(ConfigError, match="discovery for pf=aws env=poc failed: HTTP 200: "
+                                          "server reported: Solution key"):
+        api.entities.list()
+
+
+def test_trace_redacts_every_secret(server: EmulatorServer, settings: Settings) -> None:
+    stream = io.StringIO()
+    traced = Settings(**{**settings.__dict__, "trace": True})
+    api = IoTConnect(ApiSession(traced, TokenStore.for_settings(traced), trace_stream=stream))
+    template = make_template(api, "tpl01")
+    api.devices.create(template, "dev-1", "D", api.entities.root().guid, self_signed_pem("d"))
+    login = api.session._login
+    assert login is not None
+    api.session._refresh(login)
+    text = stream.getvalue()
+    assert "-> POST" in text and "<- 200" in text and "(redacted)" in text
+    for secret in (settings.password, settings.skey, login.access_token, login.refresh_token,
+                   api.session._login.access_token):  # type: ignore[union-attr]
+        assert secret and secret not in text
+    assert "Bearer " not in text and "Authorization" not in text
+    basic_line = next(line for line in text.splitlines() if "<- 200 /Auth/basic-token" in line)
+    assert '"data": "(redacted)"' in basic_line
+
+
+def test_firmware_reads_tolerate_both_upgrade_shapes() -> None:
+    upgrade = {"guid": "a", "software": "1.0", "isDraft": "Released", "createdby": "u",
+               "urls": [{"name": "f.bin", "url": "https://x"}]}
+    base = {"guid": "f", "name": "FW", "hardware": "1", "isDeprecated": False,
+            "deviceTemplateGuid": "t", "deviceTemplateCode": "c"}
+    nested = firmware_from_wire({**base, "Upgrades": {"Upgrade": [upgrade]}})
+    flat = firmware_from_wire({**base, "Upgrades": [upgrade]})
+    assert nested == flat and nested.upgrades and nested.upgrades[0].draft is False
+    assert firmware_from_wire(base).upgrades is None
+
+
+def test_resource_clients_round_trip(api: IoTConnect) -> None:
+    template = make_template(api, "tpl01")
+    assert api.templates.get(template).code == "tpl01"  # type: ignore[union-attr]
+    attr = api.templates.create_attribute(template, {"name": "hum", "type": "integer"})
+    api.templates.update_attribute(attr, template, {"name": "hum", "type": "DECIMAL",
+                                                    "unit": "%"})
+    assert [(a.name, a.data_type, a.unit) for a in api.templates.attributes(template)] == [
+        ("a0", "INTEGER", None), ("hum", "DECIMAL", "%")]
+    cmd = api.templates.create_command(template, {"name": "Blink", "command": "blink"})
+    api.templates.update_command(cmd, template, {"name": "Blink!", "command": "blink"})
+    assert [c.name for c in api.templates.commands(template)] == ["Reboot", "Blink!"]
+    api.templates.delete_command(cmd)
+    api.templates.delete_attribute(attr)
+    api.templates.rename(template, "Renamed")
+    child = next(e for e in api.entities.list() if e.name == "Plant-B")
+    guid = api.devices.create(template, "dev-1", "One", child.guid, self_signed_pem("x"))
+    api.devices.update(guid, "Uno", api.entities.root().guid)
+    api.devices.set_active(guid, False)
+    api.devices.set_active(guid, False)  # already inactive: still success
+    found = api.devices.get_by_duid("dev-1")
+    assert found and (found.display_name, found.active) == ("Uno", False)
+    fw, first = api.firmware.create(template, "TPLFW", "1.0", "1.0.0", description="d")
+    api.files.upload("firmware", first, "fw.bin", b"image")
+    api.firmware.publish(first)
+    second = api.firmware.create_upgrade(fw, "1.1.0", "next")
+    file = api.files.upload("firmware", second, "fw.bin", b"image 2")
+    assert api.files.list("firmware", second)[0].tag == file.tag
+    api.firmware.update_upgrade(second, fw, "1.2.0", "renumbered")
+    api.firmware.update(fw, "TPLFW", "1.0", "new description")
+    detail = api.firmware.get(fw)
+    assert detail and detail.description == "new description"
+    assert sorted(u.version for u in detail.upgrades or ()) == ["1.0.0", "1.2.0"]
+    assert api.firmware.get_upgrade(second).version == "1.2.0"  # type: ignore[union-attr]
+    api.firmware.delete_upgrade(second)
+    api.firmware.deprecate(fw)
+    assert api.firmware.get_by_name("TPLFW").deprecated  # type: ignore[union-attr]
+    api.files.delete("firmware", file.guid)
+    assert api.files.list("firmware", "00000000-0000-0000-0000-000000000000") == ()
+    api.devices.delete(guid)
+    api.templates.delete(template)
+    me = api.users.by_email(api.session.identity().username)
+    assert me and me.guid == api.session.identity().user_guid
+    assert [u.email for u in api.users.list()] == [me.email]
+    assert api.entities.get(api.entities.create("Plant-C", child.guid)).name == "Plant-C"  # type: ignore[union-attr]
