@@ -1,0 +1,222 @@
+"""Command line: argparse -> options -> one function per command -> exit code.
+
+The only module that wires the layers together (settings, client, emulator, manifests, ui).
+Exit codes: 0 success, 1 error (bad input, API failure), 2 changes present
+(`--detailed-exitcode`), 130 interrupted. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .client import ApiError, IoTConnect
+from .client.session import ApiSession
+from .client.settings import Settings, TokenStore
+from .ui.console import error, make_console
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_EMULATOR_DB = Path(".iotc") / "emulator.db"
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called; printed as one line, exit 1."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a command needs from the command line, resolved."""
+
+    command: str
+    args: argparse.Namespace
+    emulator_db: Path | None
+
+
+# -- connection ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def connect(opts: Options) -> Iterator[IoTConnect]:
+    """An API client: to the real service (flags, env, stored login) or to an in-process
+    emulator whose state lives in a SQLite file (`--emulator`)."""
+    if opts.emulator_db is None:
+        settings = Settings.from_env(os.environ, skey=getattr(opts.args, "skey", None),
+                                     env=getattr(opts.args, "env", None),
+                                     pf=getattr(opts.args, "pf", None),
+                                     username=getattr(opts.args, "user", None))
+        yield IoTConnect(ApiSession(settings, TokenStore.for_settings(settings)))
+        return
+    from .emulator import EmulatorServer
+
+    opts.emulator_db.parent.mkdir(parents=True, exist_ok=True)
+    with EmulatorServer(db=str(opts.emulator_db)) as server:
+        acc = server.emulator.state.account
+        settings = Settings(discovery_url=server.discovery_url, skey=acc.solution_key,
+                            env=acc.env, pf=acc.pf, username=acc.user_email,
+                            password=acc.user_password,
+                            trace=bool(os.environ.get("IOTC_API_TRACE")))
+        yield IoTConnect(ApiSession(settings, TokenStore(None)))
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_login(opts: Options) -> int:
+    out = make_console()
+    with connect(opts) as api:
+        password = os.environ.get("IOTC_PASS") or _prompt_password(opts)
+        identity = api.session.login(password=password)
+    out.print(f"Logged in as {identity.username} (pf={identity.pf}, env={identity.env}, "
+              f"cpId={identity.cpid}).")
+    return EXIT_OK
+
+
+def _prompt_password(opts: Options) -> str | None:
+    if opts.emulator_db is not None:
+        return None  # the emulator's seed login is used
+    if not sys.stdin.isatty():
+        raise UsageError("no password: set IOTC_PASS or run 'iotc login' on a terminal")
+    return getpass.getpass("IoTConnect password: ")
+
+
+def cmd_logout(opts: Options) -> int:
+    settings = Settings.from_env(os.environ)
+    removed = TokenStore.for_settings(settings).clear()
+    make_console().print("Logged out." if removed else "Not logged in.")
+    return EXIT_OK
+
+
+def cmd_whoami(opts: Options) -> int:
+    with connect(opts) as api:
+        me = api.session.identity()
+    out = make_console()
+    for label, value in (("account", me.username), ("platform", me.pf),
+                         ("environment", me.env), ("cpId", me.cpid),
+                         ("instance", "dedicated" if me.dedicated else "shared")):
+        out.print(f"{label + ':':<13}{value}")
+    return EXIT_OK
+
+
+def cmd_emulator_serve(opts: Options) -> int:
+    from .emulator import EmulatorServer, FaultRule, Knobs, Limits
+
+    a = opts.args
+    try:
+        faults = [FaultRule.parse(spec) for spec in a.fault or []]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if a.fault_rate:
+        faults.append(FaultRule("*", a.fault_rate, ("503", "html502", "drop",
+                                                    "commit_then_fail")))
+    knobs = Knobs(latency_ms=a.latency, rate_limit=a.rate_limit, faults=faults,
+                  fault_seed=a.seed)
+    limits = Limits(token_lifetime=a.token_lifetime, max_page_size=a.page_size)
+    Path(a.db).parent.mkdir(parents=True, exist_ok=True) if a.db != ":memory:" else None
+    server = EmulatorServer(db=a.db, port=a.port, limits=limits, knobs=knobs).start()
+    acc = server.emulator.state.account
+    out = make_console()
+    out.print(f"# IoTConnect emulator on {server.url} (state: {a.db}); Ctrl-C stops it.")
+    for name, value in (("IOTC_DISCOVERY_URL", server.discovery_url),
+                        ("IOTC_SKEY", acc.solution_key), ("IOTC_ENV", acc.env),
+                        ("IOTC_PF", acc.pf), ("IOTC_USER", acc.user_email),
+                        ("IOTC_PASS", acc.user_password)):
+        out.print(f"export {name}='{value}'")
+    try:
+        threading.Event().wait()
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--emulator", metavar="DB", default=argparse.SUPPRESS,
+                        help="run against an in-process emulator whose state is the SQLite "
+                             f"file DB (--emulator alone: {DEFAULT_EMULATOR_DB})")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="iotc", description="Declarative reconciler for Avnet IoTConnect.",
+        parents=[common])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser = _with_parents(sub.add_parser, common)  # type: ignore[method-assign]
+    login = sub.add_parser("login", help="log in and store a token (never the password)")
+    login.add_argument("--user", help="account e-mail (default $IOTC_USER)")
+    login.add_argument("--skey", help="solution key (default $IOTC_SKEY)")
+    login.add_argument("--env", help="environment, e.g. poc, prod, avnet (default $IOTC_ENV)")
+    login.add_argument("--pf", choices=("aws", "az"), help="platform (default $IOTC_PF)")
+    login.set_defaults(run=cmd_login)
+    sub.add_parser("logout", help="forget the stored token").set_defaults(run=cmd_logout)
+    sub.add_parser("whoami", help="show the logged-in account").set_defaults(run=cmd_whoami)
+    emulator = sub.add_parser("emulator", help="the local IoTConnect emulator")
+    esub = emulator.add_subparsers(dest="emulator_command", metavar="ACTION", required=True)
+    serve = esub.add_parser("serve", help="serve the emulator on 127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    serve.add_argument("--db", default=str(DEFAULT_EMULATOR_DB), help="SQLite state file")
+    serve.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                       help="added latency per request")
+    serve.add_argument("--fault-rate", type=float, default=0.0, metavar="F",
+                       help="share of all requests that fail (5xx, HTML 502, dropped "
+                            "connection, commit-then-fail)")
+    serve.add_argument("--fault", action="append", metavar="SPEC",
+                       help="per-route faults: 'METHOD /route=RATE[:KINDS][@N]', repeatable")
+    serve.add_argument("--rate-limit", type=float, default=None, metavar="RPS",
+                       help="answer 429 with Retry-After above this request rate")
+    serve.add_argument("--page-size", type=int, default=None, metavar="N",
+                       help="cap every page at N items, silently")
+    serve.add_argument("--token-lifetime", type=int, default=86400, metavar="S")
+    serve.add_argument("--seed", type=int, default=None, help="seed for fault injection")
+    serve.set_defaults(run=cmd_emulator_serve)
+    return parser
+
+
+def _with_parents(add: Callable[..., Any], common: argparse.ArgumentParser) -> \
+        Callable[..., Any]:
+    def add_parser(name: str, **kwargs: Any) -> Any:
+        return add(name, parents=[common], **kwargs)
+    return add_parser
+
+
+def _expand_emulator_flag(argv: Sequence[str]) -> list[str]:
+    """`--emulator` alone means the default state file; `--emulator=DB` names another.
+
+    Done before argparse because an optional value would swallow the next word.
+    """
+    return [f"--emulator={DEFAULT_EMULATOR_DB}" if a == "--emulator" else a for a in argv]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_expand_emulator_flag(sys.argv[1:] if argv is None else argv))
+    emulator_db = getattr(args, "emulator", None)
+    opts = Options(command=args.command, args=args,
+                   emulator_db=Path(emulator_db) if emulator_db else None)
+    run: Callable[[Options], int] = args.run
+    err = make_console(sys.stderr)
+    try:
+        return run(opts)
+    except (ApiError, UsageError) as exc:
+        error(err, str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        error(err, "interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

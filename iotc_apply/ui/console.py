@@ -1,0 +1,35 @@
+"""Consoles themed by meaning, and the few plain messages every command prints.
+
+Colour only on a terminal and never with `NO_COLOR`; the same text either way, so tests read
+exactly what a user sees. The only module (with its siblings in ui/) that imports rich.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.theme import Theme
+
+THEME = Theme({
+    "diag.error": "bold red", "diag.warning": "yellow", "diag.position": "bold",
+    "plan.create": "green", "plan.update": "yellow", "plan.replace": "magenta",
+    "plan.delete": "red", "muted": "dim", "ok": "green", "heading": "bold",
+})
+
+
+def make_console(stream: IO[str] | None = None, width: int | None = None) -> Console:
+    """A console on `stream` (stdout by default) with colour only where it belongs."""
+    stream = stream or sys.stdout
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    plain = bool(os.environ.get("NO_COLOR")) or not tty
+    return Console(file=stream, theme=THEME, width=width, no_color=plain,
+                   color_system=None if plain else "auto", highlight=False, soft_wrap=True,
+                   force_terminal=False if plain else None)
+
+
+def error(console: Console, message: str) -> None:
+    console.print(f"[diag.error]error:[/] {escape(message)}", markup=True, highlight=False)
