@@ -69,6 +69,20 @@ def connect(opts: Options) -> Iterator[IoTConnect]:
 # -- commands ------------------------------------------------------------------------------------
 
 
+def cmd_validate(opts: Options) -> int:
+    """Schema and reference checks of manifests; no network."""
+    from .manifest import load
+    from .ui import diagnostics as show
+
+    loaded = load(opts.args.paths)
+    err, out = make_console(sys.stderr), make_console()
+    show.render(err, loaded.diagnostics)
+    line = show.summary(loaded.diagnostics, loaded.files, loaded.documents,
+                        len(loaded.desired.resources))
+    (out if loaded.ok else err).print(line)
+    return EXIT_OK if loaded.ok else EXIT_ERROR
+
+
 def cmd_login(opts: Options) -> int:
     out = make_console()
     with connect(opts) as api:
@@ -155,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser = _with_parents(sub.add_parser, common)  # type: ignore[method-assign]
+    validate = sub.add_parser("validate", help="check manifests (schema, references); "
+                                               "no network")
+    validate.add_argument("paths", nargs="+", metavar="PATH",
+                          help="manifest files or directories (searched for *.yaml, *.yml)")
+    validate.set_defaults(run=cmd_validate)
     login = sub.add_parser("login", help="log in and store a token (never the password)")
     login.add_argument("--user", help="account e-mail (default $IOTC_USER)")
     login.add_argument("--skey", help="solution key (default $IOTC_SKEY)")
@@ -216,6 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         error(err, "interrupted")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("IOTC_DEBUG"):
+            raise
+        error(err, f"internal error: {type(exc).__name__}: {exc} (IOTC_DEBUG=1 shows the "
+                   "traceback; please report it)")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -151,3 +151,121 @@ class LiveFirmware:
     deprecated: bool
     description: str | None
     upgrades: tuple[LiveUpgrade, ...] | None = None
+
+
+# -- desired values (what the manifests declare) ---------------------------------------------
+
+AUTH_TYPE_CODES = {"ca-signed": 2, "self-signed": 3, "tpm": 4, "symmetric-key": 5,
+                   "ca-individual": 7}
+AUTH_TYPE_NAMES = {code: name for name, code in AUTH_TYPE_CODES.items()}
+
+
+@dataclass(frozen=True)
+class DesiredAttribute:
+    name: str
+    data_type: str
+    unit: str | None = None
+    description: str | None = None
+    aggregate_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DesiredCommand:
+    name: str
+    command: str
+    required_param: bool = False
+    required_ack: bool = False
+    ota: bool = False
+
+
+@dataclass(frozen=True)
+class DesiredTemplate:
+    code: str
+    name: str
+    auth_type: str
+    message_version: str
+    attributes: tuple[DesiredAttribute, ...]
+    commands: tuple[DesiredCommand, ...]
+    description: str | None = None
+    data_frequency: int = 60
+    file_support: bool = False
+
+    @property
+    def address(self) -> Address:
+        return Address(Kind.TEMPLATE, self.code)
+
+
+@dataclass(frozen=True)
+class CertificateFile:
+    """A user-supplied device certificate: where it was named, and its PEM text."""
+
+    path: str
+    pem: str
+
+
+@dataclass(frozen=True)
+class DesiredDevice:
+    duid: str
+    template: str
+    display_name: str
+    entity: str | None = None
+    active: bool = True
+    certificate: CertificateFile | None = None  # None: generate ("auto")
+    device_set: str | None = None
+
+    @property
+    def address(self) -> Address:
+        return Address(Kind.DEVICE, self.duid)
+
+
+@dataclass(frozen=True)
+class FirmwareFile:
+    """A firmware file: the name devices see, where it is, and its MD5 (the upload tag)."""
+
+    name: str
+    path: str
+    md5: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DesiredUpgrade:
+    firmware: str
+    version: str
+    description: str | None
+    files: tuple[FirmwareFile, ...]
+    release: bool
+
+    @property
+    def address(self) -> Address:
+        return Address(Kind.UPGRADE, f"{self.firmware}@{self.version}")
+
+
+@dataclass(frozen=True)
+class DesiredFirmware:
+    name: str
+    template: str
+    hardware: str
+    description: str | None
+    upgrades: tuple[DesiredUpgrade, ...]
+
+    @property
+    def address(self) -> Address:
+        return Address(Kind.FIRMWARE, self.name)
+
+
+@dataclass(frozen=True)
+class Globs:
+    templates: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    firmwares: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DesiredProject:
+    name: str
+    prune: Globs = Globs()
+    protect: Globs = Globs()
+
+
+DesiredResource = DesiredTemplate | DesiredDevice | DesiredFirmware | DesiredUpgrade

@@ -1,0 +1,92 @@
+"""Manifests: YAML files in, the desired state and every problem found out.
+
+`load(paths)` never raises on bad input: it returns the `Desired` state it could assemble and
+the diagnostics (`file:line:column: error: message`), sorted by position, so one run reports
+every problem. Pipeline: discover files -> safe YAML with positions -> apiVersion/kind ->
+JSON Schema -> per-kind values (files resolved inside the root) -> cross-document checks.
+Imports `model`, `diagnostics` and its own modules; no network, no terminal.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..diagnostics import Diagnostic, has_errors
+from . import schema
+from .checks import Desired, assemble
+from .files import ManifestFile, discover
+from .kinds import BUILDERS, Built
+from .yamlsafe import Document, load_file
+
+API_VERSION = "iotc/v1"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    desired: Desired
+    diagnostics: tuple[Diagnostic, ...]
+    files: int
+    documents: int
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+
+def load(paths: Sequence[str]) -> Loaded:
+    files, diags = discover(list(paths))
+    built = Built()
+    documents = 0
+    for mf in files:
+        docs, problems = load_file(mf.path, mf.shown)
+        diags += problems
+        documents += len(docs)
+        for doc in docs:
+            diags += _document(doc, mf, built)
+    desired, problems = assemble(built)
+    everything = sorted(set(diags + built.diagnostics + problems))
+    return Loaded(desired, tuple(everything), len(files), documents)
+
+
+def _document(doc: Document, mf: ManifestFile, built: Built) -> list[Diagnostic]:
+    """Envelope checks and schema, then hand the document to its kind's builder."""
+    value = doc.value
+    if not isinstance(value, dict):
+        return [Diagnostic.error(doc.where(()), "a manifest document must be a mapping with "
+                                               "apiVersion, kind, metadata and spec")]
+    problems = _envelope(doc, value)
+    if problems:
+        return problems
+    problems = schema.check(doc, value["kind"])
+    if problems:
+        return problems
+    BUILDERS[value["kind"]](doc, mf, built)
+    return []
+
+
+def _envelope(doc: Document, value: dict[str, object]) -> list[Diagnostic]:
+    out = []
+    if "apiVersion" not in value:
+        out.append(Diagnostic.error(doc.where(()), f"missing apiVersion (expected "
+                                                   f"'{API_VERSION}')"))
+    elif value["apiVersion"] != API_VERSION:
+        out.append(Diagnostic.error(doc.where(("apiVersion",)),
+                                    f"unknown apiVersion {value['apiVersion']!r} (expected "
+                                    f"'{API_VERSION}')"))
+    kind = value.get("kind")
+    if kind is None:
+        out.append(Diagnostic.error(doc.where(()), "missing kind (one of "
+                                                   f"{', '.join(schema.KIND_SCHEMAS)})"))
+    elif kind not in schema.KIND_SCHEMAS:
+        kinds = list(schema.KIND_SCHEMAS)
+        lowered = {k.lower(): k for k in kinds}
+        match = difflib.get_close_matches(str(kind).lower(), list(lowered), n=1, cutoff=0.5)
+        hint = f"; did you mean '{lowered[match[0]]}'?" if match else \
+            f" (one of {', '.join(kinds)})"
+        out.append(Diagnostic.error(doc.where(("kind",)), f"unknown kind {kind!r}{hint}"))
+    return out
+
+
+__all__ = ["Desired", "Loaded", "load"]

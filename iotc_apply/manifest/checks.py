@@ -1,0 +1,149 @@
+"""Rules across documents: duplicates, references, one firmware per template, glob overlap.
+
+Takes everything the kind builders produced and assembles the desired state keyed by
+address, reporting each violation at the node it is about and naming the other place
+involved. Imports `model`, `diagnostics` and the manifest package.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+
+from ..diagnostics import Diagnostic, Position
+from ..model import (
+    Address, DesiredDevice, DesiredFirmware, DesiredProject, DesiredResource, DesiredTemplate,
+)
+from .kinds import Built
+
+CERT_AUTH_TYPES = {"self-signed", "ca-signed", "ca-individual"}
+MAX_CERT_DUID = 31
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The declared state: resources and where each was declared, sorted by address."""
+
+    resources: dict[Address, DesiredResource]
+    origins: dict[Address, Position]
+    project: DesiredProject | None
+
+    def of(self, cls: type) -> list:  # type: ignore[type-arg]
+        return [r for r in self.resources.values() if isinstance(r, cls)]
+
+
+def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
+    diags: list[Diagnostic] = []
+    resources: dict[Address, DesiredResource] = {}
+    origins: dict[Address, Position] = {}
+
+    def claim(address: Address, resource: DesiredResource, where: Position, note: str = "") \
+            -> bool:
+        if address in resources:
+            diags.append(Diagnostic.error(where, f"{address}{note} is already declared at "
+                                                 f"{origins[address]}"))
+            return False
+        resources[address], origins[address] = resource, where
+        return True
+
+    templates: dict[str, DesiredTemplate] = {}
+    for template, where, _ in built.templates:
+        if claim(template.address, template, where):
+            templates[template.code] = template
+    for firmware, where, doc in built.firmwares:
+        _check_firmware(firmware, doc.where(("spec", "template")), templates, resources, diags)
+        if claim(firmware.address, firmware, where):
+            for i, upgrade in enumerate(firmware.upgrades):
+                claim(upgrade.address, upgrade, doc.where(("spec", "upgrades", i, "version")))
+    for device, where, doc in built.devices:
+        if _check_device(device, where, doc.where(("spec", "template")), templates, diags):
+            note = f" (from DeviceSet {device.device_set})" if device.device_set else ""
+            claim(device.address, device, where, note)
+    project = _project(built, diags)
+    ordered = dict(sorted(resources.items()))
+    return Desired(ordered, {a: origins[a] for a in ordered}, project), diags
+
+
+def _reference(name: str, templates: dict[str, DesiredTemplate], where: Position,
+               diags: list[Diagnostic]) -> DesiredTemplate | None:
+    if name in templates:
+        return templates[name]
+    match = difflib.get_close_matches(name, list(templates), n=1, cutoff=0.6)
+    hint = f" (did you mean '{match[0]}'?)" if match else ""
+    diags.append(Diagnostic.error(where, f"template '{name}' is not declared{hint}"))
+    return None
+
+
+def _check_firmware(firmware: DesiredFirmware, where: Position,
+                    templates: dict[str, DesiredTemplate],
+                    resources: dict[Address, DesiredResource], diags: list[Diagnostic]) -> None:
+    if _reference(firmware.template, templates, where, diags) is None:
+        return
+    for other in resources.values():
+        if isinstance(other, DesiredFirmware) and other.template == firmware.template:
+            diags.append(Diagnostic.error(
+                where, f"template '{firmware.template}' already has firmware {other.name}; "
+                       "IoTConnect allows one firmware per template"))
+            return
+
+
+def _check_device(device: DesiredDevice, where: Position, template_where: Position,
+                  templates: dict[str, DesiredTemplate], diags: list[Diagnostic]) -> bool:
+    template = _reference(device.template, templates, template_where, diags)
+    if template is None:
+        return False
+    if template.auth_type in CERT_AUTH_TYPES and len(device.duid) > MAX_CERT_DUID:
+        diags.append(Diagnostic.error(
+            where, f"device '{device.duid}' is {len(device.duid)} characters; certificate "
+                   f"devices allow at most {MAX_CERT_DUID}"))
+        return False
+    if device.certificate is not None and template.auth_type not in CERT_AUTH_TYPES:
+        diags.append(Diagnostic.error(
+            where, f"device '{device.duid}' has a certificate file but template "
+                   f"'{template.code}' uses {template.auth_type} authentication"))
+        return False
+    return True
+
+
+def _project(built: Built, diags: list[Diagnostic]) -> DesiredProject | None:
+    if not built.projects:
+        return None
+    project, first, doc = built.projects[0]
+    for _, where, _ in built.projects[1:]:
+        diags.append(Diagnostic.error(where, f"only one Project is allowed; "
+                                             f"'{project.name}' is declared at {first}"))
+    for section in ("templates", "devices", "firmwares"):
+        for i, guard in enumerate(getattr(project.protect, section)):
+            for prune in getattr(project.prune, section):
+                if globs_overlap(prune, guard):
+                    diags.append(Diagnostic.error(
+                        doc.where(("spec", "protect", section, i)),
+                        f"protect glob '{guard}' overlaps prune glob '{prune}': a name "
+                        "cannot be both pruned and protected"))
+    return project
+
+
+def globs_overlap(a: str, b: str) -> bool:
+    """Whether two globs can match a common name (sound for the `*`/`?` globs people write).
+
+    Equal globs, or one matching the other's literal text, overlap; otherwise their literal
+    heads (before the first wildcard) and tails (after the last) must be compatible.
+    """
+    if a == b or fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a):
+        return True
+    wild = set("*?[")
+    if not (wild & set(a)) or not (wild & set(b)):
+        return False
+    head_a, head_b = _head(a), _head(b)
+    tail_a, tail_b = _head(a[::-1]), _head(b[::-1])
+    heads = head_a.startswith(head_b) or head_b.startswith(head_a)
+    tails = tail_a.startswith(tail_b) or tail_b.startswith(tail_a)
+    return heads and tails
+
+
+def _head(glob: str) -> str:
+    for i, ch in enumerate(glob):
+        if ch in "*?[]":
+            return glob[:i]
+    return glob

@@ -1,0 +1,101 @@
+"""Finding manifest files, and reading the files they name without leaving the root.
+
+A PATH given on the command line sets the manifest root: the directory itself, or a file's
+directory. Everything a manifest names (firmware files, certificates, template JSON) must
+resolve inside that root: absolute paths, `..` escapes and symlinks that lead out are refused,
+because manifests come from pull requests. Imports `diagnostics` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..diagnostics import Diagnostic, Position
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+SKIPPED_DIRS = {".git", ".iotc", "__pycache__", "node_modules"}
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    path: Path
+    shown: str
+    root: Path
+
+
+class Refused(Exception):
+    """A file reference that cannot be used; its message completes '<ref>: ...'."""
+
+
+def discover(paths: list[str]) -> tuple[list[ManifestFile], list[Diagnostic]]:
+    """The manifest files under each PATH (recursively for directories), in a stable order."""
+    found: list[ManifestFile] = []
+    diags: list[Diagnostic] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            root = Path(os.path.realpath(path))
+            for file in _walk(path):
+                if not _inside(Path(os.path.realpath(file)), root):
+                    diags.append(Diagnostic.error(Position(str(file)),
+                                                  "is a symlink that leads outside the "
+                                                  "manifest root"))
+                    continue
+                found.append(ManifestFile(file, str(file), root))
+        elif path.is_file():
+            found.append(ManifestFile(path, given, Path(os.path.realpath(path.parent))))
+        else:
+            diags.append(Diagnostic.error(Position(given), "no such file or directory"))
+    if not found and not diags:
+        diags.append(Diagnostic.error(Position(" ".join(paths) or "."),
+                                      "no manifest files (*.yaml, *.yml) found"))
+    return found, diags
+
+
+def _walk(top: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
+        out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(MANIFEST_SUFFIXES)]
+    return out
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or path.is_relative_to(root)
+
+
+def resolve(ref: str, manifest: ManifestFile) -> Path:
+    """The real path of a file a manifest names, relative to the manifest; or `Refused`."""
+    if os.path.isabs(ref) or ref.startswith("~"):
+        raise Refused("absolute paths are not allowed; name files relative to the manifest")
+    lexical = Path(os.path.normpath(manifest.path.parent.resolve() / ref))
+    real = Path(os.path.realpath(lexical))
+    if not _inside(real, manifest.root):
+        if _inside(lexical, manifest.root):
+            raise Refused("is a symlink that leads outside the manifest root")
+        raise Refused("leads outside the manifest root")
+    if not real.exists():
+        raise Refused("does not exist")
+    if not real.is_file():
+        raise Refused("is not a file")
+    return real
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    size = path.stat().st_size
+    if size > limit:
+        raise Refused(f"is {size} bytes; at most {limit} are read")
+    return path.read_bytes()
+
+
+def md5_and_size(path: Path) -> tuple[str, int]:
+    digest = hashlib.md5()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

@@ -1,0 +1,299 @@
+"""From one schema-valid document to desired values, per kind.
+
+Each builder reads a document that already passed its JSON Schema, resolves the files it
+names (inside the manifest root), and returns desired values plus the problems it found, with
+positions. Cross-document rules (references, duplicates) live in checks.py.
+Imports `model`, `diagnostics` and the manifest package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+
+from ..diagnostics import Diagnostic, Position
+from ..model import (
+    AUTH_TYPE_NAMES, CertificateFile, DesiredAttribute, DesiredCommand, DesiredDevice,
+    DesiredFirmware, DesiredProject, DesiredTemplate, DesiredUpgrade, FirmwareFile, Globs,
+)
+from . import schema
+from .files import ManifestFile, Refused, md5_and_size, read_limited, resolve
+from .yamlsafe import Document
+
+MAX_SIDE_FILE = 1024 * 1024
+
+
+@dataclass
+class Built:
+    """What one document contributed: values with their positions, and problems."""
+
+    templates: list[tuple[DesiredTemplate, Position, Document]] = field(default_factory=list)
+    devices: list[tuple[DesiredDevice, Position, Document]] = field(default_factory=list)
+    firmwares: list[tuple[DesiredFirmware, Position, Document]] = field(default_factory=list)
+    projects: list[tuple[DesiredProject, Position, Document]] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+Builder = Callable[[Document, ManifestFile, Built], None]
+
+
+def _file(doc: Document, mf: ManifestFile, out: Built, path: tuple[Any, ...],
+          ref: str) -> Any:
+    """Resolve a named file; on refusal record a diagnostic and return None."""
+    try:
+        return resolve(ref, mf)
+    except Refused as exc:
+        out.diagnostics.append(Diagnostic.error(doc.where(path), f"'{ref}' {exc}"))
+    except OSError as exc:
+        out.diagnostics.append(Diagnostic.error(doc.where(path), f"'{ref}': {exc.strerror}"))
+    return None
+
+
+# -- Template -------------------------------------------------------------------------------------
+
+
+def build_template(doc: Document, mf: ManifestFile, out: Built) -> None:
+    spec = dict(doc.value["spec"])
+    if "source" in spec:
+        base = _template_source(doc, mf, out, spec["source"])
+        if base is None:
+            return
+        spec = {**base, **{k: v for k, v in spec.items() if k != "source"}}
+    missing = [f for f in ("name", "authType", "attributes") if f not in spec]
+    if missing:
+        out.diagnostics.append(Diagnostic.error(
+            doc.where(("spec",)), f"spec: missing required field '{missing[0]}' (or give "
+                                  "'source:', an exported template JSON)"))
+        return
+    if not spec["attributes"]:
+        out.diagnostics.append(Diagnostic.error(
+            doc.where(("spec", "attributes")),
+            "spec.attributes: a template needs at least one attribute (devices cannot be "
+            "created on a template without attributes)"))
+        return
+    code = doc.value["metadata"]["name"]
+    props = spec.get("properties") or {}
+    template = DesiredTemplate(
+        code=code, name=spec["name"], auth_type=spec["authType"],
+        message_version=str(spec.get("messageVersion", "2.1")),
+        attributes=tuple(DesiredAttribute(a["name"], a["type"].upper(), a.get("unit") or None,
+                                          a.get("description") or None,
+                                          tuple(a.get("aggregateTypes") or ()))
+                         for a in spec["attributes"]),
+        commands=tuple(DesiredCommand(c["name"], c["command"], bool(c.get("requiredParam")),
+                                      bool(c.get("requiredAck")), bool(c.get("ota")))
+                       for c in spec.get("commands") or ()),
+        description=props.get("description") or None,
+        data_frequency=int(props.get("dataFrequency", 60)),
+        file_support=bool(props.get("fileSupport", False)))
+    _unique(doc, out, [a.name.lower() for a in template.attributes], ("spec", "attributes"),
+            "attribute")
+    _unique(doc, out, [c.command for c in template.commands], ("spec", "commands"), "command")
+    out.templates.append((template, doc.where(("metadata", "name")), doc))
+
+
+def _template_source(doc: Document, mf: ManifestFile, out: Built, ref: str) -> Any:
+    """An exported IoTConnect template JSON, in the spec's own vocabulary."""
+    path = _file(doc, mf, out, ("spec", "source"), ref)
+    if path is None:
+        return None
+    try:
+        raw = json.loads(read_limited(path, MAX_SIDE_FILE))
+    except Refused as exc:
+        out.diagnostics.append(Diagnostic.error(doc.where(("spec", "source")), f"'{ref}' {exc}"))
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        out.diagnostics.append(Diagnostic.error(doc.where(("spec", "source")),
+                                                f"'{ref}' is not valid JSON: {exc}"))
+        return None
+    mapped = _from_export(raw) if isinstance(raw, dict) else None
+    if mapped is None:
+        out.diagnostics.append(Diagnostic.error(doc.where(("spec", "source")),
+                                                f"'{ref}' is not an exported template JSON"))
+        return None
+    problems = schema.check(doc, "Template", mapped, ("spec",), note=f"in '{ref}': ")
+    out.diagnostics += [Diagnostic.error(doc.where(("spec", "source")), p.message)
+                        for p in problems]
+    return None if problems else mapped
+
+
+def _from_export(raw: dict[str, Any]) -> dict[str, Any] | None:
+    spec: dict[str, Any] = {}
+    if "name" in raw:
+        spec["name"] = raw["name"]
+    if "authType" in raw:
+        spec["authType"] = AUTH_TYPE_NAMES.get(_int(raw["authType"]), str(raw["authType"]))
+    if raw.get("messageVersion") is not None:
+        spec["messageVersion"] = str(raw["messageVersion"])
+    if isinstance(raw.get("attributes"), list):
+        spec["attributes"] = [
+            {k: v for k, v in (("name", a.get("name")), ("type", a.get("type")),
+                               ("unit", a.get("unit") or None),
+                               ("description", a.get("description") or None),
+                               ("aggregateTypes", a.get("aggregateTypes") or None))
+             if v is not None} for a in raw["attributes"] if isinstance(a, dict)]
+    if isinstance(raw.get("commands"), list):
+        spec["commands"] = [
+            {"name": c.get("name"), "command": c.get("command"),
+             "requiredParam": bool(c.get("requiredParam")),
+             "requiredAck": bool(c.get("requiredAck")), "ota": bool(c.get("isOTACommand"))}
+            for c in raw["commands"] if isinstance(c, dict)]
+    props = raw.get("properties")
+    if isinstance(props, dict):
+        spec["properties"] = {k: v for k, v in (
+            ("description", props.get("description") or None),
+            ("dataFrequency", _int(props.get("dataFrequency"))),
+            ("fileSupport", props.get("fileSupport"))) if v is not None}
+    return spec or None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _unique(doc: Document, out: Built, names: list[str], path: tuple[Any, ...],
+            what: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            out.diagnostics.append(Diagnostic.error(doc.where((*path, i)),
+                                                    f"{what} '{name}' is declared twice"))
+        seen.add(name)
+
+
+# -- Device and DeviceSet -------------------------------------------------------------------------
+
+
+def build_device(doc: Document, mf: ManifestFile, out: Built) -> None:
+    duid = doc.value["metadata"]["name"]
+    spec = doc.value["spec"]
+    certificate = None
+    if isinstance(spec.get("certificate"), dict):
+        certificate = _certificate(doc, mf, out, spec["certificate"]["file"])
+        if certificate is None:
+            return
+    device = DesiredDevice(duid=duid, template=spec["template"],
+                           display_name=spec.get("displayName", duid),
+                           entity=spec.get("entity"), active=spec.get("active", True),
+                           certificate=certificate)
+    out.devices.append((device, doc.where(("metadata", "name")), doc))
+
+
+def _certificate(doc: Document, mf: ManifestFile, out: Built, ref: str) -> Any:
+    where = ("spec", "certificate", "file")
+    path = _file(doc, mf, out, where, ref)
+    if path is None:
+        return None
+    try:
+        pem = read_limited(path, MAX_SIDE_FILE).decode("ascii")
+        x509.load_pem_x509_certificate(pem.encode())
+    except Refused as exc:
+        out.diagnostics.append(Diagnostic.error(doc.where(where), f"'{ref}' {exc}"))
+        return None
+    except (ValueError, UnicodeDecodeError):
+        out.diagnostics.append(Diagnostic.error(doc.where(where),
+                                                f"'{ref}' is not a PEM certificate"))
+        return None
+    if "PRIVATE KEY" in pem:
+        out.diagnostics.append(Diagnostic.error(
+            doc.where(where), f"'{ref}' contains a private key; give the certificate only"))
+        return None
+    return CertificateFile(ref, pem)
+
+
+def build_device_set(doc: Document, mf: ManifestFile, out: Built) -> None:
+    name = doc.value["metadata"]["name"]
+    spec = doc.value["spec"]
+    start = spec.get("start", 1)
+    pattern, display = spec["uniqueId"], spec.get("displayName")
+    where = doc.where(("metadata", "name"))
+    for index in range(start, start + spec["count"]):
+        duid = _numbered(pattern, index)
+        shown = _numbered(display, index) if display else duid
+        out.devices.append((DesiredDevice(duid=duid, template=spec["template"],
+                                          display_name=shown, entity=spec.get("entity"),
+                                          active=spec.get("active", True), device_set=name),
+                            where, doc))
+
+
+INDEX = re.compile(r"\{index(?::0([1-9])d?)?\}")
+
+
+def _numbered(text: str, index: int) -> str:
+    """`lt-{index:04}` -> `lt-0007`; only `{index}` and zero-padded widths are special."""
+    return INDEX.sub(lambda m: str(index).zfill(int(m.group(1) or 0)), text)
+
+
+# -- Firmware and Project --------------------------------------------------------------------------
+
+
+def build_firmware(doc: Document, mf: ManifestFile, out: Built) -> None:
+    name = doc.value["metadata"]["name"]
+    spec = doc.value["spec"]
+    upgrades = []
+    seen: set[str] = set()
+    for i, up in enumerate(spec["upgrades"]):
+        if up["version"] in seen:
+            out.diagnostics.append(Diagnostic.error(
+                doc.where(("spec", "upgrades", i, "version")),
+                f"upgrade version '{up['version']}' is declared twice"))
+            continue
+        seen.add(up["version"])
+        files = _firmware_files(doc, mf, out, i, up.get("files") or [])
+        if files is None:
+            continue
+        if up.get("release") and not files:
+            out.diagnostics.append(Diagnostic.error(
+                doc.where(("spec", "upgrades", i, "release")),
+                f"upgrade {up['version']}: a released upgrade needs at least one file"))
+            continue
+        upgrades.append(DesiredUpgrade(name, up["version"], up.get("description"), files,
+                                       bool(up.get("release", False))))
+    firmware = DesiredFirmware(name, spec["template"], spec["hardware"],
+                               spec.get("description"), tuple(upgrades))
+    out.firmwares.append((firmware, doc.where(("metadata", "name")), doc))
+
+
+def _firmware_files(doc: Document, mf: ManifestFile, out: Built, index: int,
+                    refs: list[str]) -> tuple[FirmwareFile, ...] | None:
+    files, names, ok = [], set(), True
+    for j, ref in enumerate(refs):
+        where = ("spec", "upgrades", index, "files", j)
+        path = _file(doc, mf, out, where, ref)
+        if path is None:
+            ok = False
+            continue
+        if path.name in names:
+            out.diagnostics.append(Diagnostic.error(
+                doc.where(where), f"two files of one upgrade are named '{path.name}'"))
+            ok = False
+            continue
+        names.add(path.name)
+        md5, size = md5_and_size(path)
+        files.append(FirmwareFile(path.name, str(path), md5, size))
+    return tuple(files) if ok else None
+
+
+def build_project(doc: Document, mf: ManifestFile, out: Built) -> None:
+    spec = doc.value["spec"]
+
+    def globs(section: str) -> Globs:
+        part = spec.get(section) or {}
+        return Globs(tuple(part.get("templates", ())), tuple(part.get("devices", ())),
+                     tuple(part.get("firmwares", ())))
+
+    project = DesiredProject(doc.value["metadata"]["name"], globs("prune"), globs("protect"))
+    out.projects.append((project, doc.where(("metadata", "name")), doc))
+
+
+BUILDERS: dict[str, Builder] = {"Template": build_template, "Device": build_device,
+                                "DeviceSet": build_device_set, "Firmware": build_firmware,
+                                "Project": build_project}
