@@ -89,7 +89,9 @@ def _explain(err: ValidationError, path: tuple[Any, ...]) -> tuple[str, tuple[An
         return f"{name}: {_show(err.instance)} {schema_.get('x-message', 'is not valid')}", path
     if kind in ("type", "const", "enum"):
         return _explain_value(err, name, schema_), path
-    if kind in ("minItems", "maxLength", "minLength", "minimum", "maximum", "uniqueItems"):
+    if kind == "minItems":
+        return f"{name}: must have at least {err.validator_value} item(s)", path
+    if kind in ("maxLength", "minLength", "minimum", "maximum", "uniqueItems"):
         return f"{name}: {_show(err.instance)} {_limit(kind, err.validator_value)}", path
     return f"{name}: {err.message}", path
 
@@ -108,8 +110,7 @@ def _explain_value(err: ValidationError, name: str, schema_: dict[str, Any]) -> 
 
 
 def _limit(kind: str, value: Any) -> str:
-    return {"minItems": f"must have at least {value} item(s)",
-            "maxLength": f"is longer than {value} characters",
+    return {"maxLength": f"is longer than {value} characters",
             "minLength": f"is shorter than {value} character(s)",
             "minimum": f"is less than {value}", "maximum": f"is more than {value}",
             "uniqueItems": "has repeated items"}[kind]

@@ -28,6 +28,8 @@ SCALAR_TAGS = {
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
 }
 STR = "tag:yaml.org,2002:str"
+SEQ = "tag:yaml.org,2002:seq"
+MAP = "tag:yaml.org,2002:map"
 Path_ = tuple[Any, ...]
 
 
@@ -124,6 +126,8 @@ class _Builder:
         self.doc.positions[path] = _pos(self.doc.file, node)
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
+        if node.tag not in (SEQ, MAP):
+            raise _Refused(node, f"unsupported YAML tag {node.tag!r}")
         self.stack.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
