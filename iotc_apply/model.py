@@ -9,10 +9,10 @@ Imports nothing else from iotc_apply.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """Resource kinds, in dependency order (a kind only refers to earlier ones)."""
 
     ENTITY = "entity"

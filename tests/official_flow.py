@@ -15,7 +15,17 @@ import sys
 
 import requests
 from avnet.iotconnect.restapi.lib import (
-    accesstoken, apiurl, config, credentials, device, entity, firmware, storage, template, upgrade, user,
+    accesstoken,
+    apiurl,
+    config,
+    credentials,
+    device,
+    entity,
+    firmware,
+    storage,
+    template,
+    upgrade,
+    user,
 )
 from avnet.iotconnect.restapi.lib.error import InvalidActionError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import subprocess
@@ -52,7 +53,7 @@ def test_login_whoami_logout(env: Path, server: EmulatorServer,
 def test_login_without_a_password_or_terminal_is_refused(
         env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("IOTC_PASS")
-    monkeypatch.setattr(sys, "stdin", open(os.devnull))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     assert main(["login"]) == 1
     assert "no password: set IOTC_PASS" in capsys.readouterr().err
 

@@ -12,7 +12,11 @@ import pytest
 
 from iotc_apply.client import IoTConnect
 from iotc_apply.client.errors import (
-    ConfigError, Conflict, NotFound, ServerError, TransportError,
+    ConfigError,
+    Conflict,
+    NotFound,
+    ServerError,
+    TransportError,
 )
 from iotc_apply.client.firmware import firmware_from_wire
 from iotc_apply.client.session import ApiSession

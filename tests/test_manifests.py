@@ -16,7 +16,12 @@ from iotc_apply.manifest import load
 from iotc_apply.manifest.checks import globs_overlap
 from iotc_apply.manifest.yamlsafe import load_text
 from iotc_apply.model import (
-    Address, DesiredDevice, DesiredFirmware, DesiredTemplate, DesiredUpgrade, Kind,
+    Address,
+    DesiredDevice,
+    DesiredFirmware,
+    DesiredTemplate,
+    DesiredUpgrade,
+    Kind,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,11 @@ from urllib3.exceptions import NewConnectionError
 
 from ..model import Identity
 from .errors import (
-    ConfigError, StatusError, TransportError, Unauthorized, status_error,
+    ConfigError,
+    StatusError,
+    TransportError,
+    Unauthorized,
+    status_error,
 )
 from .redact import REDACTED, redact
 from .settings import Login, Settings, TokenStore

@@ -8,6 +8,7 @@ call the state, shape with views, envelope. Imports nothing from the rest of iot
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import socket
@@ -128,10 +129,8 @@ def _drop_connection() -> None:
     """Close the TCP connection under the request: the client sees a connection error."""
     sock = request.environ.get("werkzeug.socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _after(resp: Response) -> Response:

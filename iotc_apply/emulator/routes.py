@@ -8,7 +8,8 @@ serves which area. Imports nothing from the rest of iotc_apply.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 

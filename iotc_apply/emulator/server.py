@@ -51,7 +51,7 @@ class EmulatorServer:
     def discovery_url(self) -> str:
         return f"{self.url}/api/uisdk"
 
-    def start(self) -> "EmulatorServer":
+    def start(self) -> EmulatorServer:
         self._thread.start()
         return self
 
@@ -60,7 +60,7 @@ class EmulatorServer:
         self._server.server_close()
         self.emulator.state.store.close()
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self) -> EmulatorServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

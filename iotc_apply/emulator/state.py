@@ -18,9 +18,10 @@ import secrets
 import string
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -77,7 +78,7 @@ class Limits:
 
 def iso(ts: float) -> str:
     """Response date-time format: ISO-8601 UTC with milliseconds and `Z`."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
@@ -972,7 +973,7 @@ class EmulatorState:
             return
         try:
             when = datetime.strptime(str(scheduled), "%Y-%m-%d %H:%M:%S").replace(
-                tzinfo=timezone.utc)
+                tzinfo=UTC)
         except ValueError as exc:
             raise PreconditionFailed("scheduledOn must be 'YYYY-MM-DD HH:mm:ss'.",
                                      param="scheduledOn") from exc

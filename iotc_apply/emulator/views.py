@@ -9,7 +9,8 @@ Imports nothing from the rest of iotc_apply.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .state import Record
 

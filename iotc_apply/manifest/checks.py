@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 from ..diagnostics import Diagnostic, Position
 from ..model import (
-    Address, DesiredDevice, DesiredFirmware, DesiredProject, DesiredResource, DesiredTemplate,
+    Address,
+    DesiredDevice,
+    DesiredFirmware,
+    DesiredProject,
+    DesiredResource,
+    DesiredTemplate,
 )
 from .kinds import Built
 

@@ -18,8 +18,17 @@ from cryptography import x509
 
 from ..diagnostics import Diagnostic, Position
 from ..model import (
-    AUTH_TYPE_NAMES, CertificateFile, DesiredAttribute, DesiredCommand, DesiredDevice,
-    DesiredFirmware, DesiredProject, DesiredTemplate, DesiredUpgrade, FirmwareFile, Globs,
+    AUTH_TYPE_NAMES,
+    CertificateFile,
+    DesiredAttribute,
+    DesiredCommand,
+    DesiredDevice,
+    DesiredFirmware,
+    DesiredProject,
+    DesiredTemplate,
+    DesiredUpgrade,
+    FirmwareFile,
+    Globs,
 )
 from . import schema
 from .files import ManifestFile, Refused, md5_and_size, read_limited, resolve

@@ -1,0 +1,75 @@
+"""Benchmark: load N devices written as individual `Device` documents.
+
+Generates the input (one template and N Device documents, in files of 1,000 documents) under
+a temporary directory (or --out), then runs `iotc validate` on it in a child process and prints
+wall time and peak memory. For the issue's figure, run the printed command under
+`/usr/bin/time -v` as well.
+
+    python benchmarks/manifest_load.py --devices 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEMPLATE = """apiVersion: iotc/v1
+kind: Template
+metadata:
+  name: bench01
+spec:
+  name: Benchmark sensor
+  authType: self-signed
+  attributes:
+    - {name: temperature, type: DECIMAL, unit: C}
+"""
+
+DEVICE = """---
+apiVersion: iotc/v1
+kind: Device
+metadata:
+  name: bench-{index:06d}
+spec:
+  template: bench01
+  displayName: Benchmark device {index}
+  entity: Plant-A
+"""
+
+
+def generate(out: Path, devices: int, per_file: int = 1000) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "template.yaml").write_text(TEMPLATE)
+    for start in range(0, devices, per_file):
+        stop = min(devices, start + per_file)
+        text = "".join(DEVICE.format(index=i) for i in range(start, stop))
+        (out / f"devices-{start // per_file:04d}.yaml").write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp) / "manifests"
+        generate(out, args.devices)
+        size = sum(p.stat().st_size for p in out.glob("*.yaml"))
+        command = [sys.executable, "-m", "iotc_apply", "validate", str(out)]
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"devices: {args.devices}  input: {size / 1e6:.1f} MB")
+    print(f"iotc validate: exit {done.returncode}: {done.stdout.strip() or done.stderr[-300:]}")
+    print(f"wall time: {wall:.2f} s  peak memory (child max RSS): {peak_kib / 1024:.0f} MiB")
+    print(f"per device: {wall / args.devices * 1e6:.0f} us")
+    return done.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
