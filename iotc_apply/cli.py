@@ -83,6 +83,75 @@ def cmd_validate(opts: Options) -> int:
     return EXIT_OK if loaded.ok else EXIT_ERROR
 
 
+def _load(opts: Options) -> Any:
+    """Load and validate the manifests; on errors print them and return None."""
+    from .manifest import load
+    from .ui import diagnostics as show
+
+    loaded = load(opts.args.paths)
+    if not loaded.ok:
+        err = make_console(sys.stderr)
+        show.render(err, loaded.diagnostics)
+        err.print(show.summary(loaded.diagnostics, loaded.files, loaded.documents, 0))
+        return None
+    return loaded
+
+
+def _plan_options(opts: Options, destroy: bool) -> Any:
+    from .apply.keys import KeyStore
+    from .model import Address
+    from .plan import PlanOptions
+
+    a = opts.args
+    try:
+        targets = tuple(Address.parse(t) for t in a.target or ())
+        excludes = tuple(Address.parse(t) for t in a.exclude or ())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return PlanOptions(destroy=destroy, prune=not a.no_prune, targets=targets,
+                       excludes=excludes, local_keys=KeyStore(Path(a.keys_dir)).duids())
+
+
+def make_plan(api: IoTConnect, desired: Any, opts: Options, destroy: bool) -> Any:
+    """Snapshot the account (list endpoints, in parallel) and plan against it."""
+    from . import snapshot
+    from .model import DesiredFirmware, DesiredTemplate
+    from .plan import make_plan as plan_of
+
+    snap = snapshot.take(api, [t.code for t in desired.of(DesiredTemplate)],
+                         [f.name for f in desired.of(DesiredFirmware)],
+                         parallelism=opts.args.parallelism)
+    return plan_of(desired, snap, _plan_options(opts, destroy))
+
+
+def show_plan(plan: Any, fmt: str) -> None:
+    from .plan import planfile
+    from .ui import plan_markdown, plan_text
+
+    if fmt == "json":
+        sys.stdout.write(planfile.dumps(plan))
+    elif fmt == "markdown":
+        sys.stdout.write(plan_markdown.render(plan))
+    else:
+        plan_text.render(make_console(), plan)
+
+
+def cmd_plan(opts: Options) -> int:
+    from .plan import planfile
+
+    loaded = _load(opts)
+    if loaded is None:
+        return EXIT_ERROR
+    with connect(opts) as api:
+        plan = make_plan(api, loaded.desired, opts, destroy=opts.args.destroy)
+    show_plan(plan, opts.args.format)
+    if plan.errors:
+        return EXIT_ERROR
+    if opts.args.out:
+        planfile.write(plan, Path(opts.args.out))
+    return EXIT_CHANGES if opts.args.detailed_exitcode and plan.has_changes else EXIT_OK
+
+
 def cmd_login(opts: Options) -> int:
     out = make_console()
     with connect(opts) as api:
@@ -174,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", metavar="PATH",
                           help="manifest files or directories (searched for *.yaml, *.yml)")
     validate.set_defaults(run=cmd_validate)
+    plan = sub.add_parser("plan", help="show what would change in the account")
+    _plan_arguments(plan)
+    plan.add_argument("--out", metavar="FILE", help="save the plan for 'iotc apply FILE'")
+    plan.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    plan.add_argument("--detailed-exitcode", action="store_true",
+                      help="exit 2 when there are changes, 0 when there are none")
+    plan.add_argument("--destroy", action="store_true",
+                      help="plan the teardown of everything declared")
+    plan.set_defaults(run=cmd_plan)
     login = sub.add_parser("login", help="log in and store a token (never the password)")
     login.add_argument("--user", help="account e-mail (default $IOTC_USER)")
     login.add_argument("--skey", help="solution key (default $IOTC_SKEY)")
@@ -202,6 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     serve.set_defaults(run=cmd_emulator_serve)
     return parser
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by plan, apply and destroy."""
+    from .apply.keys import DEFAULT_KEYS_DIR
+
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="manifest files or directories")
+    parser.add_argument("--target", action="append", metavar="ADDR",
+                        help="only this address (and what it needs), e.g. device/lt-0001")
+    parser.add_argument("--exclude", action="append", metavar="ADDR",
+                        help="leave this address (and what needs it) out")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="do not delete undeclared objects matching Project.prune")
+    parser.add_argument("--parallelism", type=int, default=10, metavar="N",
+                        help="concurrent requests (default 10)")
+    parser.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",
+                        help=f"device keys and certificates (default {DEFAULT_KEYS_DIR})")
 
 
 def _with_parents(add: Callable[..., Any], common: argparse.ArgumentParser) -> \

@@ -99,3 +99,10 @@ def md5_and_size(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+def shown_path(path: Path) -> str:
+    """A path relative to the working directory when inside it (plan files travel between
+    checkouts: a CI job plans in one and applies in another), else absolute."""
+    cwd = Path.cwd().resolve()
+    return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else str(path)

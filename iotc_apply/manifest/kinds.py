@@ -31,7 +31,7 @@ from ..model import (
     Globs,
 )
 from . import schema
-from .files import ManifestFile, Refused, md5_and_size, read_limited, resolve
+from .files import ManifestFile, Refused, md5_and_size, read_limited, resolve, shown_path
 from .yamlsafe import Document
 
 MAX_SIDE_FILE = 1024 * 1024
@@ -287,7 +287,7 @@ def _firmware_files(doc: Document, mf: ManifestFile, out: Built, index: int,
             continue
         names.add(path.name)
         md5, size = md5_and_size(path)
-        files.append(FirmwareFile(path.name, str(path), md5, size))
+        files.append(FirmwareFile(path.name, shown_path(path), md5, size))
     return tuple(files) if ok else None
 
 

@@ -1,0 +1,1 @@
+"""Applying plans: the executor, the key store and certificates."""

@@ -1,0 +1,106 @@
+"""The key store: one folder per device with its private key, certificate and SDK config.
+
+`<keys-dir>/<duid>/key.pem` (0600), `cert.pem`, `iotcDeviceConfig.json`; folders 0700.
+Every file is written atomically and durably (temp file, fsync, rename, fsync of the folder)
+*before* the device is registered, and an existing key is reused, never overwritten: a key
+that was lost cannot be recovered, and a device whose key is lost must be replaced.
+Private keys never leave this module except as files. Imports `client.settings` (the atomic
+writer) only.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ..client.settings import write_private
+
+DEFAULT_KEYS_DIR = Path(".iotc") / "keys"
+VALIDITY_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """What registering a device needs: its certificate (public) and where its key is."""
+
+    duid: str
+    certificate_pem: str
+    key_path: Path
+    reused: bool
+
+
+class KeyStore:
+    def __init__(self, root: Path = DEFAULT_KEYS_DIR) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def folder(self, duid: str) -> Path:
+        return self.root / duid
+
+    def has_key(self, duid: str) -> bool:
+        return (self.folder(duid) / "key.pem").is_file()
+
+    def duids(self) -> frozenset[str]:
+        """DUIDs with a stored key (one directory listing, for the plan's warnings)."""
+        if not self.root.is_dir():
+            return frozenset()
+        return frozenset(p.name for p in self.root.iterdir() if (p / "key.pem").is_file())
+
+    def ensure(self, duid: str, common_name: str, device_config: dict[str, object]) -> \
+            DeviceIdentity:
+        """The device's certificate, generating and storing a key first if it has none."""
+        folder = self.folder(duid)
+        key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if key_path.is_file() and cert_path.is_file():
+            return DeviceIdentity(duid, cert_path.read_text(), key_path, reused=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+        if key_path.is_file():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            reused = True
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+            write_private(key_path, key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption()))
+            reused = False
+        cert = self_signed(key, common_name)
+        write_private(cert_path, cert.encode())
+        write_private(folder / "iotcDeviceConfig.json",
+                      (json.dumps(device_config, indent=4) + "\n").encode())
+        return DeviceIdentity(duid, cert, key_path, reused)
+
+
+def self_signed(key: ec.EllipticCurvePrivateKey, common_name: str) -> str:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=VALIDITY_DAYS))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def common_name(duid: str, cpid: str, dedicated: bool) -> str:
+    """The MQTT client id: `{cpId}-{duid}` on shared instances, `{duid}` on dedicated ones."""
+    return duid if dedicated else f"{cpid}-{duid}"
+
+
+def device_config(duid: str, cpid: str, env: str, pf: str, dedicated: bool,
+                  auth_type: int = 3) -> dict[str, object]:
+    """`iotcDeviceConfig.json` for the Python Lite SDK."""
+    return {"ver": "2.1", "pf": pf, "cpid": cpid, "env": env, "uid": duid,
+            "did": common_name(duid, cpid, dedicated), "at": auth_type}

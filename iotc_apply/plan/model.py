@@ -1,0 +1,110 @@
+"""The plan as a value: actions, reasons, changes, and the plan itself.
+
+A `Plan` is immutable and self-contained: each change carries the live values it replaces
+(`before`, including the GUIDs the executor needs) and the desired values (`after`), so
+`apply PLANFILE` works from the plan alone. Nothing secret is ever put in it: keys are made
+at apply time, and passwords and tokens never reach the planner. Imports `model` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ..model import Address
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    DEPRECATE = "deprecate"
+    NOOP = "no-op"
+
+    @property
+    def symbol(self) -> str:
+        return {"create": "+", "update": "~", "replace": "-/+", "delete": "-",
+                "deprecate": "-", "no-op": " "}[self.value]
+
+    @property
+    def order(self) -> int:
+        """Listing order: destroys first, as a reviewer reads them first."""
+        return {"delete": 0, "deprecate": 0, "replace": 1, "update": 2, "create": 3,
+                "no-op": 4}[self.value]
+
+
+class Reason(StrEnum):
+    """Why a change is in the plan; explanation only, never a decision input."""
+
+    NEW = "declared, not in the account"
+    CHANGED = "declared fields differ"
+    FORCED = "a changed field cannot be updated in place"
+    CASCADE = "its template is replaced"
+    DESTROY = "destroy requested"
+    PRUNE = "not declared, matches a prune glob"
+    REMOVED = "removed from its firmware's upgrade list"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field's move; `forces` marks the fields that force a replacement."""
+
+    name: str
+    before: Any
+    after: Any
+    forces: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    address: Address
+    action: Action
+    reason: Reason
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    fields: tuple[FieldChange, ...] = ()
+    depends_on: tuple[Address, ...] = ()
+    note: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[int, Address]:
+        return self.action.order, self.address
+
+
+@dataclass(frozen=True)
+class Account:
+    pf: str
+    env: str
+    cpid: str
+    dedicated: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    account: Account
+    changes: tuple[Change, ...]
+    unchanged: int
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    fingerprint: dict[str, str] = field(default_factory=dict)
+    entities: dict[str, str] = field(default_factory=dict)
+    destroy: bool = False
+
+    @property
+    def counts(self) -> dict[Action, int]:
+        out = {a: 0 for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)}
+        for c in self.changes:
+            out[Action.DELETE if c.action is Action.DEPRECATE else c.action] += 1
+        return out
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def summary(self) -> str:
+        n = self.counts
+        return (f"Plan: {n[Action.CREATE]} to create, {n[Action.UPDATE]} to update, "
+                f"{n[Action.REPLACE]} to replace, {n[Action.DELETE]} to delete; "
+                f"{self.unchanged} unchanged.")

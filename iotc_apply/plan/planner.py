@@ -1,0 +1,375 @@
+"""The planner: a pure function of the desired state, the snapshot and the options.
+
+One small function decides each resource's action (`_template`, `_device`, `_firmware`,
+`_upgrade`); separate passes add the deletes (destroy, prune, removed upgrades), the cascade
+of template replacements, the protect check, and the target/exclude selection. No I/O: the
+caller passes which local keys exist. Imports `model`, `snapshot`, `manifest.checks` (the
+`Desired` value) and the plan package.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..manifest.checks import Desired
+from ..model import (
+    Address, DesiredDevice, DesiredFirmware, DesiredProject, DesiredTemplate, DesiredUpgrade,
+    Globs, Kind,
+)
+from ..snapshot import Snapshot
+from . import views
+from .model import Account, Action, Change, FieldChange, Plan, Reason
+
+REPLACE_TEMPLATE_FIELDS = ("authType", "messageVersion")
+IGNORED_FIELDS = {"guid", "attributeGuids", "commandGuids", "properties", "certificate",
+                  "certificatePem", "deprecated", "firstUpgrade"}
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    destroy: bool = False
+    prune: bool = True
+    targets: tuple[Address, ...] = ()
+    excludes: tuple[Address, ...] = ()
+    local_keys: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Work:
+    """The plan being assembled."""
+
+    changes: dict[Address, Change] = field(default_factory=dict)
+    unchanged: int = 0
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, change: Change | None) -> None:
+        if change is None:
+            self.unchanged += 1
+        else:
+            self.changes[change.address] = change
+
+
+def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptions()) -> Plan:
+    work = _Work()
+    project = desired.project or DesiredProject("default")
+    if options.destroy:
+        _destroy(desired, snap, work)
+    else:
+        _declared(desired, snap, work)
+        _cascade(desired, snap, work)
+        if options.prune:
+            _prune(desired, snap, project.prune, work)
+        _blockers(desired, snap, work)
+        _warnings(desired, snap, options, work)
+    _protect(project.protect, work)
+    changes = _select(work.changes, options, work)
+    read = set(desired.resources) | set(work.changes)
+    return Plan(
+        account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
+                        snap.identity.dedicated),
+        changes=tuple(sorted(changes.values(), key=lambda c: c.sort_key)),
+        unchanged=work.unchanged, warnings=tuple(work.warnings), errors=tuple(work.errors),
+        fingerprint={str(a): snap.fingerprint(a) for a in sorted(read)},
+        entities={e.name: e.guid for e in snap.entities} | _root(snap),
+        destroy=options.destroy)
+
+
+def _root(snap: Snapshot) -> dict[str, str]:
+    root = snap.entity_by_name(None)
+    return {"": root.guid} if root else {}
+
+
+# -- one decision per declared resource -------------------------------------------------------
+
+
+def _declared(desired: Desired, snap: Snapshot, work: _Work) -> None:
+    for address, resource in desired.resources.items():
+        if isinstance(resource, DesiredTemplate):
+            work.add(_template(resource, snap))
+        elif isinstance(resource, DesiredDevice):
+            work.add(_device(resource, snap, work))
+        elif isinstance(resource, DesiredFirmware):
+            work.add(_firmware(resource, snap, work))
+        elif isinstance(resource, DesiredUpgrade):
+            work.add(_upgrade(resource, desired, snap, work))
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any],
+          forces: Iterable[str] = ()) -> tuple[FieldChange, ...]:
+    """Field changes between two views; nested maps (attributes, commands) by key."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        if key in IGNORED_FIELDS:
+            continue
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            for sub in sorted(set(old) | set(new)):
+                if old.get(sub) != new.get(sub):
+                    out.append(FieldChange(f"{key}.{sub}", old.get(sub), new.get(sub)))
+        elif old != new:
+            out.append(FieldChange(key, old, new, key in forces))
+    return tuple(out)
+
+
+def _template(t: DesiredTemplate, snap: Snapshot) -> Change | None:
+    after = views.desired_template(t)
+    live = snap.templates.get(t.code)
+    if live is None:
+        return Change(t.address, Action.CREATE, Reason.NEW, None, after)
+    before = views.live_template(live, snap)
+    fields = _diff(before, after, REPLACE_TEMPLATE_FIELDS)
+    if not fields:
+        return None
+    action = Action.REPLACE if any(f.forces for f in fields) else Action.UPDATE
+    reason = Reason.FORCED if action is Action.REPLACE else Reason.CHANGED
+    return Change(t.address, action, reason, before, after, fields)
+
+
+def _device(d: DesiredDevice, snap: Snapshot, work: _Work) -> Change | None:
+    after = views.desired_device(d, snap)
+    if snap.entity_by_name(after["entity"]) is None:
+        work.errors.append(f"{d.address}: entity '{d.entity}' does not exist in the account "
+                           "(entities are not managed by iotc-apply; create it first)")
+    depends = (Address(Kind.TEMPLATE, d.template),)
+    live = snap.devices.get(d.duid)
+    if live is None:
+        return Change(d.address, Action.CREATE, Reason.NEW, None, after, depends_on=depends)
+    before = views.live_device(live, snap)
+    fields = _diff(before, after, ("template",))
+    if not fields:
+        return None
+    action = Action.REPLACE if any(f.forces for f in fields) else Action.UPDATE
+    reason = Reason.FORCED if action is Action.REPLACE else Reason.CHANGED
+    return Change(d.address, action, reason, before, after, fields, depends)
+
+
+def _firmware(f: DesiredFirmware, snap: Snapshot, work: _Work) -> Change | None:
+    after = views.desired_firmware(f)
+    depends = (Address(Kind.TEMPLATE, f.template),)
+    live = snap.firmwares.get(f.name)
+    if live is None or live.deprecated:
+        if live is not None:
+            work.warnings.append(
+                f"{f.address}: the name exists only as a deprecated firmware; IoTConnect may "
+                "refuse to reuse it (if creation fails, choose a new name)")
+        return Change(f.address, Action.CREATE, Reason.NEW, None, after, depends_on=depends)
+    before = views.live_firmware(live, snap)
+    fields = _diff(before, after)
+    for fc in fields:
+        if fc.name in ("hardware", "template"):
+            work.errors.append(
+                f"{f.address}: {fc.name} cannot change ({fc.before} -> {fc.after}); a firmware "
+                "cannot be deleted, only deprecated: declare it under a new name")
+    if not fields:
+        return None
+    return Change(f.address, Action.UPDATE, Reason.CHANGED, before, after, fields, depends)
+
+
+def _upgrade(u: DesiredUpgrade, desired: Desired, snap: Snapshot, work: _Work) -> Change | None:
+    after = views.desired_upgrade(u)
+    fw_address = Address(Kind.FIRMWARE, u.firmware)
+    fw_change = work.changes.get(fw_address)
+    firmware = desired.resources[fw_address]
+    assert isinstance(firmware, DesiredFirmware)
+    live_fw = snap.firmwares.get(u.firmware)
+    live = None if live_fw is None or live_fw.deprecated else \
+        snap.upgrades(u.firmware).get(u.version)
+    if live is None:
+        if fw_change is not None and fw_change.action is Action.CREATE and \
+                firmware.upgrades[0].version == u.version:
+            after["viaFirmware"] = True  # created by the firmware's own creation
+        return Change(u.address, Action.CREATE, Reason.NEW, None, after,
+                      depends_on=(fw_address,))
+    before = views.live_upgrade(live, u.firmware, snap)
+    return _upgrade_update(u, before, after, work)
+
+
+def _upgrade_update(u: DesiredUpgrade, before: dict[str, Any], after: dict[str, Any],
+                    work: _Work) -> Change | None:
+    same_files = views.file_set(before["files"]) == views.file_set(after["files"])
+    fields = [f for f in _diff(before, after) if f.name != "files"]
+    if not same_files:
+        fields.append(FieldChange("files", [f["name"] for f in before["files"]],
+                                  [f["name"] for f in after["files"]]))
+    if not fields:
+        return None
+    if before["release"]:
+        names = ", ".join(f.name for f in fields)
+        work.errors.append(f"{u.address}: released upgrades are immutable ({names} changed); "
+                           "declare a new version instead")
+    return Change(u.address, Action.UPDATE, Reason.CHANGED, before, after, tuple(fields),
+                  (Address(Kind.FIRMWARE, u.firmware),))
+
+
+# -- passes: cascade, prune, destroy, blockers, protect, selection --------------------------------
+
+
+def _cascade(desired: Desired, snap: Snapshot, work: _Work) -> None:
+    """A replaced template replaces every declared device on it."""
+    replaced = {c.address.name for c in work.changes.values()
+                if c.address.kind is Kind.TEMPLATE and c.action is Action.REPLACE}
+    for code in sorted(replaced):
+        for device in desired.of(DesiredDevice):
+            change = work.changes.get(device.address)
+            if device.template != code or device.duid not in snap.devices or (
+                    change is not None and change.action is not Action.UPDATE):
+                continue
+            if change is None:
+                work.unchanged -= 1
+            before = views.live_device(snap.devices[device.duid], snap)
+            work.changes[device.address] = Change(
+                device.address, Action.REPLACE, Reason.CASCADE, before,
+                views.desired_device(device, snap), change.fields if change else (),
+                (Address(Kind.TEMPLATE, code),))
+
+
+def _prune(desired: Desired, snap: Snapshot, globs: Globs, work: _Work) -> None:
+    for code, template in snap.templates.items():
+        address = Address(Kind.TEMPLATE, code)
+        if address not in desired.resources and _matches(code, globs.templates):
+            work.add(_deletion(address, Reason.PRUNE, views.live_template(template, snap)))
+    for duid, device in snap.devices.items():
+        address = Address(Kind.DEVICE, duid)
+        if address not in desired.resources and _matches(duid, globs.devices):
+            work.add(_deletion(address, Reason.PRUNE, views.live_device(device, snap)))
+    for name, fw in snap.firmwares.items():
+        address = Address(Kind.FIRMWARE, name)
+        if address not in desired.resources and not fw.deprecated and \
+                _matches(name, globs.firmwares):
+            work.add(_deletion(address, Reason.PRUNE, views.live_firmware(fw, snap)))
+    _removed_upgrades(desired, snap, work)
+
+
+def _removed_upgrades(desired: Desired, snap: Snapshot, work: _Work) -> None:
+    for fw in desired.of(DesiredFirmware):
+        live = snap.firmwares.get(fw.name)
+        if live is None or live.deprecated:
+            continue
+        declared = {u.version for u in fw.upgrades}
+        for version, upgrade in sorted(snap.upgrades(fw.name).items()):
+            if version not in declared:
+                address = Address(Kind.UPGRADE, f"{fw.name}@{version}")
+                work.add(_deletion(address, Reason.REMOVED,
+                                   views.live_upgrade(upgrade, fw.name, snap)))
+
+
+def _deletion(address: Address, reason: Reason, before: dict[str, Any]) -> Change:
+    action = Action.DEPRECATE if address.kind is Kind.FIRMWARE else Action.DELETE
+    return Change(address, action, reason, before, None)
+
+
+def _matches(name: str, globs: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+
+def _destroy(desired: Desired, snap: Snapshot, work: _Work) -> None:
+    """Every declared object that exists goes; upgrades go with their firmware."""
+    for address, resource in desired.resources.items():
+        if isinstance(resource, DesiredTemplate) and resource.code in snap.templates:
+            before = views.live_template(snap.templates[resource.code], snap)
+        elif isinstance(resource, DesiredDevice) and resource.duid in snap.devices:
+            before = views.live_device(snap.devices[resource.duid], snap)
+        elif isinstance(resource, DesiredFirmware) and resource.name in snap.firmwares and \
+                not snap.firmwares[resource.name].deprecated:
+            before = views.live_firmware(snap.firmwares[resource.name], snap)
+        else:
+            continue
+        work.add(_deletion(address, Reason.DESTROY, before))
+    _blockers(desired, snap, work)
+
+
+def _blockers(desired: Desired, snap: Snapshot, work: _Work) -> None:
+    """A template leaving the account must take its devices and firmware with it."""
+    leaving = {c.address.name for c in work.changes.values() if c.address.kind is
+               Kind.TEMPLATE and c.action in (Action.DELETE, Action.REPLACE)}
+    for code in sorted(leaving):
+        guid = snap.templates[code].guid
+        staying = sorted(d.duid for d in snap.devices.values() if d.template_guid == guid and
+                         Address(Kind.DEVICE, d.duid) not in work.changes)
+        if staying:
+            work.errors.append(
+                f"template/{code}: cannot be removed while {len(staying)} device(s) not in this "
+                f"plan are on it ({', '.join(staying[:3])}{'...' if len(staying) > 3 else ''})"
+                "; declare or prune them")
+        for name, fw in snap.firmwares.items():
+            change = work.changes.get(Address(Kind.FIRMWARE, name))
+            if fw.template_guid == guid and not fw.deprecated and (
+                    change is None or change.action is not Action.DEPRECATE):
+                work.errors.append(
+                    f"template/{code}: cannot be removed while firmware {name} is attached; "
+                    "a firmware cannot be deleted, only deprecated (and its name not reused)")
+
+
+def _warnings(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Work) -> None:
+    for device in desired.of(DesiredDevice):
+        change = work.changes.get(device.address)
+        if device.duid in snap.devices and device.certificate is None and (
+                change is None or change.action is Action.UPDATE) and \
+                device.duid not in options.local_keys:
+            work.warnings.append(f"{device.address}: exists, but its private key is not in the "
+                                 "key store; the device cannot connect with a key from here")
+    for change in work.changes.values():
+        if change.address.kind is Kind.TEMPLATE and change.action is Action.REPLACE:
+            cascaded = sum(1 for c in work.changes.values() if c.reason is Reason.CASCADE and
+                           c.depends_on == (change.address,))
+            work.warnings.append(
+                f"{change.address}: will be replaced: {cascaded} device(s) on it are deleted "
+                "and re-created; they drop off and must reconnect after the replacement")
+
+
+def _protect(globs: Globs, work: _Work) -> None:
+    by_kind = {Kind.TEMPLATE: globs.templates, Kind.DEVICE: globs.devices,
+               Kind.FIRMWARE: globs.firmwares}
+    for change in work.changes.values():
+        patterns = by_kind.get(change.address.kind, ())
+        if change.action in (Action.DELETE, Action.DEPRECATE, Action.REPLACE) and \
+                _matches(change.address.name, patterns):
+            work.errors.append(f"{change.address}: is protected (Project.protect) but the plan "
+                               f"would {change.action.value} it ({change.reason.value})")
+
+
+def _select(changes: dict[Address, Change], options: PlanOptions,
+            work: _Work) -> dict[Address, Change]:
+    """--target keeps targets and what they need; --exclude drops them and what needs them."""
+    needs = _needs(changes)
+    if options.targets:
+        keep: set[Address] = set()
+        todo = [a for a in options.targets if a in changes]
+        while todo:
+            address = todo.pop()
+            if address not in keep:
+                keep.add(address)
+                todo += [a for a in needs.get(address, ()) if a in changes]
+        if len(keep) < len(changes):
+            work.warnings.append(f"targeted plan: {len(changes) - len(keep)} other change(s) "
+                                 "are left out and still pending")
+        changes = {a: c for a, c in changes.items() if a in keep}
+    if options.excludes:
+        dropped = set(options.excludes)
+        grew = True
+        while grew:
+            grew = False
+            for address in changes:
+                if address not in dropped and any(d in dropped for d in needs.get(address, ())):
+                    dropped.add(address)
+                    grew = True
+        changes = {a: c for a, c in changes.items() if a not in dropped}
+    return changes
+
+
+def _needs(changes: dict[Address, Change]) -> dict[Address, tuple[Address, ...]]:
+    """What each change needs done with it: its references, and for a template leaving the
+    account, the devices and firmware that must leave first."""
+    out: dict[Address, tuple[Address, ...]] = {a: c.depends_on for a, c in changes.items()}
+    for address, change in changes.items():
+        if change.address.kind is Kind.TEMPLATE and change.action in (Action.DELETE,
+                                                                      Action.REPLACE):
+            out[address] += tuple(a for a, c in changes.items() if c.before and
+                                  c.before.get("template") == address.name and
+                                  c.action in (Action.DELETE, Action.DEPRECATE, Action.REPLACE))
+    return out
+
