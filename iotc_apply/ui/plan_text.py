@@ -28,7 +28,7 @@ def value(v: Any) -> str:
         return "(none)"
     if isinstance(v, dict):
         inner = ", ".join(f"{k}: {value(x)}" for k, x in v.items()
-                          if x not in (None, [], False) and k != "name")
+                          if x not in (None, [], False))
         return "{" + inner + "}"
     return json.dumps(v, ensure_ascii=False)
 
