@@ -20,8 +20,16 @@ from typing import Any, TypeVar
 
 from .client import FIRMWARE_MODULE, IoTConnect
 from .model import (
-    Address, Identity, Kind, LiveAttribute, LiveDevice, LiveEntity, LiveFile, LiveFirmware,
-    LiveTemplate, LiveUpgrade,
+    Address,
+    Identity,
+    Kind,
+    LiveAttribute,
+    LiveDevice,
+    LiveEntity,
+    LiveFile,
+    LiveFirmware,
+    LiveTemplate,
+    LiveUpgrade,
 )
 
 T = TypeVar("T")

@@ -9,7 +9,10 @@ from iotc_apply.apply.keys import KeyStore, common_name, device_config
 from iotc_apply.client import FIRMWARE_MODULE, IoTConnect
 from iotc_apply.manifest import load
 from iotc_apply.model import (
-    AUTH_TYPE_CODES, DesiredDevice, DesiredFirmware, DesiredTemplate,
+    AUTH_TYPE_CODES,
+    DesiredDevice,
+    DesiredFirmware,
+    DesiredTemplate,
 )
 
 

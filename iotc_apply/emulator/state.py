@@ -658,10 +658,18 @@ class EmulatorState:
                       "isActive": True, "note": body.get("note"), "certificateText": cert,
                       "thumbprint": thumbprint, "createdDate": now, "updatedDate": now}
             self.store.insert("device", record, nkey=duid, parent=template["guid"])
-            active = self.store.query("device", [("json_extract(body, '$.isActive') = ?", 1)],
-                                      "id")
-            counts = {"active": len(active), "inactive": self.store.count("device") - len(active)}
-            return record, counts
+            self._count_device(active=+1)
+            return record, self._device_counts()
+
+    def _count_device(self, active: int = 0, inactive: int = 0) -> None:
+        """Running totals for the create answer's activeDeviceCount/inActiveDeviceCount."""
+        counts = self._device_counts()
+        self.store.set_meta("active_devices", str(counts["active"] + active))
+        self.store.set_meta("inactive_devices", str(counts["inactive"] + inactive))
+
+    def _device_counts(self) -> dict[str, int]:
+        return {"active": int(self.store.meta("active_devices") or 0),
+                "inactive": int(self.store.meta("inactive_devices") or 0)}
 
     @staticmethod
     def _check_duid(duid: str, auth_type: int) -> None:
@@ -713,6 +721,7 @@ class EmulatorState:
                                param="DeviceAlreadyInState")
             device.update(isActive=active, updatedDate=self.now())
             self.store.update("device", device)
+            self._count_device(active=1 if active else -1, inactive=-1 if active else 1)
 
     def delete_device(self, guid: str) -> None:
         with self.store.transaction():
@@ -720,6 +729,8 @@ class EmulatorState:
             if device.get("thumbprint"):
                 self.store.delete("thumbprint", device["thumbprint"])
             self.store.delete("device", device["guid"])
+            self._count_device(active=-1 if device["isActive"] else 0,
+                               inactive=0 if device["isActive"] else -1)
 
     # -- firmware -----------------------------------------------------------------------------
 

@@ -16,8 +16,14 @@ from typing import Any
 
 from ..manifest.checks import Desired
 from ..model import (
-    Address, DesiredDevice, DesiredFirmware, DesiredProject, DesiredTemplate, DesiredUpgrade,
-    Globs, Kind,
+    Address,
+    DesiredDevice,
+    DesiredFirmware,
+    DesiredProject,
+    DesiredTemplate,
+    DesiredUpgrade,
+    Globs,
+    Kind,
 )
 from ..snapshot import Snapshot
 from . import views

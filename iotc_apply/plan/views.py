@@ -11,8 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import (
-    AUTH_TYPE_NAMES, DesiredDevice, DesiredFirmware, DesiredTemplate, DesiredUpgrade,
-    LiveDevice, LiveFirmware, LiveTemplate, LiveUpgrade,
+    AUTH_TYPE_NAMES,
+    DesiredDevice,
+    DesiredFirmware,
+    DesiredTemplate,
+    DesiredUpgrade,
+    LiveDevice,
+    LiveFirmware,
+    LiveTemplate,
+    LiveUpgrade,
 )
 from ..snapshot import Snapshot
 

@@ -1,0 +1,107 @@
+"""The planner on pure values, and golden renderings of its plan (text, markdown, JSON)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+from rich.console import Console
+
+from iotc_apply.manifest import load
+from iotc_apply.model import (
+    Address,
+    Identity,
+    Kind,
+    LiveAttribute,
+    LiveCommand,
+    LiveDevice,
+    LiveEntity,
+    LiveTemplate,
+)
+from iotc_apply.plan import Account, Action, Change, Plan, PlanOptions, Reason, make_plan, planfile
+from iotc_apply.snapshot import Snapshot
+from iotc_apply.ui import plan_markdown, plan_text
+from iotc_apply.ui.console import THEME
+
+GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).resolve().parent.parent
+UPDATE = bool(os.environ.get("IOTC_UPDATE_GOLDEN"))
+
+
+def snapshot() -> Snapshot:
+    sensor = LiveTemplate("T-1", "sensor01", "Sensor", 3, "2.1", None,
+                          (LiveCommand("C-1", "Reboot", "reboot", False, True, False),))
+    return Snapshot(
+        identity=Identity("admin@example.com", "U-1", "CO-1", "CPID0001", "E-ROOT", "aws",
+                          "poc", False),
+        entities=(LiveEntity("E-ROOT", "Acme", None), LiveEntity("E-A", "Plant-A", "E-ROOT")),
+        templates={"sensor01": sensor,
+                   "old01": LiveTemplate("T-2", "old01", "Old", 3, "2.1", None, ())},
+        attributes={"sensor01": (LiveAttribute("A-1", "temperature", "DECIMAL", "C", None, (),
+                                               1),)},
+        devices={"d-1": LiveDevice("D-1", "d-1", "D-1", "T-1", True, "Plant-A"),
+                 "x-9": LiveDevice("D-9", "x-9", "X", "T-2", True, "Plant-A")},
+        firmwares={})
+
+
+def golden_plan() -> Plan:
+    desired = load([str(GOLDEN / "manifests")]).desired
+    return make_plan(desired, snapshot(), PlanOptions(local_keys=frozenset({"d-1"})))
+
+
+def check_golden(name: str, actual: str) -> None:
+    path = GOLDEN / name
+    if UPDATE:
+        path.write_text(actual)
+    assert actual == path.read_text()
+
+
+def test_planner_decisions_on_pure_values() -> None:
+    plan = golden_plan()
+    assert [(str(c.address), c.action, c.reason) for c in plan.changes] == [
+        ("device/x-9", Action.DELETE, Reason.PRUNE),
+        ("template/old01", Action.DELETE, Reason.PRUNE),
+        ("device/d-1", Action.UPDATE, Reason.CHANGED),
+        ("template/sensor01", Action.UPDATE, Reason.CHANGED),
+        ("device/d-2", Action.CREATE, Reason.NEW)]
+    assert plan.errors == () and plan.warnings == ()
+    assert plan.fingerprint["device/d-2"] == "absent"
+    assert plan.entities == {"Acme": "E-ROOT", "Plant-A": "E-A", "": "E-ROOT"}
+
+
+def test_golden_text() -> None:
+    out = io.StringIO()
+    plan_text.render(Console(file=out, width=100, color_system=None, theme=THEME), golden_plan())
+    check_golden("plan.txt", out.getvalue())
+
+
+def test_golden_markdown() -> None:
+    check_golden("plan.md", plan_markdown.render(golden_plan()))
+
+
+def test_golden_json_validates_against_the_plan_schema() -> None:
+    text = planfile.dumps(golden_plan())
+    check_golden("plan.json", text)
+    schema = json.loads((ROOT / "schemas" / "plan.schema.json").read_text())
+    assert list(Draft202012Validator(schema).iter_errors(json.loads(text))) == []
+
+
+def test_plan_file_round_trips(tmp_path: Path) -> None:
+    plan = golden_plan()
+    planfile.write(plan, tmp_path / "plan.json")
+    assert planfile.read(tmp_path / "plan.json") == plan
+
+
+def test_markdown_of_a_12000_device_plan_fits_a_comment() -> None:
+    changes = tuple(Change(Address(Kind.DEVICE, f"lt-{i:05d}"), Action.CREATE, Reason.NEW,
+                           None, {"duid": f"lt-{i:05d}"}) for i in range(12_000))
+    plan = Plan(Account("aws", "poc", "CPID0001", False), changes, 0)
+    text = plan_markdown.render(plan)
+    assert len(text) < 65_000
+    assert text.startswith("### iotc plan: 12000 to create, 0 to update")
+    shown = text.count("\n+ device/lt-")
+    assert 1000 < shown < 12_000
+    assert f"_{12_000 - shown} more change(s) not shown;" in text
