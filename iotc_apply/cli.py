@@ -152,6 +152,96 @@ def cmd_plan(opts: Options) -> int:
     return EXIT_CHANGES if opts.args.detailed_exitcode and plan.has_changes else EXIT_OK
 
 
+def cmd_apply(opts: Options) -> int:
+    return _apply(opts, destroy=False)
+
+
+def cmd_destroy(opts: Options) -> int:
+    return _apply(opts, destroy=True)
+
+
+def _apply(opts: Options, destroy: bool) -> int:
+    """Plan (or read a saved plan and prove it fresh), confirm, execute, report."""
+    from .plan import planfile
+
+    paths = opts.args.paths
+    saved = Path(paths[0]) if not destroy and len(paths) == 1 and paths[0].endswith(
+        ".json") and Path(paths[0]).is_file() else None
+    with connect(opts) as api:
+        if saved is not None:
+            try:
+                plan = planfile.read(saved)
+            except planfile.PlanFileError as exc:
+                raise UsageError(str(exc)) from None
+            _check_fresh(api, plan, opts)
+            show_plan(plan, "text")
+        else:
+            loaded = _load(opts)
+            if loaded is None:
+                return EXIT_ERROR
+            plan = make_plan(api, loaded.desired, opts, destroy=destroy)
+            show_plan(plan, "text")
+            if plan.errors or not plan.has_changes:
+                return EXIT_ERROR if plan.errors else EXIT_OK
+            if not _confirm(opts, destroy):
+                return EXIT_ERROR
+        return _execute(api, plan, opts)
+
+
+def _check_fresh(api: IoTConnect, plan: Any, opts: Options) -> None:
+    """Refuse a plan made for another account, or one the account has moved away from."""
+    from . import snapshot
+    from .model import Address, Kind
+    from .plan import planfile
+
+    me = api.session.identity()
+    acc = plan.account
+    if (me.cpid, me.pf, me.env) != (acc.cpid, acc.pf, acc.env):
+        raise UsageError(f"the plan was made for {acc.pf}/{acc.env} cpId {acc.cpid}, not for "
+                         f"this account ({me.pf}/{me.env} cpId {me.cpid})")
+    read = [Address.parse(a) for a in plan.fingerprint]
+    snap = snapshot.take(api, [a.name for a in read if a.kind is Kind.TEMPLATE],
+                         [a.name for a in read if a.kind is Kind.FIRMWARE],
+                         parallelism=opts.args.parallelism)
+    changed = planfile.stale(plan, {str(a): snap.fingerprint(a) for a in read})
+    if changed:
+        shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+        raise UsageError(f"plan is stale: {len(changed)} object(s) changed since it was made "
+                         f"({shown}); run 'iotc plan' again")
+
+
+def _confirm(opts: Options, destroy: bool) -> bool:
+    if opts.args.auto_approve:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to change the account without a terminal to confirm on: "
+                         "pass --auto-approve")
+    what = "destroy these objects" if destroy else "apply these changes"
+    answer = input(f"\nDo you want to {what}? Only 'yes' is accepted: ")
+    if answer.strip() != "yes":
+        make_console().print("Cancelled; nothing was changed.")
+        return False
+    return True
+
+
+def _execute(api: IoTConnect, plan: Any, opts: Options) -> int:
+    from .apply.actions import Actions
+    from .apply.executor import execute
+    from .apply.keys import KeyStore
+    from .ui import apply_report
+
+    out = make_console()
+    hooks = apply_report.ProgressHooks(out)
+    try:
+        result = execute(plan, Actions(api, KeyStore(Path(opts.args.keys_dir)), plan),
+                         opts.args.parallelism, hooks)
+    finally:
+        hooks.close()
+    out.print()
+    apply_report.render(out, result)
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
 def cmd_login(opts: Options) -> int:
     out = make_console()
     with connect(opts) as api:
@@ -252,6 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--destroy", action="store_true",
                       help="plan the teardown of everything declared")
     plan.set_defaults(run=cmd_plan)
+    apply = sub.add_parser("apply", help="make the changes (plans first, or applies a saved "
+                                         "plan file exactly)")
+    _plan_arguments(apply, "manifest files or directories, or one saved plan file")
+    apply.add_argument("--auto-approve", action="store_true",
+                       help="do not ask for confirmation (needed without a terminal)")
+    apply.set_defaults(run=cmd_apply)
+    destroy = sub.add_parser("destroy", help="delete everything the manifests declare")
+    _plan_arguments(destroy)
+    destroy.add_argument("--auto-approve", action="store_true",
+                         help="do not ask for confirmation (needed without a terminal)")
+    destroy.set_defaults(run=cmd_destroy)
     login = sub.add_parser("login", help="log in and store a token (never the password)")
     login.add_argument("--user", help="account e-mail (default $IOTC_USER)")
     login.add_argument("--skey", help="solution key (default $IOTC_SKEY)")
@@ -282,12 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+def _plan_arguments(parser: argparse.ArgumentParser,
+                    paths_help: str = "manifest files or directories") -> None:
     """Arguments shared by plan, apply and destroy."""
     from .apply.keys import DEFAULT_KEYS_DIR
 
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="manifest files or directories")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help=paths_help)
     parser.add_argument("--target", action="append", metavar="ADDR",
                         help="only this address (and what it needs), e.g. device/lt-0001")
     parser.add_argument("--exclude", action="append", metavar="ADDR",

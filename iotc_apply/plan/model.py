@@ -90,6 +90,7 @@ class Plan:
     errors: tuple[str, ...] = ()
     fingerprint: dict[str, str] = field(default_factory=dict)
     entities: dict[str, str] = field(default_factory=dict)
+    guids: dict[str, str] = field(default_factory=dict)
     destroy: bool = False
 
     @property

@@ -37,6 +37,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "errors": list(plan.errors),
         "fingerprint": dict(plan.fingerprint),
         "entities": dict(plan.entities),
+        "guids": dict(plan.guids),
     }
 
 
@@ -84,7 +85,7 @@ def _plan(data: dict[str, Any]) -> Plan:
                 changes=changes, unchanged=data["summary"]["unchanged"],
                 warnings=tuple(data["warnings"]), errors=tuple(data["errors"]),
                 fingerprint=dict(data["fingerprint"]), entities=dict(data["entities"]),
-                destroy=bool(data["destroy"]))
+                guids=dict(data["guids"]), destroy=bool(data["destroy"]))
 
 
 def stale(plan: Plan, fresh: dict[str, str]) -> list[str]:

@@ -81,7 +81,16 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         unchanged=work.unchanged, warnings=tuple(work.warnings), errors=tuple(work.errors),
         fingerprint={str(a): snap.fingerprint(a) for a in sorted(read)},
         entities={e.name: e.guid for e in snap.entities} | _root(snap),
-        destroy=options.destroy)
+        guids=_guids(desired, snap), destroy=options.destroy)
+
+
+def _guids(desired: Desired, snap: Snapshot) -> dict[str, str]:
+    """Live GUIDs of the declared templates and firmwares, for changes that refer to them."""
+    out = {f"template/{c}": t.guid for c, t in snap.templates.items()
+           if Address(Kind.TEMPLATE, c) in desired.resources}
+    out |= {f"firmware/{n}": f.guid for n, f in snap.firmwares.items()
+            if Address(Kind.FIRMWARE, n) in desired.resources and not f.deprecated}
+    return out
 
 
 def _root(snap: Snapshot) -> dict[str, str]:
@@ -93,7 +102,7 @@ def _root(snap: Snapshot) -> dict[str, str]:
 
 
 def _declared(desired: Desired, snap: Snapshot, work: _Work) -> None:
-    for address, resource in desired.resources.items():
+    for resource in desired.resources.values():
         if isinstance(resource, DesiredTemplate):
             work.add(_template(resource, snap))
         elif isinstance(resource, DesiredDevice):

@@ -1,0 +1,308 @@
+"""What each step does to the account, through the client layer.
+
+Every action is safe to repeat: a create that failed ambiguously (the request may have been
+stored) is read back by its natural key and counts as done when the object is there; a delete
+of something already gone is done; an upload skips files already attached with the same MD5.
+Keys are written before the device that uses them is registered. GUIDs of objects created in
+this run are shared with the steps that depend on them through `guids`.
+Imports `model`, `plan`, the client package and the key store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..client import FIRMWARE_MODULE, IoTConnect
+from ..client.errors import ApiError, Conflict, NotFound
+from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
+from ..plan import Change, Plan
+from ..manifest.files import md5_and_size
+from .graph import Step
+from .keys import KeyStore, common_name, device_config
+
+CERT_AUTH = {"self-signed", "ca-individual"}
+
+
+class StepFailed(Exception):
+    """A step that cannot be done; the message says why, in one line."""
+
+
+class Actions:
+    def __init__(self, api: IoTConnect, keys: KeyStore, plan: Plan) -> None:
+        self.api = api
+        self.keys = keys
+        self.plan = plan
+        self._guids = dict(plan.guids)
+        self._lock = threading.RLock()
+        self._auth: dict[str, str] = {}
+
+    # -- shared GUIDs --------------------------------------------------------------------------
+
+    def guid(self, address: str) -> str:
+        with self._lock:
+            if address not in self._guids:
+                raise StepFailed(f"{address} does not exist (was its creation skipped?)")
+            return self._guids[address]
+
+    def remember(self, address: Address | str, guid: str) -> None:
+        with self._lock:
+            self._guids[str(address)] = guid
+
+    def run(self, step: Step, change: Change) -> None:
+        handler: Callable[[Change], None] = getattr(self, f"{step.address.kind.value}_"
+                                                          f"{step.phase}")
+        handler(change)
+
+    # -- templates -----------------------------------------------------------------------------
+
+    def template_create(self, change: Change) -> None:
+        after = change.after or {}
+        definition = {
+            "code": after["code"], "name": after["name"],
+            "authType": AUTH_TYPE_CODES[after["authType"]],
+            "messageVersion": after["messageVersion"],
+            "attributes": [{"name": a["name"], "type": a["type"], "unit": a["unit"] or "",
+                            "description": a["description"] or "",
+                            "aggregateTypes": a["aggregateTypes"]}
+                           for a in after["attributes"].values()],
+            "commands": [{"name": c["name"], "command": c["command"],
+                          "requiredParam": c["requiredParam"], "requiredAck": c["requiredAck"],
+                          "isOTACommand": c["ota"]} for c in after["commands"].values()],
+            "properties": {k: v for k, v in after.get("properties", {}).items()
+                           if v is not None},
+        }
+        guid = _create_or_find(lambda: self.api.templates.create(definition),
+                               lambda: _guid_of(self.api.templates.get_by_code(after["code"])))
+        self.remember(change.address, guid)
+
+    def template_update(self, change: Change) -> None:
+        before, after = change.before or {}, change.after or {}
+        guid = before["guid"]
+        if before["name"] != after["name"]:
+            self.api.templates.rename(guid, after["name"])
+        self._sync(before, after, "attributes", before["attributeGuids"],
+                   lambda a: self.api.templates.create_attribute(guid, a),
+                   lambda g, a: self.api.templates.update_attribute(g, guid, a),
+                   self.api.templates.delete_attribute)
+        self._sync(before, after, "commands", before["commandGuids"],
+                   lambda c: self.api.templates.create_command(guid, _command(c)),
+                   lambda g, c: self.api.templates.update_command(g, guid, _command(c)),
+                   self.api.templates.delete_command)
+
+    @staticmethod
+    def _sync(before: dict[str, Any], after: dict[str, Any], key: str, guids: dict[str, str],
+              create: Callable[[Any], Any], update: Callable[[str, Any], Any],
+              delete: Callable[[str], Any]) -> None:
+        """Adds first, then updates, then removals: a template keeps at least one attribute."""
+        old, new = before[key], after[key]
+        for name in sorted(set(new) - set(old)):
+            create(new[name])
+        for name in sorted(set(new) & set(old)):
+            if new[name] != old[name]:
+                update(guids[name], new[name])
+        for name in sorted(set(old) - set(new)):
+            _gone_ok(lambda n=name: delete(guids[n]))
+
+    def template_delete(self, change: Change) -> None:
+        _gone_ok(lambda: self.api.templates.delete((change.before or {})["guid"]))
+
+    # -- devices -------------------------------------------------------------------------------
+
+    def device_create(self, change: Change) -> None:
+        after = change.after or {}
+        template = f"template/{after['template']}"
+        template_guid = self.guid(template)
+        entity = self.plan.entities.get(after["entity"] or "")
+        if entity is None:
+            raise StepFailed(f"entity '{after['entity']}' does not exist")
+        pem = self._certificate(after)
+        guid = _create_or_find(
+            lambda: self.api.devices.create(template_guid, after["duid"], after["displayName"],
+                                            entity, pem),
+            lambda: self._existing_device(after["duid"], template_guid))
+        self.remember(change.address, guid)
+        if not after["active"]:
+            self.api.devices.set_active(guid, False)
+
+    def _certificate(self, after: dict[str, Any]) -> str | None:
+        if after.get("certificatePem"):
+            return str(after["certificatePem"])
+        auth = self._template_auth(after["template"])
+        if auth not in CERT_AUTH:
+            return None  # CA-signed, TPM and symmetric-key devices send no certificate
+        acc = self.plan.account
+        identity = self.keys.ensure(
+            after["duid"], common_name(after["duid"], acc.cpid, acc.dedicated),
+            device_config(after["duid"], acc.cpid, acc.env, acc.pf, acc.dedicated,
+                          AUTH_TYPE_CODES.get(auth, 3)))
+        return identity.certificate_pem
+
+    def _template_auth(self, code: str) -> str:
+        change = next((c for c in self.plan.changes
+                       if c.address == Address(Kind.TEMPLATE, code) and c.after), None)
+        if change is not None:
+            return str((change.after or {})["authType"])
+        with self._lock:
+            if code not in self._auth:
+                template = self.api.templates.get(self.guid(f"template/{code}"))
+                self._auth[code] = AUTH_TYPE_NAMES.get(template.auth_type, "") if template \
+                    else ""
+            return self._auth[code]
+
+    def _existing_device(self, duid: str, template_guid: str) -> str | None:
+        found = self.api.devices.get_by_duid(duid)
+        if found is None:
+            return None
+        if found.template_guid != template_guid:
+            raise StepFailed(f"device {duid} exists on another template")
+        return found.guid
+
+    def device_update(self, change: Change) -> None:
+        before, after = change.before or {}, change.after or {}
+        if (before["displayName"], before["entity"]) != (after["displayName"], after["entity"]):
+            entity = self.plan.entities.get(after["entity"] or "")
+            if entity is None:
+                raise StepFailed(f"entity '{after['entity']}' does not exist")
+            self.api.devices.update(before["guid"], after["displayName"], entity)
+        if before["active"] != after["active"]:
+            self.api.devices.set_active(before["guid"], after["active"])
+
+    def device_delete(self, change: Change) -> None:
+        _gone_ok(lambda: self.api.devices.delete((change.before or {})["guid"]))
+
+    # -- firmware and upgrades -----------------------------------------------------------------
+
+    def firmware_create(self, change: Change) -> None:
+        after = change.after or {}
+        first = next(c.after for c in self.plan.changes
+                     if c.address == Address(Kind.UPGRADE, f"{after['name']}@"
+                                                           f"{after['firstUpgrade']}"))
+        template = self.guid(f"template/{after['template']}")
+        found: list[str] = []
+
+        def create() -> str:
+            fw, upgrade = self.api.firmware.create(
+                template, after["name"], after["hardware"], after["firstUpgrade"],
+                after["description"], (first or {}).get("description"))
+            found.append(upgrade)
+            return fw
+
+        def existing() -> str | None:
+            fw = self.api.firmware.get_by_name(after["name"], include_deprecated=False)
+            detail = self.api.firmware.get(fw.guid) if fw else None
+            up = next((u for u in (detail.upgrades or ()) if u.version ==
+                       after["firstUpgrade"]), None) if detail else None
+            if up is not None:
+                found.append(up.guid)
+            return fw.guid if fw else None
+
+        guid = _create_or_find(create, existing)
+        self.remember(change.address, guid)
+        self.remember(f"upgrade/{after['name']}@{after['firstUpgrade']}", found[-1])
+
+    def firmware_update(self, change: Change) -> None:
+        before, after = change.before or {}, change.after or {}
+        self.api.firmware.update(before["guid"], after["name"], after["hardware"],
+                                 after["description"])
+
+    def firmware_deprecate(self, change: Change) -> None:
+        try:
+            self.api.firmware.deprecate((change.before or {})["guid"])
+        except NotFound:
+            pass
+        except Conflict as exc:
+            if "already" not in exc.server_message.lower():
+                raise
+
+    def upgrade_create(self, change: Change) -> None:
+        after = change.after or {}
+        if after.get("viaFirmware"):
+            guid = self.guid(str(change.address))
+        else:
+            firmware = self.guid(f"firmware/{after['firmware']}")
+            guid = _create_or_find(
+                lambda: self.api.firmware.create_upgrade(firmware, after["version"],
+                                                         after["description"]),
+                lambda: self._existing_upgrade(firmware, after["version"]))
+            self.remember(change.address, guid)
+        self._upload(guid, after["files"])
+        if after["release"]:
+            self._publish(guid)
+
+    def _existing_upgrade(self, firmware: str, version: str) -> str | None:
+        detail = self.api.firmware.get(firmware)
+        return next((u.guid for u in (detail.upgrades or ()) if u.version == version), None) \
+            if detail else None
+
+    def upgrade_update(self, change: Change) -> None:
+        before, after = change.before or {}, change.after or {}
+        guid = before["guid"]
+        if before["description"] != after["description"]:
+            self.api.firmware.update_upgrade(guid, self.guid(f"firmware/{after['firmware']}"),
+                                             after["version"], after["description"])
+        self._upload(guid, after["files"])
+        if after["release"] and not before["release"]:
+            self._publish(guid)
+
+    def _upload(self, guid: str, files: list[dict[str, Any]]) -> None:
+        """Attach exactly `files`: skip ones already there, replace changed ones."""
+        live = {(f.name, f.tag): f for f in self.api.files.list(FIRMWARE_MODULE, guid)}
+        wanted = {(f["name"], f["md5"]) for f in files}
+        for key, f in live.items():
+            if key not in wanted:
+                _gone_ok(lambda g=f.guid: self.api.files.delete(FIRMWARE_MODULE, g))
+        for f in files:
+            if (f["name"], f["md5"]) in live:
+                continue
+            path = Path(f["path"])
+            if not path.is_file() or md5_and_size(path)[0] != f["md5"]:
+                raise StepFailed(f"{f['path']} changed since the plan was made; plan again")
+            self.api.files.upload(FIRMWARE_MODULE, guid, f["name"], path.read_bytes(), f["md5"])
+
+    def _publish(self, guid: str) -> None:
+        try:
+            self.api.firmware.publish(guid)
+        except Conflict as exc:
+            if "already" not in exc.server_message.lower():
+                raise
+
+    def upgrade_delete(self, change: Change) -> None:
+        _gone_ok(lambda: self.api.firmware.delete_upgrade((change.before or {})["guid"]))
+
+
+def _command(c: dict[str, Any]) -> dict[str, Any]:
+    return {"name": c["name"], "command": c["command"], "requiredParam": c["requiredParam"],
+            "requiredAck": c["requiredAck"], "isOTACommand": c["ota"]}
+
+
+def _guid_of(found: Any) -> str | None:
+    return found.guid if found is not None else None
+
+
+def _create_or_find(create: Callable[[], str], find: Callable[[], str | None]) -> str:
+    """Create; after an ambiguous failure or a duplicate refusal, read back by natural key."""
+    try:
+        return create()
+    except Conflict:
+        existing = find()
+        if existing is None:
+            raise
+        return existing
+    except ApiError as exc:
+        if not exc.ambiguous:
+            raise
+        existing = find()
+        if existing is None:
+            raise
+        return existing
+
+
+def _gone_ok(delete: Callable[[], Any]) -> None:
+    """Deleting something already gone is success."""
+    try:
+        delete()
+    except NotFound:
+        pass

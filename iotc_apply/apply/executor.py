@@ -1,0 +1,157 @@
+"""The executor: walk the step graph with a bounded worker pool.
+
+Steps whose prerequisites are done run in parallel (`parallelism` at a time); a failed step
+skips only the steps that depend on it, transitively; independent work goes on. A stop
+request (Ctrl-C) starts nothing new, lets in-flight calls finish, and the result says what was
+done. Every change gets a result. No terminal I/O: progress goes through `Hooks`.
+Imports `plan`, the client errors and the apply package.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..client.errors import ApiError
+from ..model import Address
+from ..plan import Action, Plan
+from .actions import Actions, StepFailed
+from .graph import Graph, Step, build
+
+
+class Status(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_STARTED = "not started"
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    address: Address
+    action: Action
+    status: Status
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    results: tuple[ChangeResult, ...]
+    interrupted: bool
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(r.status is Status.DONE for r in self.results)
+
+    def count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status is status)
+
+
+class Hooks:
+    """Progress callbacks; the default does nothing (the core prints nothing)."""
+
+    def started(self, total: int) -> None:
+        """The walk begins with `total` steps."""
+
+    def finished(self, step: Step, status: Status, message: str) -> None:
+        """A step ended (done, failed, or skipped because something it needs failed)."""
+
+
+def execute(plan: Plan, actions: Actions, parallelism: int = 10, hooks: Hooks | None = None,
+            stop: threading.Event | None = None) -> ApplyResult:
+    """Apply every change of the plan; the one function that may exceed 40 lines' worth of
+    bookkeeping is `_Walk.run`, kept together so the scheduling is readable in one place."""
+    hooks = hooks or Hooks()
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    walk = _Walk(build(plan), actions, hooks, stop)
+    walk.run(max(1, parallelism))
+    return ApplyResult(walk.results(), stop.is_set(), time.monotonic() - started)
+
+
+class _Walk:
+    def __init__(self, graph: Graph, actions: Actions, hooks: Hooks,
+                 stop: threading.Event) -> None:
+        self.graph = graph
+        self.actions = actions
+        self.hooks = hooks
+        self.stop = stop
+        self.status: dict[Step, Status] = {}
+        self.messages: dict[Step, str] = {}
+        self.waiting = {s: set(graph.after[s]) for s in graph.steps}
+        self.dependents = graph.dependents()
+
+    def run(self, parallelism: int) -> None:
+        self.hooks.started(len(self.graph.steps))
+        ready = sorted(s for s, w in self.waiting.items() if not w)
+        running: dict[Future[None], Step] = {}
+        with ThreadPoolExecutor(max_workers=parallelism) as pool:
+            try:
+                while ready or running:
+                    while ready and len(running) < parallelism and not self.stop.is_set():
+                        step = ready.pop(0)
+                        running[pool.submit(self._one, step)] = step
+                    if not running:
+                        break
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for future in done:
+                        ready += self._settle(running.pop(future), future)
+            except KeyboardInterrupt:
+                self.stop.set()
+                for future, step in running.items():
+                    self._settle(step, future)
+
+    def _one(self, step: Step) -> None:
+        self.actions.run(step, self.graph.changes[step.address])
+
+    def _failed(self, step: Step, message: str) -> None:
+        self._finish(step, Status.FAILED, message)
+        self._skip_dependents(step)
+
+    def _settle(self, step: Step, future: Future[None]) -> list[Step]:
+        """Record a finished step; return the steps it made ready."""
+        try:
+            future.result()
+            self._finish(step, Status.DONE, "")
+        except (ApiError, StepFailed, OSError) as exc:
+            self._failed(step, str(exc))
+            return []
+        except Exception as exc:  # a bug; the rest of the fleet still gets its turn
+            self._failed(step, f"internal error: {type(exc).__name__}: {exc}")
+            return []
+        freed = []
+        for dependent in sorted(self.dependents[step]):
+            self.waiting[dependent].discard(step)
+            if not self.waiting[dependent] and dependent not in self.status:
+                freed.append(dependent)
+        return freed
+
+    def _finish(self, step: Step, status: Status, message: str) -> None:
+        self.status[step] = status
+        self.messages[step] = message
+        self.hooks.finished(step, status, message)
+
+    def _skip_dependents(self, failed: Step) -> None:
+        todo = list(self.dependents[failed])
+        while todo:
+            step = todo.pop()
+            if step not in self.status:
+                self._finish(step, Status.SKIPPED, f"needs '{failed}', which failed")
+                todo += self.dependents[step]
+
+    def results(self) -> tuple[ChangeResult, ...]:
+        out = []
+        for address, change in sorted(self.graph.changes.items()):
+            steps = [s for s in self.graph.steps if s.address == address]
+            states = [self.status.get(s, Status.NOT_STARTED) for s in steps]
+            worst = next((st for st in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
+                          if st in states), Status.DONE)
+            message = next((self.messages[s] for s in steps if self.messages.get(s)), "")
+            if worst is Status.DONE and len(steps) == 2:
+                message = "deleted and re-created"
+            out.append(ChangeResult(address, change.action, worst, message))
+        return tuple(out)

@@ -1,0 +1,76 @@
+"""Apply on a terminal: a progress bar while it runs, a result per change when it ends.
+
+Big fleets get a grouped summary (counts per kind, action and outcome) and every failure
+listed, instead of thousands of "done" lines.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..apply.executor import ApplyResult, Hooks, Status
+from ..apply.graph import Step
+
+GROUP_ABOVE = 40
+STATUS_STYLE = {Status.DONE: "ok", Status.FAILED: "diag.error", Status.SKIPPED: "diag.warning",
+                Status.NOT_STARTED: "muted"}
+
+
+class ProgressHooks(Hooks):
+    """A rich progress bar with counts of done, failed and skipped steps."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(TextColumn("Applying"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[failed]} failed"),
+                                 TimeElapsedColumn(), console=console, transient=True,
+                                 disable=not console.is_terminal)
+        self.task = self.progress.add_task("apply", total=0, failed=0)
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def started(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+        self.progress.start()
+
+    def finished(self, step: Step, status: Status, message: str) -> None:
+        with self._lock:
+            self.failed += status is not Status.DONE
+            self.progress.update(self.task, advance=1, failed=self.failed)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def render(console: Console, result: ApplyResult) -> None:
+    if len(result.results) > GROUP_ABOVE:
+        _grouped(console, result)
+    else:
+        for r in result.results:
+            text = f"{r.action.symbol} {r.address}"
+            detail = f": {r.message}" if r.message else ""
+            console.print(f"[{STATUS_STYLE[r.status]}]{escape(f'{text:<34} {r.status.value}')}"
+                          f"[/]{escape(detail)}")
+    console.print()
+    if result.interrupted:
+        console.print("[diag.warning]Interrupted:[/] no new changes were started; the ones in "
+                      "flight finished. Run apply again to finish the job.")
+    summary = ", ".join(f"{result.count(s)} {s.value}" for s in Status if result.count(s))
+    verdict = "Apply complete" if result.ok else "Apply incomplete"
+    console.print(f"{verdict}: {summary or 'nothing to do'} ({result.seconds:.1f} s).")
+    if not result.ok and not result.interrupted:
+        console.print("Fix what failed and run apply again: it converges without duplicates.")
+
+
+def _grouped(console: Console, result: ApplyResult) -> None:
+    groups = Counter((r.address.kind.value, r.action.value, r.status) for r in result.results)
+    for (kind, action, status), n in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1],
+                                                                             g[0][2].value)):
+        console.print(f"[{STATUS_STYLE[status]}]{n:>6} {kind} {action}: {status.value}[/]")
+    failures = [r for r in result.results if r.status is Status.FAILED]
+    for r in failures:
+        console.print(f"[diag.error]failed:[/] {escape(str(r.address))}: {escape(r.message)}")
