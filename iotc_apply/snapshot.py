@@ -84,7 +84,10 @@ class Snapshot:
             firmware, _, version = name.partition("@")
             upgrade = self.upgrades(firmware).get(version)
             if upgrade is not None:
-                return [asdict(upgrade), [asdict(f) for f in self.files.get(upgrade.guid, ())]]
+                # file URLs are signed and expire: only what identifies the content counts
+                files = self.files.get(upgrade.guid, upgrade.files)
+                return [upgrade.guid, upgrade.version, upgrade.draft, upgrade.description,
+                        sorted((f.guid, f.name, f.tag or "") for f in files)]
         return None
 
 

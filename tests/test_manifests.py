@@ -53,7 +53,7 @@ def test_examples_load_cleanly_into_the_expected_fleet() -> None:
     assert (gateway.name, gateway.auth_type, gateway.data_frequency) == (
         "Trailer gateway", "self-signed", 30)
     assert [a.name for a in gateway.attributes] == ["uplink_rssi", "gps"]
-    assert d.project is not None and d.project.prune.devices == ("lt-*", "th-lab-*")
+    assert d.project is not None and d.project.prune.devices == ("lt-*", "th-lab-*", "gw-*")
     assert str(d.origins[Address(Kind.DEVICE, "gw-0002")]).endswith("devices.yaml:15:9")
 
 

@@ -282,22 +282,31 @@ def _guid_of(found: Any) -> str | None:
     return found.guid if found is not None else None
 
 
-def _create_or_find(create: Callable[[], str], find: Callable[[], str | None]) -> str:
-    """Create; after an ambiguous failure or a duplicate refusal, read back by natural key."""
-    try:
-        return create()
-    except Conflict:
-        existing = find()
-        if existing is None:
-            raise
-        return existing
-    except ApiError as exc:
-        if not exc.ambiguous:
-            raise
-        existing = find()
-        if existing is None:
-            raise
-        return existing
+def _create_or_find(create: Callable[[], str], find: Callable[[], str | None],
+                    attempts: int = 3) -> str:
+    """Create; after an ambiguous failure or a duplicate refusal, read back by natural key.
+
+    A match is success. No match after an ambiguous failure proves the create did not take
+    effect, so it is tried again (natural keys are unique: a late commit would answer 409 and
+    be found). Never a blind retry.
+    """
+    for attempt in range(attempts):
+        try:
+            return create()
+        except Conflict:
+            existing = find()
+            if existing is None:
+                raise
+            return existing
+        except ApiError as exc:
+            if not exc.ambiguous:
+                raise
+            existing = find()
+            if existing is not None:
+                return existing
+            if attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _gone_ok(delete: Callable[[], Any]) -> None:

@@ -187,6 +187,8 @@ class EmulatorState:
         with self.store.transaction():
             if self.store.get("basictoken", issued) is None:
                 raise Unauthorized("Invalid basic token.")
+            # ASSUMPTION: a basic token is good for one login attempt.
+            self.store.delete("basictoken", issued.upper())
             if solution_key != self.account.solution_key:
                 raise Unauthorized("User is not authorized for the given solution.")
             if not isinstance(username, str) or not isinstance(password, str) \

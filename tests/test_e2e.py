@@ -1,0 +1,190 @@
+"""End to end through the CLI against the emulator: apply, plan, edit, destroy, faults."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from iotc_apply.apply.actions import Actions
+from iotc_apply.apply.executor import Hooks, Status, execute
+from iotc_apply.apply.graph import Step
+from iotc_apply.apply.keys import KeyStore
+from iotc_apply.cli import main
+from iotc_apply.client import IoTConnect
+from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
+
+from .test_scenarios import point_cli_at
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
+
+
+@pytest.fixture
+def work(server: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the examples to edit, the CLI pointed at the emulator, keys in tmp."""
+    point_cli_at(server, tmp_path / "config", monkeypatch)
+    shutil.copytree(EXAMPLES, tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def iotc(*args: str) -> int:
+    return main([*args, "--keys-dir", "keys"])
+
+
+def live(server: EmulatorServer) -> dict[str, list[dict]]:  # type: ignore[type-arg]
+    return server.emulator.state.store.dump()
+
+
+def test_apply_plan_edit_apply_destroy(work: Path, server: EmulatorServer,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert "Apply complete: 65 done" in capsys.readouterr().out
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+    assert "No changes. 65 object(s) match the manifests." in capsys.readouterr().out
+
+    devices = work / "m" / "devices.yaml"
+    devices.write_text(devices.read_text().replace("Lab sensor 3\n", "Freezer sensor 3\n"))
+    assert iotc("plan", "m", "--detailed-exitcode") == 2
+    out = capsys.readouterr().out
+    assert "~ device/th-lab-03" in out and '~ displayName: "Lab sensor 3" -> "Freezer ' \
+        'sensor 3"' in out
+    assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete; 64 unchanged." in out
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+
+    assert iotc("destroy", "m", "--auto-approve") == 0
+    assert "Apply complete: 63 done" in capsys.readouterr().out
+    state = live(server)
+    assert "template" not in state and "device" not in state and "attribute" not in state
+    # firmware cannot be deleted, only deprecated: that is all that is left of the fleet
+    assert [(f["name"], f["isDeprecated"]) for f in state["firmware"]] == [("SENSORFW", True)]
+    assert [e["name"] for e in state["entity"]] == ["Emulated Company", "Plant-A", "Plant-B"]
+    assert len(state["user"]) == 1
+
+
+def test_keys_are_private_reused_and_never_shown(work: Path, server: EmulatorServer,
+                                                 api: IoTConnect,
+                                                 capfd: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IOTC_API_TRACE", "1")
+    assert iotc("apply", "m", "--auto-approve") == 0
+    folder = work / "keys" / "th-lab-01"
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(folder / "key.pem").st_mode) == 0o600
+    key_before = (folder / "key.pem").read_bytes()
+    device = api.devices.get_by_duid("th-lab-01")
+    assert device is not None
+    api.devices.delete(device.guid)
+    assert iotc("plan", "m", "--out", "plan.json") == 0
+    assert iotc("apply", "plan.json") == 0
+    assert (folder / "key.pem").read_bytes() == key_before
+    registered = next(d for d in live(server)["device"] if d["uniqueId"] == "th-lab-01")
+    cert = x509.load_pem_x509_certificate(registered["certificateText"].encode())
+    key = serialization.load_pem_private_key(key_before, password=None)
+    assert cert.public_key() == key.public_key()
+    assert cert.subject.rfc4514_string() == "CN=0A1B2C3D4E5F60718293A4B5C6D7E8F9-th-lab-01"
+
+    everything = capfd.readouterr()
+    text = everything.out + everything.err + (work / "plan.json").read_text()
+    assert "-> POST" in text  # the trace was on
+    assert "PRIVATE KEY" not in text and "Emulator!234" not in text
+    body = b"".join(key_before.splitlines()[1:-1]).decode()
+    assert body[:40] not in text
+
+
+def test_a_stale_saved_plan_is_refused(work: Path, api: IoTConnect,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert iotc("apply", "m", "--auto-approve") == 0
+    devices = work / "m" / "devices.yaml"
+    devices.write_text(devices.read_text().replace("Lab sensor 2\n", "Lab sensor two\n"))
+    assert iotc("plan", "m", "--out", "plan.json") == 0
+    device = api.devices.get_by_duid("gw-0001")
+    assert device is not None
+    api.devices.set_active(device.guid, False)
+    capsys.readouterr()
+    assert iotc("apply", "plan.json") == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: plan is stale: 1 object(s) changed since it was made " \
+                  "(device/gw-0001); run 'iotc plan' again"
+
+
+def test_apply_without_a_terminal_needs_auto_approve(work: Path, server: EmulatorServer,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert iotc("apply", "m") == 1
+    assert "pass --auto-approve" in capsys.readouterr().err
+    assert "device" not in live(server)
+
+
+def test_a_partial_failure_exits_1_and_a_rerun_finishes(work: Path, server: EmulatorServer,
+                                                        capsys: pytest.CaptureFixture[str]) -> \
+        None:
+    server.emulator.traffic.configure(Knobs(faults=[
+        FaultRule("POST /device-template/quick", 1.0, ("500",), limit=3)]))
+    assert iotc("apply", "m", "--auto-approve") == 1
+    out = capsys.readouterr().out
+    assert "failed: template/" in out and "skipped" in out
+    assert "Apply incomplete" in out
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+
+
+def test_convergence_under_faults_and_a_rate_limit(work: Path, server: EmulatorServer) -> None:
+    server.emulator.traffic.configure(Knobs(
+        rate_limit=50.0, fault_seed=20261122,
+        faults=[FaultRule("* *", 0.2, ("500", "503", "html502", "drop", "commit_then_fail"))]))
+    codes = []
+    for _ in range(12):
+        codes.append(iotc("apply", "m", "--auto-approve"))
+        if codes[-1] == 0:
+            break
+    assert codes[-1] == 0, codes
+    server.emulator.traffic.configure(Knobs())
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+    state = live(server)
+    duids = sorted(d["uniqueId"] for d in state["device"])
+    assert len(duids) == len(set(duids)) == 60  # no duplicates, no orphans
+    assert sorted(t["code"] for t in state["template"]) == ["gateway01", "sensor01"]
+    assert sorted(u["software"] for u in state["upgrade"]) == ["1.0.0", "1.1.0"]
+    assert len(state["firmware"]) == 1 and len(state["file"]) == 2
+    for d in state["device"]:  # every registered certificate matches a key we still hold
+        key = serialization.load_pem_private_key(
+            (work / "keys" / d["uniqueId"] / "key.pem").read_bytes(), password=None)
+        cert = x509.load_pem_x509_certificate(d["certificateText"].encode())
+        assert cert.public_key() == key.public_key()
+
+
+def test_interrupt_starts_nothing_new_and_reports(work: Path, server: EmulatorServer,
+                                                  api: IoTConnect) -> None:
+    from iotc_apply import snapshot
+    from iotc_apply.manifest import load
+    from iotc_apply.plan import make_plan
+
+    desired = load([str(work / "m")]).desired
+    plan = make_plan(desired, snapshot.take(api, ["gateway01", "sensor01"], ["SENSORFW"]))
+    stop = threading.Event()
+
+    class StopAfterTemplates(Hooks):
+        def finished(self, step: Step, status: Status, message: str) -> None:
+            if step.address.kind.value == "template":
+                stop.set()
+
+    result = execute(plan, Actions(api, KeyStore(work / "keys"), plan), parallelism=2,
+                     hooks=StopAfterTemplates(), stop=stop)
+    assert result.interrupted and not result.ok
+    statuses = {r.status for r in result.results}
+    assert Status.NOT_STARTED in statuses and Status.FAILED not in statuses
+    done = [r for r in result.results if r.status is Status.DONE]
+    assert 1 <= len(done) < 65
+    assert len(live(server).get("device", [])) == sum(1 for r in done
+                                                      if r.address.kind.value == "device")
