@@ -36,6 +36,7 @@ class Actions:
         self.keys = keys
         self.plan = plan
         self._guids = dict(plan.guids)
+        self._changes = {c.address: c for c in plan.changes}
         self._lock = threading.RLock()
         self._auth: dict[str, str] = {}
 
@@ -141,16 +142,19 @@ class Actions:
         return identity.certificate_pem
 
     def _template_auth(self, code: str) -> str:
-        change = next((c for c in self.plan.changes
-                       if c.address == Address(Kind.TEMPLATE, code) and c.after), None)
-        if change is not None:
-            return str((change.after or {})["authType"])
+        """The template's auth type: from the plan when it creates or changes the template,
+        else read once from the account."""
         with self._lock:
             if code not in self._auth:
-                template = self.api.templates.get(self.guid(f"template/{code}"))
-                self._auth[code] = AUTH_TYPE_NAMES.get(template.auth_type, "") if template \
-                    else ""
+                self._auth[code] = self._read_auth(code)
             return self._auth[code]
+
+    def _read_auth(self, code: str) -> str:
+        change = self._changes.get(Address(Kind.TEMPLATE, code))
+        if change is not None and change.after:
+            return str(change.after["authType"])
+        template = self.api.templates.get(self.guid(f"template/{code}"))
+        return AUTH_TYPE_NAMES.get(template.auth_type, "") if template else ""
 
     def _existing_device(self, duid: str, template_guid: str) -> str | None:
         found = self.api.devices.get_by_duid(duid)
@@ -177,9 +181,9 @@ class Actions:
 
     def firmware_create(self, change: Change) -> None:
         after = change.after or {}
-        first = next(c.after for c in self.plan.changes
-                     if c.address == Address(Kind.UPGRADE, f"{after['name']}@"
-                                                           f"{after['firstUpgrade']}"))
+        first_change = self._changes.get(
+            Address(Kind.UPGRADE, f"{after['name']}@{after['firstUpgrade']}"))
+        first = first_change.after if first_change else None
         template = self.guid(f"template/{after['template']}")
         found: list[str] = []
 

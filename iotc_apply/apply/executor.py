@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
@@ -87,19 +88,19 @@ class _Walk:
 
     def run(self, parallelism: int) -> None:
         self.hooks.started(len(self.graph.steps))
-        ready = sorted(s for s, w in self.waiting.items() if not w)
+        ready = deque(sorted(s for s, w in self.waiting.items() if not w))
         running: dict[Future[None], Step] = {}
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
             try:
                 while ready or running:
                     while ready and len(running) < parallelism and not self.stop.is_set():
-                        step = ready.pop(0)
+                        step = ready.popleft()
                         running[pool.submit(self._one, step)] = step
                     if not running:
                         break
                     done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                     for future in done:
-                        ready += self._settle(running.pop(future), future)
+                        ready.extend(self._settle(running.pop(future), future))
             except KeyboardInterrupt:
                 self.stop.set()
                 for future, step in running.items():
@@ -144,9 +145,12 @@ class _Walk:
                 todo += self.dependents[step]
 
     def results(self) -> tuple[ChangeResult, ...]:
+        by_address: dict[Address, list[Step]] = {}
+        for step in self.graph.steps:
+            by_address.setdefault(step.address, []).append(step)
         out = []
         for address, change in sorted(self.graph.changes.items()):
-            steps = [s for s in self.graph.steps if s.address == address]
+            steps = by_address[address]
             states = [self.status.get(s, Status.NOT_STARTED) for s in steps]
             worst = next((st for st in (Status.FAILED, Status.SKIPPED, Status.NOT_STARTED)
                           if st in states), Status.DONE)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ..client.settings import write_private
+from ..client.settings import sync_directory, write_private
 
 DEFAULT_KEYS_DIR = Path(".iotc") / "keys"
 VALIDITY_DAYS = 3650
@@ -74,12 +74,13 @@ class KeyStore:
             key = ec.generate_private_key(ec.SECP256R1())
             write_private(key_path, key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption()))
+                serialization.NoEncryption()), sync_dir=False)
             reused = False
         cert = self_signed(key, common_name)
-        write_private(cert_path, cert.encode())
         write_private(folder / "iotcDeviceConfig.json",
-                      (json.dumps(device_config, indent=4) + "\n").encode())
+                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
+        write_private(cert_path, cert.encode(), sync_dir=False)
+        sync_directory(folder)  # one fsync makes all three renames durable
         return DeviceIdentity(duid, cert, key_path, reused)
 
 

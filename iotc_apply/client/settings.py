@@ -120,8 +120,11 @@ class TokenStore:
         return True
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a 0600 file atomically and durably (temp file, fsync, rename, fsync dir)."""
+def write_private(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Write a 0600 file atomically and durably (temp file, fsync, rename, fsync dir).
+
+    `sync_dir=False` leaves the directory's fsync to the caller, who writes several files
+    into one directory and syncs it once (`sync_directory`)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -135,7 +138,13 @@ def write_private(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    if sync_dir:
+        sync_directory(path.parent)
+
+
+def sync_directory(folder: Path) -> None:
+    """Make the renames in a directory durable."""
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -1,0 +1,146 @@
+"""Benchmark: plan, apply and destroy N devices against the emulator with injected latency.
+
+Starts `iotc emulator serve` in its own process (so client and server do not share a GIL),
+writes manifests (one self-signed template, a DeviceSet of N), then runs, each as a child
+process: apply (which plans first), plan (which must find no changes), destroy. Prints per
+phase: wall time, requests the emulator served, and for apply the ratio to the lower bound
+N x latency / parallelism, next to the time certificate generation alone takes here; and the
+plan's request count against the issue's bound ceil(N/P) + 4T + 2F + U + 10.
+
+    python benchmarks/fleet_bench.py --devices 100 1000 --latency 20 --parallelism 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+MANIFEST = """apiVersion: iotc/v1
+kind: Template
+metadata: {{name: bench01}}
+spec:
+  name: Benchmark sensor
+  authType: self-signed
+  attributes: [{{name: temperature, type: DECIMAL}}]
+---
+apiVersion: iotc/v1
+kind: DeviceSet
+metadata: {{name: bench}}
+spec: {{count: {n}, uniqueId: "bench-{{index:06}}", template: bench01, entity: Plant-A}}
+"""
+
+
+def serve(latency: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "iotc_apply", "emulator", "serve", "--db",
+                             ":memory:", "--latency", str(latency)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    env = {}
+    for _ in range(6):
+        name, _, value = proc.stdout.readline().removeprefix("export ").strip().partition("=")
+        env[name] = value.strip("'")
+    return proc, env
+
+
+def control(env: dict[str, str], path: str, method: str = "GET") -> dict[str, object]:
+    root = env["IOTC_DISCOVERY_URL"].removesuffix("/api/uisdk")
+    req = urllib.request.Request(root + path, method=method)
+    with urllib.request.urlopen(req, timeout=30) as resp:  # loopback only
+        return json.loads(resp.read())
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "iotc_apply", *args], env=env,
+                          capture_output=True, text=True)
+    return time.perf_counter() - started, done.returncode, done.stdout + done.stderr
+
+
+def certificate_seconds(n: int, parallelism: int) -> float:
+    """Time to generate N keys and certificates and write them durably (the key store's
+    part of apply), with the same parallelism, measured here on this disk."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from iotc_apply.apply.keys import KeyStore, device_config
+
+    sample = min(n, 300)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = KeyStore(Path(tmp))
+        started = time.perf_counter()
+        with ThreadPoolExecutor(parallelism) as pool:
+            list(pool.map(lambda i: store.ensure(f"d{i}", f"CPID-d{i}", device_config(
+                f"d{i}", "CPID", "poc", "aws", False)), range(sample)))
+        return (time.perf_counter() - started) * n / sample
+
+
+def phase(name: str, args: list[str], env: dict[str, str], expect: int) -> \
+        tuple[float, int, float]:
+    """Run one command; returns wall time, requests served, and the executor's own time
+    (the "(X s)" of "Apply complete", without process start-up and planning)."""
+    control(env, "/_emulator/stats/reset", "POST")
+    wall, code, output = run(args, env)
+    requests = int(control(env, "/_emulator/stats")["total"])  # type: ignore[arg-type]
+    last = [line for line in output.splitlines() if line.strip()][-1:]
+    status = "ok" if code == expect else f"UNEXPECTED exit {code}: {last}"
+    found = re.search(r"Apply complete: .*\((\d+\.\d) s\)", output)
+    executing = float(found.group(1)) if found else 0.0
+    shown = f", executing {executing:.1f} s" if found else ""
+    print(f"  {name:<8} {wall:8.2f} s{shown}  {requests:7d} requests  exit {code} ({status})")
+    return wall, requests, executing
+
+
+def bench(n: int, latency: float, parallelism: int, page: int) -> None:
+    proc, exports = serve(latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "m"
+            folder.mkdir()
+            (folder / "fleet.yaml").write_text(MANIFEST.format(n=n))
+            env = {**os.environ, **exports, "IOTC_CONFIG_DIR": f"{tmp}/config"}
+            common = ["--keys-dir", f"{tmp}/keys", "--parallelism", str(parallelism)]
+            print(f"N={n} devices, latency {latency:.0f} ms, parallelism {parallelism}")
+            wall, _, executing = phase("apply", ["apply", str(folder), "--auto-approve",
+                                                 *common], env, 0)
+            bound = n * latency / 1000 / parallelism
+            certs = certificate_seconds(n, parallelism)
+            print(f"           lower bound N x latency / parallelism = {bound:.2f} s; "
+                  f"keys and certificates alone {certs:.2f} s")
+            print(f"           ratio to bound + certificates: whole command "
+                  f"{wall / (bound + certs):.2f}, executor alone {executing / (bound + certs):.2f}")
+            _, plan_requests, _ = phase("plan", ["plan", str(folder), "--detailed-exitcode",
+                                              *common], env, 0)
+            limit = math.ceil(n / page) + 4 * 1 + 2 * 0 + 0 + 10
+            print(f"           plan request bound ceil(N/P)+4T+2F+U+10 = {limit} "
+                  f"({'within' if plan_requests <= limit else 'OVER'})")
+            phase("destroy", ["destroy", str(folder), "--auto-approve", *common], env, 0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"           peak memory of any child process so far: {peak:.0f} MiB")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--latency", type=float, default=20.0, help="ms per request")
+    parser.add_argument("--parallelism", type=int, default=10)
+    args = parser.parse_args()
+    for n in args.devices:
+        bench(n, args.latency, args.parallelism, page=100)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
