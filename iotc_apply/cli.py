@@ -239,6 +239,8 @@ def _execute(api: IoTConnect, plan: Any, opts: Options) -> int:
         hooks.close()
     out.print()
     apply_report.render(out, result)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_ERROR
 
 

@@ -10,6 +10,7 @@ Imports `model`, `plan`, the client package and the key store.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +18,9 @@ from typing import Any
 
 from ..client import FIRMWARE_MODULE, IoTConnect
 from ..client.errors import ApiError, Conflict, NotFound
+from ..manifest.files import md5_and_size
 from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
 from ..plan import Change, Plan
-from ..manifest.files import md5_and_size
 from .graph import Step
 from .keys import KeyStore, common_name, device_config
 
@@ -315,7 +316,5 @@ def _create_or_find(create: Callable[[], str], find: Callable[[], str | None],
 
 def _gone_ok(delete: Callable[[], Any]) -> None:
     """Deleting something already gone is success."""
-    try:
+    with contextlib.suppress(NotFound):
         delete()
-    except NotFound:
-        pass

@@ -13,10 +13,7 @@ from typing import Any
 from ..model import LiveDevice, LiveEntity, LiveUser
 from .errors import Conflict, NotFound
 from .session import ApiSession
-
-
-def _guid(value: Any) -> str:
-    return str(value or "").upper()
+from .session import guid_of as _guid
 
 
 def device_from_wire(item: dict[str, Any]) -> LiveDevice:

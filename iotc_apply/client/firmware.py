@@ -14,12 +14,9 @@ from typing import Any
 from ..model import LiveFile, LiveFirmware, LiveUpgrade
 from .errors import NotFound
 from .session import ApiSession
+from .session import guid_of as _guid
 
 FIRMWARE_MODULE = "firmware"
-
-
-def _guid(value: Any) -> str:
-    return str(value or "").upper()
 
 
 def file_from_wire(item: dict[str, Any]) -> LiveFile:

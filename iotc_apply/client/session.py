@@ -358,6 +358,11 @@ class ApiSession:
         self._trace(f"<- {resp.status_code} {shown} ({elapsed * 1000:.0f} ms) {text[:2000]}")
 
 
+def guid_of(value: Any) -> str:
+    """GUIDs arrive upper- or lower-case (quick create answers lower-case): one spelling."""
+    return str(value or "").upper()
+
+
 def decode_claims(token: str) -> dict[str, Any]:
     """The payload of a JWT, unverified (the client only reads its own token's claims)."""
     try:

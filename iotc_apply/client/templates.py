@@ -15,12 +15,9 @@ from typing import Any
 from ..model import LiveAttribute, LiveCommand, LiveTemplate
 from .errors import NotFound
 from .session import ApiSession
+from .session import guid_of as _guid
 
 SERVICE = "device"
-
-
-def _guid(value: Any) -> str:
-    return str(value or "").upper()
 
 
 def template_from_wire(item: dict[str, Any]) -> LiveTemplate:
