@@ -190,3 +190,29 @@ def test_interrupt_starts_nothing_new_and_reports(work: Path, server: EmulatorSe
     assert 1 <= len(done) < 65
     assert len(live(server).get("device", [])) == sum(1 for r in done
                                                       if r.address.kind.value == "device")
+
+
+def test_template_replacement_cascade_and_device_move_apply_cleanly(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert iotc("apply", "m", "--auto-approve") == 0
+    gateway = work / "m" / "gateway-template.yaml"
+    gateway.write_text(gateway.read_text() + "  messageVersion: \"2.0\"\n")
+    devices = work / "m" / "devices.yaml"
+    text = devices.read_text()
+    first = text.index("name: th-lab-01")
+    devices.write_text(text[:first] + text[first:].replace("template: sensor01",
+                                                           "template: gateway01", 1))
+    old = {d["uniqueId"]: d["guid"] for d in live(server)["device"]}
+    capsys.readouterr()
+    assert iotc("plan", "m", "--detailed-exitcode") == 2
+    out = capsys.readouterr().out
+    assert "Plan: 0 to create, 0 to update, 5 to replace, 0 to delete; 60 unchanged." in out
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert "Apply complete: 5 done" in capsys.readouterr().out
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+    now = {d["uniqueId"]: d for d in live(server)["device"]}
+    replaced = sorted(duid for duid, guid in old.items() if now[duid]["guid"] != guid)
+    assert replaced == ["gw-0001", "gw-0002", "gw-0003", "th-lab-01"]
+    template = next(t for t in live(server)["template"] if t["code"] == "gateway01")
+    assert template["messageVersion"] == "2.0"
+    assert now["th-lab-01"]["templateGuid"] == template["guid"]
