@@ -8,8 +8,11 @@ Imports nothing else from iotc_apply.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -269,3 +272,61 @@ class DesiredProject:
 
 
 DesiredResource = DesiredTemplate | DesiredDevice | DesiredFirmware | DesiredUpgrade
+
+
+# -- the live account as the plan reads it --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The live account as far as the plan is concerned, keyed by natural key."""
+
+    identity: Identity
+    entities: tuple[LiveEntity, ...]
+    templates: dict[str, LiveTemplate]
+    attributes: dict[str, tuple[LiveAttribute, ...]]
+    devices: dict[str, LiveDevice]
+    firmwares: dict[str, LiveFirmware]
+    files: dict[str, tuple[LiveFile, ...]] = field(default_factory=dict)
+
+    def template_code(self, guid: str) -> str | None:
+        for code, template in self.templates.items():
+            if template.guid == guid:
+                return code
+        return None
+
+    def entity_by_name(self, name: str | None) -> LiveEntity | None:
+        if name is None:
+            return next((e for e in self.entities if e.parent_guid is None), None)
+        return next((e for e in self.entities if e.name == name), None)
+
+    def upgrades(self, firmware: str) -> dict[str, LiveUpgrade]:
+        fw = self.firmwares.get(firmware)
+        return {u.version: u for u in (fw.upgrades or ())} if fw else {}
+
+    def fingerprint(self, address: Address) -> str:
+        """A digest of the live object at an address ('absent' when there is none)."""
+        value = self._live(address)
+        if value is None:
+            return "absent"
+        text = json.dumps(value, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _live(self, address: Address) -> Any:
+        name = address.name
+        if address.kind is Kind.TEMPLATE and name in self.templates:
+            return [asdict(self.templates[name]), [asdict(a) for a in
+                                                   self.attributes.get(name, ())]]
+        if address.kind is Kind.DEVICE and name in self.devices:
+            return asdict(self.devices[name])
+        if address.kind is Kind.FIRMWARE and name in self.firmwares:
+            return {k: v for k, v in asdict(self.firmwares[name]).items() if k != "upgrades"}
+        if address.kind is Kind.UPGRADE:
+            firmware, _, version = name.partition("@")
+            upgrade = self.upgrades(firmware).get(version)
+            if upgrade is not None:
+                # file URLs are signed and expire: only what identifies the content counts
+                files = self.files.get(upgrade.guid, upgrade.files)
+                return [upgrade.guid, upgrade.version, upgrade.draft, upgrade.description,
+                        sorted((f.guid, f.name, f.tag or "") for f in files)]
+        return None

@@ -20,9 +20,9 @@ from iotc_apply.model import (
     LiveDevice,
     LiveEntity,
     LiveTemplate,
+    Snapshot,
 )
 from iotc_apply.plan import Account, Action, Change, Plan, PlanOptions, Reason, make_plan, planfile
-from iotc_apply.snapshot import Snapshot
 from iotc_apply.ui import plan_markdown, plan_text
 from iotc_apply.ui.console import THEME
 

@@ -3,7 +3,7 @@
 One small function decides each resource's action (`_template`, `_device`, `_firmware`,
 `_upgrade`); separate passes add the deletes (destroy, prune, removed upgrades), the cascade
 of template replacements, the protect check, and the target/exclude selection. No I/O: the
-caller passes which local keys exist. Imports `model`, `snapshot`, `manifest.checks` (the
+caller passes which local keys exist. Imports `model`, `manifest.checks` (the
 `Desired` value) and the plan package.
 """
 
@@ -24,8 +24,8 @@ from ..model import (
     DesiredUpgrade,
     Globs,
     Kind,
+    Snapshot,
 )
-from ..snapshot import Snapshot
 from . import views
 from .model import Account, Action, Change, FieldChange, Plan, Reason
 
