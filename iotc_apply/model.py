@@ -1,9 +1,10 @@
-"""The pipeline's nouns as immutable values: addresses and live resources.
+"""The pipeline's nouns as immutable values: addresses, live and desired resources, and
+the Snapshot of the account.
 
 Live values are what the client layer reads from the account, already normalised (upper-case
 GUIDs, one spelling per field, upgrades as a tuple), so nothing downstream ever sees the
-API's casing quirks. Desired values (from manifests) live beside the manifest loader.
-Imports nothing else from iotc_apply.
+API's casing quirks. Desired values are what the manifests declare (the loader assembles them
+into `manifest.Desired`). Imports nothing else from iotc_apply.
 """
 
 from __future__ import annotations
