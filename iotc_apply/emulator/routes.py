@@ -222,6 +222,9 @@ def _template_json() -> Any:
 
 
 def _attributes(bp: Blueprint) -> None:
+    # ASSUMPTION: attribute and command lists of an existing template answer 200 with
+    # `data: []` when empty (the official client accepts only 200 or 409 there), while
+    # device/template/firmware/upgrade/user/entity lists answer 204.
     @_route(bp, "/template-attribute/<template_guid>", ["GET"])
     def attribute_list(template_guid: str) -> Response:
         rows, total = _state().attributes(template_guid, params())

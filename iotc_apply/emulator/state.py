@@ -4,7 +4,11 @@ No Flask here (moto's `models.py`): each public method is one API operation; it 
 request the way the real service does, reads and writes the store inside one transaction, and
 returns records (dicts) or raises an `EmulatorError`. The routes shape records into wire items
 (`views.py`). Where public material leaves a behaviour open, the stricter documented variant is
-chosen and marked `ASSUMPTION:` so it can be found and revisited.
+chosen and marked `ASSUMPTION:` so it can be found and revisited. Assumptions that span the
+module: natural keys (template code, DUID, firmware name, attribute and command names) are
+unique case-insensitively; the `error[].param` codes other than the three observed ones
+(DeviceTemplateNameAlreadyExists, UniqueIdAlreadyExists, TemplateAlreadyAttachedWithFirmware)
+are invented, in the same style; request validation failures answer 412.
 Imports nothing from the rest of iotc_apply.
 """
 
@@ -899,6 +903,8 @@ class EmulatorState:
             self.store.update("upgrade", record)
 
     def delete_upgrade(self, guid: str, delete_single: bool) -> None:
+        """ASSUMPTION: a released upgrade can be deleted while another remains (the official
+        live test does it; the AZ spec forbids it)."""
         with self.store.transaction():
             record = self.upgrade(guid, missing=Conflict)
             siblings = self.store.children("upgrade", record["firmwareGuid"])
