@@ -69,6 +69,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         _cascade(desired, snap, work)
         if options.prune:
             _prune(desired, snap, project.prune, work)
+        _removed_upgrades(desired, snap, work)
         _blockers(desired, snap, work)
         _warnings(desired, snap, options, work)
     _protect(project.protect, work)
@@ -256,7 +257,6 @@ def _prune(desired: Desired, snap: Snapshot, globs: Globs, work: _Work) -> None:
         if address not in desired.resources and not fw.deprecated and \
                 _matches(name, globs.firmwares):
             work.add(_deletion(address, Reason.PRUNE, views.live_firmware(fw, snap)))
-    _removed_upgrades(desired, snap, work)
 
 
 def _removed_upgrades(desired: Desired, snap: Snapshot, work: _Work) -> None:
