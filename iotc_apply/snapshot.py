@@ -35,7 +35,9 @@ def take(api: IoTConnect, templates: Iterable[str], firmwares: Iterable[str],
                        [c for c in live_templates if c in wanted_templates])
         device_pages = _map(pool, lambda t: list(api.devices.list(t.guid, page_size)),
                             list(live_templates.values()))
-        live_firmwares = {f.name: f for f in firmware_list.result()}
+        # a name may belong to deprecated firmware and to the one in use: the latter wins
+        live_firmwares = {f.name: f for f in sorted(firmware_list.result(),
+                                                    key=lambda f: not f.deprecated)}
         fw_details = _map(pool, lambda f: api.firmware.get(f.guid) or f,
                           [f for n, f in live_firmwares.items() if n in wanted_firmwares])
         upgrades = [u for fw in fw_details for u in fw.upgrades or ()]

@@ -70,6 +70,13 @@ def test_apply_plan_edit_apply_destroy(work: Path, server: EmulatorServer,
     assert [e["name"] for e in state["entity"]] == ["Emulated Company", "Plant-A", "Plant-B"]
     assert len(state["user"]) == 1
 
+    capsys.readouterr()
+    assert iotc("apply", "m", "--auto-approve") == 0  # the fleet comes back
+    assert "a deprecated firmware has this name" in capsys.readouterr().out
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+    assert sorted((f["name"], f["isDeprecated"]) for f in live(server)["firmware"]) == [
+        ("SENSORFW", False), ("SENSORFW", True)]
+
 
 def test_keys_are_private_reused_and_never_shown(work: Path, server: EmulatorServer,
                                                  api: IoTConnect,

@@ -197,8 +197,11 @@ def test_firmware_rules(raw: Raw) -> None:
     assert raw("GET", "firmware", "/Firmware").status_code == 204  # deprecated hidden
     shown = raw("GET", "firmware", "/Firmware", params={"includeDeprecated": "true"}).json()
     assert shown["data"][0]["isDeprecated"] is True and "createdby" in shown["data"][0]
-    reuse = raw("POST", "firmware", "/Firmware", json=body)
-    assert codes(reuse) == ["FirmwareNameAlreadyExists"]
+    taken = raw("POST", "firmware", "/Firmware", json={**body, "deviceTemplateGuid":
+                                                      raw.template(code="t2", name="T2")})
+    assert taken.status_code == 200  # a deprecated firmware frees its name
+    again = raw("POST", "firmware", "/Firmware", json=body)
+    assert codes(again) == ["FirmwareNameAlreadyExists"]
     assert not hasattr(raw, "no_delete") and raw(
         "DELETE", "firmware", f"/Firmware/{created['newId']}").status_code == 405
 

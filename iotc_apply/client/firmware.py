@@ -73,8 +73,9 @@ class FirmwareClient:
     def get_by_name(self, name: str, include_deprecated: bool = True) -> LiveFirmware | None:
         params = {"Name": name, "includeDeprecated": "true" if include_deprecated else "false"}
         env = self.session.call("firmware", "GET", "/Firmware", params=params, ok=(200, 204))
-        found = [firmware_from_wire(i) for i in env.items()
-                 if str(i.get("name", "")).lower() == name.lower()]
+        found = sorted((firmware_from_wire(i) for i in env.items()
+                        if str(i.get("name", "")).lower() == name.lower()),
+                       key=lambda f: f.deprecated)  # the firmware in use before deprecated ones
         return found[0] if found else None
 
     def create(self, template_guid: str, name: str, hardware: str, version: str,

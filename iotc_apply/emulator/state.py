@@ -780,8 +780,9 @@ class EmulatorState:
                 "Firmware name must be 3-10 upper-case letters or digits.", param="firmwareName")
         with self.store.transaction():
             template = self.template(template_guid, missing=Conflict)
-            # ASSUMPTION: a deprecated firmware keeps its name; it cannot be reused.
-            if self.store.find("firmware", name):
+            # ASSUMPTION: a deprecated firmware frees its name: the official live test creates
+            # a firmware of the same name on its next run after deprecating it.
+            if any(not f["isDeprecated"] for f in self.store.find("firmware", name)):
                 raise Conflict("Firmware name already exists.",
                                param="FirmwareNameAlreadyExists")
             if self.active_firmware_of(template["guid"]) is not None:

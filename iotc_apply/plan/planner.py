@@ -170,8 +170,8 @@ def _firmware(f: DesiredFirmware, snap: Snapshot, work: _Work) -> Change | None:
     if live is None or live.deprecated:
         if live is not None:
             work.warnings.append(
-                f"{f.address}: the name exists only as a deprecated firmware; IoTConnect may "
-                "refuse to reuse it (if creation fails, choose a new name)")
+                f"{f.address}: a deprecated firmware has this name; a new one is created "
+                "beside it (if IoTConnect refuses the name, choose another)")
         return Change(f.address, Action.CREATE, Reason.NEW, None, after, depends_on=depends)
     before = views.live_firmware(live, snap)
     fields = _diff(before, after)
