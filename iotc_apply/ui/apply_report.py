@@ -22,25 +22,33 @@ STATUS_STYLE = {Status.DONE: "ok", Status.FAILED: "diag.error", Status.SKIPPED: 
 
 
 class ProgressHooks(Hooks):
-    """A rich progress bar with counts of done, failed and skipped steps."""
+    """A rich progress bar with counts on a terminal; without one (CI logs), a plain line at
+    every tenth of a big apply, so a long run is never silent."""
 
     def __init__(self, console: Console) -> None:
+        self.console = console
         self.progress = Progress(TextColumn("Applying"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[failed]} failed"),
                                  TimeElapsedColumn(), console=console, transient=True,
                                  disable=not console.is_terminal)
         self.task = self.progress.add_task("apply", total=0, failed=0)
-        self.failed = 0
+        self.total = self.done = self.failed = 0
         self._lock = threading.Lock()
 
     def started(self, total: int) -> None:
+        self.total = total
         self.progress.update(self.task, total=total)
         self.progress.start()
 
     def finished(self, step: Step, status: Status, message: str) -> None:
         with self._lock:
+            self.done += 1
             self.failed += status is not Status.DONE
             self.progress.update(self.task, advance=1, failed=self.failed)
+            tenth = max(1, self.total // 10)
+            if not self.console.is_terminal and self.total >= 100 and self.done % tenth == 0:
+                self.console.print(f"applied {self.done}/{self.total} ({self.failed} failed "
+                                   "or skipped)")
 
     def close(self) -> None:
         self.progress.stop()
