@@ -330,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser = _with_parents(sub.add_parser, common)  # type: ignore[method-assign]
+    _manifest_commands(sub)
+    _account_commands(sub)
+    _emulator_command(sub)
+    return parser
+
+
+def _manifest_commands(sub: Any) -> None:
     validate = sub.add_parser("validate", help="check manifests (schema, references); "
                                                "no network")
     validate.add_argument("paths", nargs="+", metavar="PATH",
@@ -355,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.add_argument("--auto-approve", action="store_true",
                          help="do not ask for confirmation (needed without a terminal)")
     destroy.set_defaults(run=cmd_destroy)
+
+
+def _account_commands(sub: Any) -> None:
     login = sub.add_parser("login", help="log in and store a token (never the password)")
     login.add_argument("--user", help="account e-mail (default $IOTC_USER)")
     login.add_argument("--skey", help="solution key (default $IOTC_SKEY)")
@@ -363,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     login.set_defaults(run=cmd_login)
     sub.add_parser("logout", help="forget the stored token").set_defaults(run=cmd_logout)
     sub.add_parser("whoami", help="show the logged-in account").set_defaults(run=cmd_whoami)
+
+
+def _emulator_command(sub: Any) -> None:
     emulator = sub.add_parser("emulator", help="the local IoTConnect emulator")
     esub = emulator.add_subparsers(dest="emulator_command", metavar="ACTION", required=True)
     serve = esub.add_parser("serve", help="serve the emulator on 127.0.0.1")
@@ -382,7 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-lifetime", type=int, default=86400, metavar="S")
     serve.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     serve.set_defaults(run=cmd_emulator_serve)
-    return parser
 
 
 def _plan_arguments(parser: argparse.ArgumentParser,
