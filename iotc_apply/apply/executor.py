@@ -64,8 +64,8 @@ class Hooks:
 
 def execute(plan: Plan, actions: Actions, parallelism: int = 10, hooks: Hooks | None = None,
             stop: threading.Event | None = None) -> ApplyResult:
-    """Apply every change of the plan; the one function that may exceed 40 lines' worth of
-    bookkeeping is `_Walk.run`, kept together so the scheduling is readable in one place."""
+    """Apply every change of the plan and return a result for each. The scheduling lives in
+    `_Walk.run`, in one place, so it can be read top to bottom."""
     hooks = hooks or Hooks()
     stop = stop or threading.Event()
     started = time.monotonic()
