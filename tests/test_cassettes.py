@@ -69,7 +69,12 @@ def body_fields(r1: Request, r2: Request) -> None:
     assert normalized_body(r1) == normalized_body(r2), "bodies differ"
 
 
+LOOPBACK = re.compile(r"http://127\.0\.0\.1:\d+")
+STABLE_ROOT = "http://127.0.0.1:9"  # the recording server's random port, made stable
+
+
 def scrub_request(request: Request) -> Request:
+    request.uri = LOOPBACK.sub(STABLE_ROOT, request.uri)
     for header in SCRUBBED_HEADERS:
         request.headers.pop(header, None)
     if "json" in (request.headers.get("Content-Type") or "") and request.body:
@@ -80,7 +85,9 @@ def scrub_request(request: Request) -> Request:
 def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     for header in SCRUBBED_HEADERS:
         response["headers"].pop(header, None)
-    raw = response["body"].get("string") or b""
+    raw = LOOPBACK.sub(STABLE_ROOT, (response["body"].get("string") or b"").decode(
+        "utf-8", "replace")).encode()
+    response["body"]["string"] = raw
     try:
         body = json.loads(raw)
     except ValueError:

@@ -61,8 +61,8 @@ def test_refresh_rotates_and_refuses_a_spent_token(raw: Raw) -> None:
 
 def test_calls_need_a_valid_unexpired_bearer_token(server: EmulatorServer) -> None:
     raw = Raw(server)
-    assert raw("GET", "user", "/Entity", headers={"Authorization": "Bearer x.y.z"}) \
-        .status_code == 401
+    refused = raw("GET", "user", "/Entity", headers={"Authorization": "Bearer x.y.z"})
+    assert refused.status_code == 401 and refused.json()["error"] == []  # ErrorsResponse
     assert raw("GET", "user", "/Entity", headers={"Authorization": ""}).status_code == 401
     server.emulator.state.limits.token_lifetime = 1
     short = Raw(server)

@@ -141,7 +141,10 @@ def _after(resp: Response) -> Response:
 
 
 def _refusal(exc: EmulatorError) -> Response:
-    resp = jsonify(exc.body())
+    # Only the auth service answers with its ErrorResponse shape (error and data objects);
+    # every other service uses ErrorsResponse, a 401 included.
+    body = exc.body() if request.blueprint == "auth" else EmulatorError.body(exc)
+    resp = jsonify(body)
     resp.status_code = exc.status
     return resp
 

@@ -102,7 +102,7 @@ def device_detail(d: Record, t: Record, entity: Record, cpid: str) -> dict[str, 
         "isIotEdgeEnable": False, "isLowBandwidth": False, "isSolutionTemplate": False,
         "messageVersion": t["messageVersion"], "parentDeviceGuid": None, "tag": None,
         "properties": [], "deviceStatus": "Released", "lastConnection": None,
-        "thumbprint": d.get("thumbprint"), "createdDate": d["createdDate"],
+        "createdDate": d["createdDate"],
     }
 
 
