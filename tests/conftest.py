@@ -70,6 +70,14 @@ class Raw:
         assert resp.status_code == 200, resp.text
         return resp.json()["data"][0]["deviceTemplateGuid"].upper()
 
+    def firmware(self, template: str, name: str = "SENSFW") -> dict[str, str]:
+        """Create a firmware (and its first upgrade, 1.0.0); its `newId` and upgrade GUID."""
+        resp = self("POST", "firmware", "/Firmware", json={
+            "deviceTemplateGuid": template, "firmwareName": name, "hardware": "1.0",
+            "software": "1.0.0"})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["data"][0]
+
     def root(self) -> str:
         return next(e["guid"] for e in self("GET", "user", "/Entity").json()["data"]
                     if e["parentEntityGuid"] is None)
