@@ -173,6 +173,9 @@ def _apply(opts: Options, destroy: bool) -> int:
                 plan = planfile.read(saved)
             except planfile.PlanFileError as exc:
                 raise UsageError(str(exc)) from None
+            if plan.errors:  # e.g. saved with `plan --format json >`, which keeps errors
+                raise UsageError(f"{saved}: the plan has {len(plan.errors)} error(s) and cannot "
+                                 f"be applied: {plan.errors[0]}")
             _check_fresh(api, plan, opts)
             show_plan(plan, "text")
         else:

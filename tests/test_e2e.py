@@ -223,3 +223,16 @@ def test_template_replacement_cascade_and_device_move_apply_cleanly(
     template = next(t for t in live(server)["template"] if t["code"] == "gateway01")
     assert template["messageVersion"] == "2.0"
     assert now["th-lab-01"]["templateGuid"] == template["guid"]
+
+
+def test_a_saved_plan_with_errors_is_refused(work: Path, server: EmulatorServer,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    devices = work / "m" / "devices.yaml"
+    devices.write_text(devices.read_text().replace("entity: Plant-B", "entity: Plant-Z"))
+    assert iotc("plan", "m", "--format", "json") == 1
+    (work / "plan.json").write_text(capsys.readouterr().out)
+    assert iotc("apply", "plan.json") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: plan.json: the plan has 3 error(s) and cannot be applied: "
+                          "device/th-lab-05: entity 'Plant-Z' does not exist")
+    assert "device" not in live(server)
