@@ -130,6 +130,8 @@ def test_device_refusals(raw: Raw) -> None:
     bad_cert = raw.device(template, "dev-2", certificateText="-----BEGIN CERTIFICATE-----x")
     assert bad_cert.status_code == 412
     assert raw.device(template, "dev-3", certificateText="").status_code == 412
+    individual = raw.template(code="ind1", name="Individual", authType=7)
+    assert raw.device(individual, "dev-9", certificateText="").status_code == 412
     assert raw.device(template, "x" * 32).status_code == 412
     assert raw.device(template, "has space").status_code == 412
     pem = self_signed_pem("shared")

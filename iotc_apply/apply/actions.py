@@ -24,7 +24,7 @@ from ..plan import Change, Plan
 from .graph import Step
 from .keys import KeyStore, common_name, device_config
 
-CERT_AUTH = {"self-signed", "ca-individual"}
+SELF_SIGNED = "self-signed"
 
 
 class StepFailed(Exception):
@@ -133,13 +133,13 @@ class Actions:
         if after.get("certificatePem"):
             return str(after["certificatePem"])
         auth = self._template_auth(after["template"])
-        if auth not in CERT_AUTH:
+        if auth != SELF_SIGNED:
             return None  # CA-signed, TPM and symmetric-key devices send no certificate
         acc = self.plan.account
         identity = self.keys.ensure(
             after["duid"], common_name(after["duid"], acc.cpid, acc.dedicated),
             device_config(after["duid"], acc.cpid, acc.env, acc.pf, acc.dedicated,
-                          AUTH_TYPE_CODES.get(auth, 3)))
+                          AUTH_TYPE_CODES[SELF_SIGNED]))
         return identity.certificate_pem
 
     def _template_auth(self, code: str) -> str:

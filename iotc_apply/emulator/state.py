@@ -45,6 +45,7 @@ DUID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 AUTH_TYPES = {2, 3, 4, 5, 7}
 CERT_AUTH_TYPES = {2, 3, 7}
 SELF_SIGNED = 3
+CA_INDIVIDUAL = 7
 DATA_TYPES = ("INTEGER", "DECIMAL", "NUMBER", "LONG", "STRING", "BOOLEAN", "BIT", "OBJECT",
               "DATE", "DATETIME", "TIME", "LATLONG")
 FILE_MODULES = ("deviceimage", "companylogo", "firmware", "userprofile", "importbatch",
@@ -688,9 +689,10 @@ class EmulatorState:
     def _certificate(self, pem: Any, auth_type: int) -> tuple[str | None, str | None]:
         """Parse and register the device certificate that self-signed templates require."""
         if pem is None or pem == "":
-            if auth_type == SELF_SIGNED:
-                raise PreconditionFailed("certificateText is required for self-signed devices.",
-                                         param="certificateText")
+            # ASSUMPTION: CA-signed individual devices need their certificate as well.
+            if auth_type in (SELF_SIGNED, CA_INDIVIDUAL):
+                raise PreconditionFailed("certificateText is required for this template's "
+                                         "authentication type.", param="certificateText")
             return None, None
         try:
             cert = x509.load_pem_x509_certificate(str(pem).encode())
