@@ -61,10 +61,10 @@ def bulk_fleet(server: EmulatorServer, api: IoTConnect, folder: Path, per_templa
     for n in range(1, templates + 1):
         (folder / f"set{n}.yaml").write_text(DEVICE_SET.format(n=n, count=per_template))
     state = server.emulator.state
-    root = state.root_entity()["guid"]
+    root = state.accounts.root_entity()["guid"]
     for t in api.templates.list():
         for i in range(1, per_template + 1):
-            state.create_device({"deviceTemplateGuid": t.guid, "uniqueId": f"b{t.code[-1]}-"
+            state.devices.create_device({"deviceTemplateGuid": t.guid, "uniqueId": f"b{t.code[-1]}-"
                                  f"{i:05d}", "displayName": f"b{t.code[-1]}-{i:05d}",
                                  "entityGuid": root})
 

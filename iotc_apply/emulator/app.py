@@ -18,10 +18,11 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
+from .core import Account, Limits
 from .errors import EmulatorError
 from .knobs import FaultRule, Knobs, Traffic
 from .routes import SERVICES, register_routes
-from .state import Account, EmulatorState, Limits
+from .state import EmulatorState
 from .store import Store
 
 API_VERSIONS = {"aws": "v2.1", "az": "v2"}
@@ -42,7 +43,7 @@ class Emulator:
         return f"{request.host_url}_files/{record['guid']}/{record['name']}?se={expires}&sig={sig}"
 
     def _file_sig(self, guid: str, expires: int) -> str:
-        key = self.state._secret()
+        key = self.state.ctx.secret()
         return hmac.new(key, f"{guid}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def check_file_sig(self, guid: str, expires: str, sig: str) -> bool:
@@ -105,7 +106,7 @@ def _gate() -> Response | None:
     elif fault is not None:
         return _inject(fault, knobs)
     if request.blueprint != "auth":
-        claims = emu.state.authenticate(request.headers.get("Authorization"))
+        claims = emu.state.auth.authenticate(request.headers.get("Authorization"))
         g.user = claims["user"]["id"]
     return None
 
@@ -172,7 +173,7 @@ def _download(guid: str, name: str) -> Response:
     if not emu.check_file_sig(guid, request.args.get("se", ""), request.args.get("sig", "")):
         return Response("<Error><Code>AccessDenied</Code></Error>", status=403,
                         mimetype="application/xml")
-    found = emu.state.file_content(guid)
+    found = emu.state.files.file_content(guid)
     if found is None or found[0]["name"] != name:
         return Response("<Error><Code>NoSuchKey</Code></Error>", status=404,
                         mimetype="application/xml")

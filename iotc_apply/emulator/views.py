@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .state import Record
+from .store import Record
 
 FileUrl = Callable[[Record], str]
 

@@ -1,0 +1,106 @@
+"""What every service's rules share: the seed account, the limits, the context, paging, time.
+
+Each rules module (`auth`, `accounts`, `templates`, `devices`, `firmware`, `files`) holds one
+`Context`: the store, the account and the clock. Services talk to each other through the
+small interfaces they are handed at construction, never through each other's tables.
+Imports nothing from the rest of iotc_apply.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import PreconditionFailed, ServerError
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Account:
+    """Seed data: the company, its solution key and environment, and the login user."""
+
+    instance: str = "avnetpoc"
+    company_name: str = "Emulated Company"
+    cpid: str = "0A1B2C3D4E5F60718293A4B5C6D7E8F9"
+    solution_key: str = "ZW11bGF0b3Itc29sdXRpb24ta2V5"
+    env: str = "poc"
+    pf: str = "aws"
+    dedicated: bool = False
+    user_email: str = "admin@example.com"
+    user_password: str = "Emulator!234"
+    root_entity: str = "Emulated Company"
+    child_entities: tuple[str, ...] = ("Plant-A", "Plant-B")
+
+
+@dataclass
+class Limits:
+    """Knobs on the service's behaviour that tests turn."""
+
+    token_lifetime: int = 86400
+    max_page_size: int | None = None
+    guid_seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def iso(ts: float) -> str:
+    """Response date-time format: ISO-8601 UTC with milliseconds and `Z` (api.md 3.4)."""
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def require(value: Any, what: str) -> Any:
+    """A required request field; missing or blank is the service's 412."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise PreconditionFailed(f"{what} is required.", param=what)
+    return value
+
+
+def page(pairs: dict[str, Any], cap: int | None) -> tuple[int, int]:
+    """pageNumber/pageSize as the service reads them.
+
+    Source: PKG lib/query.py (pageNumber < 1 observed to answer HTTP 500). The page-size cap
+    is the emulator's knob for a silent server-side cap (api.md 9.12).
+    """
+    try:
+        number = int(pairs.get("pageNumber") or 1)
+        size = int(pairs.get("pageSize") or 10)
+    except (TypeError, ValueError) as exc:
+        raise PreconditionFailed("pageNumber and pageSize must be integers.") from exc
+    if number < 1:
+        raise ServerError("An error occurred while processing your request.")
+    if size < 1:
+        raise PreconditionFailed("pageSize must be greater than zero.", param="pageSize")
+    if cap is not None:
+        size = min(size, cap)
+    return number, size
+
+
+class Context:
+    """The one account's store, seed data, limits and clock, shared by every service."""
+
+    def __init__(self, store: Store, account: Account | None, limits: Limits | None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.account = account or Account()
+        self.limits = limits or Limits()
+        self.clock = clock
+        self._rng = random.Random(self.limits.guid_seed) \
+            if self.limits.guid_seed is not None else None
+
+    def new_guid(self) -> str:
+        """Upper-case GUIDs, as the service answers them; seeded for reproducible tests."""
+        if self._rng is not None:
+            return str(uuid.UUID(int=self._rng.getrandbits(128), version=4)).upper()
+        return str(uuid.uuid4()).upper()
+
+    def now(self) -> str:
+        return iso(self.clock())
+
+    def secret(self) -> bytes:
+        """The key that signs this account's JWTs and file URLs."""
+        return bytes.fromhex(self.store.meta("jwt_secret") or "")

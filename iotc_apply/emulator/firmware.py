@@ -1,0 +1,342 @@
+"""The firmware service's rules: firmware, upgrades, and OTA pushes.
+
+Plain Python, no Flask. Asks the template rules for a firmware's template, the device rules
+for an OTA's targets and the file rules for an upgrade's files; it answers the template
+rules' question whether a live firmware hangs on a template (`active_firmware_of`) and the
+file rules' question whether an upgrade's files may change (`check_upgrade_files`).
+Imports nothing from the rest of iotc_apply.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from .accounts import Accounts
+from .core import Context, page, require
+from .devices import Devices
+from .errors import Conflict, NotFound, PreconditionFailed
+from .files import Files
+from .store import Record
+from .templates import Templates
+
+FIRMWARE_NAME_RE = re.compile(r"^[A-Z0-9]{3,10}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$")
+
+
+class Firmware:
+    """Firmware (one live per template), their upgrades, and OTA pushes."""
+
+    def __init__(self, ctx: Context, templates: Templates, devices: Devices, files: Files,
+                 accounts: Accounts) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.templates = templates
+        self.devices = devices
+        self.files = files
+        self.accounts = accounts
+        files.register_owner("firmware", self.check_upgrade_files)
+
+    # -- firmware -----------------------------------------------------------------------------
+
+    def firmware(self, guid: str, missing: type = NotFound) -> Record:
+        """`GET /Firmware/{guid}`: a missing GUID is a 404 on this read.
+
+        Source: PKG lib/firmware.py:128 get_by_guid (NotFoundResponseError means absent).
+        """
+        record = self.store.get("firmware", guid)
+        if record is None:
+            raise missing("Firmware not found.", param="FirmwareNotFound")
+        return record
+
+    def active_firmware_of(self, template_guid: str) -> Record | None:
+        """ASSUMPTION: only a non-deprecated firmware counts as attached to its template
+        (OLD tests/firmware.py deletes the template after deprecating its firmware)."""
+        for fw in self.store.children("firmware", template_guid):
+            if not fw["isDeprecated"]:
+                return fw
+        return None
+
+    def count_on_template(self, template_guid: str) -> int:
+        return 0 if self.active_firmware_of(template_guid) is None else 1
+
+    def firmwares(self, params: dict[str, Any]) -> tuple[list[Record], int]:
+        """`GET /Firmware`: deprecated ones hidden unless `includeDeprecated=true`.
+
+        Source: PKG lib/firmware.py:111 query and :121 get_by_name (Name filter, 204 none).
+        """
+        number, size = page(params, self.ctx.limits.max_page_size)
+        include_deprecated = str(params.get("includeDeprecated", "")).lower() == "true"
+        with self.store.lock:
+            rows = [f for f in self.store.all("firmware")
+                    if (include_deprecated or not f["isDeprecated"])
+                    and self._firmware_matches(f, params)]
+        return rows[(number - 1) * size:number * size], len(rows)
+
+    def _firmware_matches(self, fw: Record, params: dict[str, Any]) -> bool:
+        if params.get("Name") and fw["name"].lower() != str(params["Name"]).lower():
+            return False
+        if params.get("Hardware") and fw["hardware"] != params["Hardware"]:
+            return False
+        if params.get("searchText") and str(params["searchText"]).lower() not in \
+                fw["name"].lower():
+            return False
+        if params.get("TemplateName"):
+            template = self.templates.lookup(fw["templateGuid"])
+            if template is None or template["name"].lower() != str(
+                    params["TemplateName"]).lower():
+                return False
+        return True
+
+    def create_firmware(self, body: dict[str, Any], user: str) -> tuple[Record, Record]:
+        """`POST /Firmware`: creates the firmware and its first (draft) upgrade.
+
+        Source: OLD tests/firmware.py (live), PKG lib/firmware.py:139 create, KLIKA (param
+        TemplateAlreadyAttachedWithFirmware: one firmware per template), AE firmware
+        swagger (name 3-10). ASSUMPTION: a deprecated firmware frees its name (the live
+        test re-creates the same name on its next run).
+        """
+        name = str(require(body.get("firmwareName"), "firmwareName"))
+        hardware = self._version(body.get("hardware"), "hardware")
+        software = self._version(body.get("software"), "software")
+        template_guid = str(require(body.get("deviceTemplateGuid"), "deviceTemplateGuid"))
+        if not FIRMWARE_NAME_RE.match(name):
+            raise PreconditionFailed(
+                "Firmware name must be 3-10 upper-case letters or digits.", param="firmwareName")
+        with self.store.transaction():
+            template = self.templates.template(template_guid, missing=Conflict)
+            if any(not f["isDeprecated"] for f in self.store.find("firmware", name)):
+                raise Conflict("Firmware name already exists.",
+                               param="FirmwareNameAlreadyExists")
+            if self.active_firmware_of(template["guid"]) is not None:
+                raise Conflict("Template is already attached with a firmware.",
+                               param="TemplateAlreadyAttachedWithFirmware")
+            now = self.ctx.now()
+            fw = {"guid": self.ctx.new_guid(), "name": name, "hardware": hardware,
+                  "templateGuid": template["guid"],
+                  "description": body.get("FirmwareDescription"), "isDeprecated": False,
+                  "createdDate": now, "createdBy": user, "updatedDate": now, "updatedBy": user}
+            self.store.insert("firmware", fw, nkey=name, parent=template["guid"])
+            upgrade = self._add_upgrade(fw, software, body.get("firmwareUpgradeDescription"),
+                                        user)
+            return fw, upgrade
+
+    @staticmethod
+    def _version(value: Any, what: str) -> str:
+        """Source: PKG lib/upgrade.py:84 _validate_version (at most 20 characters,
+        dot-separated alphanumeric segments)."""
+        text = str(require(value, what))
+        if len(text) > 20 or not VERSION_RE.match(text):
+            raise PreconditionFailed(
+                f"{what} must be at most 20 characters: dot-separated letters and digits.",
+                param=what)
+        return text
+
+    def update_firmware(self, guid: str, body: dict[str, Any], user: str) -> None:
+        """`PUT /Firmware/{guid}`: description; hardware only while nothing is released.
+
+        Source: AE firmware swagger (AZ) `PUT /Firmware/{firmwareGuid}` (409: hardware cannot
+        change once an upgrade is released). ASSUMPTION: the name cannot change.
+        """
+        name = str(require(body.get("firmwareName"), "firmwareName"))
+        hardware = self._version(body.get("hardware"), "hardware")
+        with self.store.transaction():
+            fw = self.firmware(guid, missing=Conflict)
+            if name != fw["name"]:
+                raise Conflict("Firmware name cannot change.", param="FirmwareNameCannotChange")
+            released = any(not u["isDraft"] for u in self.upgrades_of(fw["guid"]))
+            if hardware != fw["hardware"] and released:
+                raise Conflict("Hardware cannot change once an upgrade is released.",
+                               param="HardwareCannotChange")
+            fw.update(hardware=hardware, description=body.get("FirmwareDescription"),
+                      updatedDate=self.ctx.now(), updatedBy=user)
+            self.store.update("firmware", fw)
+
+    def deprecate_firmware(self, guid: str, user: str) -> None:
+        """`PUT /Firmware/{guid}/deprecate`: firmware is never deleted, only deprecated.
+
+        Source: OLD tests/firmware.py (live), AE firmware swagger (409 already deprecated).
+        """
+        with self.store.transaction():
+            fw = self.firmware(guid, missing=Conflict)
+            if fw["isDeprecated"]:
+                raise Conflict("Firmware is already deprecated.",
+                               param="FirmwareAlreadyDeprecated")
+            fw.update(isDeprecated=True, updatedDate=self.ctx.now(), updatedBy=user)
+            self.store.update("firmware", fw)
+
+    def upgrades_of(self, firmware_guid: str) -> list[Record]:
+        return self.store.children("upgrade", firmware_guid)
+
+    # -- upgrades -----------------------------------------------------------------------------
+
+    def upgrade(self, guid: str, missing: type = NotFound) -> Record:
+        """`GET /firmware-upgrade/{guid}`: a missing GUID is a 404 on this read.
+
+        Source: PKG lib/upgrade.py:130 get_by_guid (NotFoundResponseError means absent).
+        """
+        record = self.store.get("upgrade", guid)
+        if record is None:
+            raise missing("Firmware upgrade not found.", param="FirmwareUpgradeNotFound")
+        return record
+
+    def upgrades(self, params: dict[str, Any]) -> tuple[list[Record], int]:
+        """`GET /firmware-upgrade`: `type` (draft, released or both) is required.
+
+        Source: PKG lib/upgrade.py:120 query (type required), AE firmwareupgrade swagger.
+        """
+        kind = str(params.get("type") or "").lower()
+        if kind not in ("draft", "released", "both"):
+            raise PreconditionFailed("type is required: Draft, Released or both.", param="type")
+        number, size = page(params, self.ctx.limits.max_page_size)
+        firmware_guid = str(params.get("firmwareguid") or "").upper()
+        with self.store.lock:
+            rows = self.store.children("upgrade", firmware_guid) if firmware_guid \
+                else self.store.all("upgrade")
+        if kind != "both":
+            rows = [u for u in rows if u["isDraft"] == (kind == "draft")]
+        if params.get("searchText"):
+            rows = [u for u in rows if str(params["searchText"]).lower() in u["software"].lower()]
+        return rows[(number - 1) * size:number * size], len(rows)
+
+    def create_upgrade(self, body: dict[str, Any], user: str) -> Record:
+        """`POST /firmware-upgrade`: a new draft of a live firmware.
+
+        Source: OLD tests/firmware.py (live), AE firmwareupgrade swagger (409: firmware
+        missing, software version exists). ASSUMPTION: a deprecated firmware takes none.
+        """
+        firmware_guid = str(require(body.get("firmwareGuid"), "firmwareGuid"))
+        software = self._version(body.get("software"), "software")
+        with self.store.transaction():
+            fw = self.firmware(firmware_guid, missing=Conflict)
+            if fw["isDeprecated"]:
+                raise Conflict("Firmware is deprecated.", param="FirmwareDeprecated")
+            return self._add_upgrade(fw, software, body.get("description"), user)
+
+    def _add_upgrade(self, fw: Record, software: str, description: Any, user: str) -> Record:
+        if self.store.find("upgrade", f"{fw['guid']}:{software}"):
+            raise Conflict("Software version already exists.",
+                           param="SoftwareVersionAlreadyExists")
+        now = self.ctx.now()
+        record = {"guid": self.ctx.new_guid(), "firmwareGuid": fw["guid"], "software": software,
+                  "description": description, "isDraft": True, "createdDate": now,
+                  "createdBy": user, "updatedDate": now, "updatedBy": user}
+        return self.store.insert("upgrade", record, nkey=f"{fw['guid']}:{software}",
+                                 parent=fw["guid"])
+
+    def update_upgrade(self, guid: str, body: dict[str, Any], user: str) -> None:
+        """`PUT /firmware-upgrade/{guid}`: drafts only.
+
+        Source: AE firmwareupgrade swagger (AZ) (409 when released or the version exists).
+        """
+        software = self._version(body.get("software"), "software")
+        with self.store.transaction():
+            record = self.upgrade(guid, missing=Conflict)
+            if not record["isDraft"]:
+                raise Conflict("A released firmware upgrade cannot change.",
+                               param="FirmwareUpgradeReleased")
+            nkey = f"{record['firmwareGuid']}:{software}"
+            if any(u["guid"] != record["guid"] for u in self.store.find("upgrade", nkey)):
+                raise Conflict("Software version already exists.",
+                               param="SoftwareVersionAlreadyExists")
+            record.update(software=software, description=body.get("description"),
+                          updatedDate=self.ctx.now(), updatedBy=user)
+            self.store.update("upgrade", record, nkey=nkey)
+
+    def publish_upgrade(self, guid: str, user: str) -> None:
+        """`PUT /firmware-upgrade/{guid}/publish`: publishing twice is a 409.
+
+        Source: OLD tests/firmware.py "Twice-Upgrade publish test" (live).
+        ASSUMPTION: an upgrade without any file cannot be released.
+        """
+        with self.store.transaction():
+            record = self.upgrade(guid, missing=Conflict)
+            if not record["isDraft"]:
+                raise Conflict("Firmware upgrade is already released.",
+                               param="FirmwareUpgradeAlreadyReleased")
+            if not self.files.files_of(record["guid"]):
+                raise Conflict("Firmware upgrade has no file.", param="FirmwareFileNotFound")
+            record.update(isDraft=False, updatedDate=self.ctx.now(), updatedBy=user)
+            self.store.update("upgrade", record)
+
+    def delete_upgrade(self, guid: str, delete_single: bool) -> None:
+        """`DELETE /firmware-upgrade/{guid}`: the only upgrade of a firmware stays.
+
+        Source: OLD tests/firmware.py (live: last upgrade 409), AE firmwareupgrade swagger
+        (isDeleteSingleFirmware=true deletes a sole draft). ASSUMPTION: a released upgrade
+        can be deleted while another remains (the live test does it; the AZ spec forbids it).
+        """
+        with self.store.transaction():
+            record = self.upgrade(guid, missing=Conflict)
+            siblings = self.upgrades_of(record["firmwareGuid"])
+            if len(siblings) <= 1 and not (delete_single and record["isDraft"]):
+                raise Conflict("The only upgrade of a firmware cannot be deleted.",
+                               param="LastFirmwareUpgrade")
+            self.files.drop_files_of(record["guid"])
+            self.store.delete("upgrade", record["guid"])
+
+    def check_upgrade_files(self, upgrade_guid: str, must_exist: bool) -> None:
+        """The file rules' question: may this upgrade's files change? Drafts only.
+
+        ASSUMPTION: a released upgrade's files are frozen (spec: only drafts change).
+        """
+        record = self.store.get("upgrade", upgrade_guid)
+        if record is None:
+            if must_exist:
+                raise Conflict("Firmware upgrade not found.", param="FirmwareUpgradeNotFound")
+            return
+        if not record["isDraft"]:
+            raise Conflict("A released firmware upgrade cannot change.",
+                           param="FirmwareUpgradeReleased")
+
+    # -- OTA ----------------------------------------------------------------------------------
+
+    def push_ota(self, body: dict[str, Any]) -> list[dict[str, str]]:
+        """`POST /ota-update`: drafts only as a trial to listed devices.
+
+        Source: PKG lib/ota.py (drafts cannot go to an entity), AE ota swagger (409: upgrade
+        or file missing, scheduledOn in the past).
+        """
+        upgrade_guid = str(require(body.get("firmwareUpgradeGuid"), "firmwareUpgradeGuid"))
+        if not isinstance(body.get("isForceUpdate"), bool):
+            raise PreconditionFailed("isForceUpdate is required.", param="isForceUpdate")
+        with self.store.transaction():
+            upgrade = self.upgrade(upgrade_guid, missing=Conflict)
+            fw = self.firmware(upgrade["firmwareGuid"], missing=Conflict)
+            self._check_schedule(body.get("scheduledOn"))
+            targets = self._ota_targets(body, fw["templateGuid"])
+            if upgrade["isDraft"] and (not body.get("isTrialDraft") or body.get("target") != 3):
+                raise Conflict("A draft can only be pushed to devices as a trial.",
+                               param="DraftPushNotAllowed")
+            if not self.files.files_of(upgrade["guid"]):
+                raise Conflict("Firmware upgrade file not found.", param="FirmwareFileNotFound")
+            ota = self.ctx.new_guid()
+            self.store.insert("ota", {"guid": ota, "upgradeGuid": upgrade["guid"],
+                                      "devices": [d["guid"] for d in targets]})
+            return [{"deviceGuid": d["guid"], "otaUpdateGuid": ota} for d in targets]
+
+    def _check_schedule(self, scheduled: Any) -> None:
+        if not scheduled:
+            return
+        try:
+            when = datetime.strptime(str(scheduled), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise PreconditionFailed("scheduledOn must be 'YYYY-MM-DD HH:mm:ss'.",
+                                     param="scheduledOn") from exc
+        if when.timestamp() < self.ctx.clock():
+            raise Conflict("scheduledOn is in the past.", param="ScheduledOnInPast")
+
+    def _ota_targets(self, body: dict[str, Any], template_guid: str) -> list[Record]:
+        target = body.get("target")
+        devices = self.devices.on_template(template_guid)
+        if target == 1:
+            entity = self.accounts.entity(str(body.get("entityGuid") or ""))
+            return [d for d in devices if d["entityGuid"] == entity["guid"]]
+        if target == 3:
+            wanted = {str(g).upper() for g in body.get("deviceGuids") or []}
+            chosen = [d for d in devices if d["guid"] in wanted]
+            if not wanted or len(chosen) != len(wanted):
+                raise Conflict("Device not found.", param="DeviceNotFound")
+            return chosen
+        raise PreconditionFailed("target must be 1 (entity) or 3 (devices).", param="target")
