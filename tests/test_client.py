@@ -14,7 +14,6 @@ from iotc_apply.client import IoTConnect
 from iotc_apply.client.errors import (
     ConfigError,
     Conflict,
-    NotFound,
     ServerError,
     TransportError,
 )
@@ -200,11 +199,12 @@ def test_identity_keeps_the_dedicated_flag_across_refresh(api: IoTConnect) -> No
 def test_errors_name_method_path_message_and_codes(api: IoTConnect) -> None:
     make_template(api, "tpl01")
     with pytest.raises(Conflict) as exc:
-        make_template(api, "tpl01")
+        api.templates.create({**TEMPLATE_JSON, "code": "tpl02", "name": "tpl01",
+                              "attributes": [{"name": "a0", "type": "INTEGER"}]})
     text = str(exc.value)
     assert text.startswith("POST /device-template/quick: HTTP 409: ")
-    assert "Template code already exists." in text and "DeviceTemplateCodeAlreadyExists" in text
-    with pytest.raises(NotFound):
+    assert "Template name already exists." in text and "DeviceTemplateNameAlreadyExists" in text
+    with pytest.raises(Conflict, match="The device doesn't exist"):
         api.devices.delete("00000000-0000-0000-0000-000000000000")
     assert api.templates.get_by_code("nope") is None
     assert api.templates.get("00000000-0000-0000-0000-000000000000") is None

@@ -10,14 +10,13 @@ Imports `model`, `plan`, the client package and the key store.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..client import FIRMWARE_MODULE, IoTConnect
-from ..client.errors import ApiError, Conflict, NotFound
+from ..client.errors import ABSENT, ApiError, Conflict
 from ..manifest.files import md5_and_size
 from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
 from ..plan import Change, Plan
@@ -88,16 +87,18 @@ class Actions:
         self._sync(before, after, "attributes", before["attributeGuids"],
                    lambda a: self.api.templates.create_attribute(guid, a),
                    lambda g, a: self.api.templates.update_attribute(g, guid, a),
-                   self.api.templates.delete_attribute)
+                   self.api.templates.delete_attribute,
+                   lambda n: any(a.name == n for a in self.api.templates.attributes(guid)))
         self._sync(before, after, "commands", before["commandGuids"],
                    lambda c: self.api.templates.create_command(guid, _command(c)),
                    lambda g, c: self.api.templates.update_command(g, guid, _command(c)),
-                   self.api.templates.delete_command)
+                   self.api.templates.delete_command,
+                   lambda n: any(c.command == n for c in self.api.templates.commands(guid)))
 
     @staticmethod
     def _sync(before: dict[str, Any], after: dict[str, Any], key: str, guids: dict[str, str],
               create: Callable[[Any], Any], update: Callable[[str, Any], Any],
-              delete: Callable[[str], Any]) -> None:
+              delete: Callable[[str], Any], still: Callable[[str], bool]) -> None:
         """Adds first, then updates, then removals: a template keeps at least one attribute."""
         old, new = before[key], after[key]
         for name in sorted(set(new) - set(old)):
@@ -106,10 +107,12 @@ class Actions:
             if new[name] != old[name]:
                 update(guids[name], new[name])
         for name in sorted(set(old) - set(new)):
-            _gone_ok(lambda n=name: delete(guids[n]))
+            _gone_ok(lambda n=name: delete(guids[n]), lambda n=name: still(n))
 
     def template_delete(self, change: Change) -> None:
-        _gone_ok(lambda: self.api.templates.delete((change.before or {})["guid"]))
+        before = change.before or {}
+        _gone_ok(lambda: self.api.templates.delete(before["guid"]),
+                 lambda: self.api.templates.get_by_code(before["code"]) is not None)
 
     # -- devices -------------------------------------------------------------------------------
 
@@ -176,7 +179,9 @@ class Actions:
             self.api.devices.set_active(before["guid"], after["active"])
 
     def device_delete(self, change: Change) -> None:
-        _gone_ok(lambda: self.api.devices.delete((change.before or {})["guid"]))
+        before = change.before or {}
+        _gone_ok(lambda: self.api.devices.delete(before["guid"]),
+                 lambda: self.api.devices.get_by_duid(before["duid"]) is not None)
 
     # -- firmware and upgrades -----------------------------------------------------------------
 
@@ -214,13 +219,7 @@ class Actions:
                                  after["description"])
 
     def firmware_deprecate(self, change: Change) -> None:
-        try:
-            self.api.firmware.deprecate((change.before or {})["guid"])
-        except NotFound:
-            pass
-        except Conflict as exc:
-            if "already" not in exc.server_message.lower():
-                raise
+        self.api.firmware.deprecate((change.before or {})["guid"])
 
     def upgrade_create(self, change: Change) -> None:
         after = change.after or {}
@@ -258,7 +257,9 @@ class Actions:
         wanted = {(f["name"], f["md5"]) for f in files}
         for key, f in live.items():
             if key not in wanted:
-                _gone_ok(lambda g=f.guid: self.api.files.delete(FIRMWARE_MODULE, g))
+                _gone_ok(lambda g=f.guid: self.api.files.delete(FIRMWARE_MODULE, g),
+                         lambda g=f.guid: any(x.guid == g for x in
+                                              self.api.files.list(FIRMWARE_MODULE, guid)))
         for f in files:
             if (f["name"], f["md5"]) in live:
                 continue
@@ -268,14 +269,13 @@ class Actions:
             self.api.files.upload(FIRMWARE_MODULE, guid, f["name"], path.read_bytes(), f["md5"])
 
     def _publish(self, guid: str) -> None:
-        try:
-            self.api.firmware.publish(guid)
-        except Conflict as exc:
-            if "already" not in exc.server_message.lower():
-                raise
+        self.api.firmware.publish(guid)
 
     def upgrade_delete(self, change: Change) -> None:
-        _gone_ok(lambda: self.api.firmware.delete_upgrade((change.before or {})["guid"]))
+        before = change.before or {}
+        firmware = self.guid(f"firmware/{before['firmware']}")
+        _gone_ok(lambda: self.api.firmware.delete_upgrade(before["guid"]),
+                 lambda: self._existing_upgrade(firmware, before["version"]) is not None)
 
 
 def _command(c: dict[str, Any]) -> dict[str, Any]:
@@ -314,7 +314,15 @@ def _create_or_find(create: Callable[[], str], find: Callable[[], str | None],
     raise AssertionError("unreachable")
 
 
-def _gone_ok(delete: Callable[[], Any]) -> None:
-    """Deleting something already gone is success."""
-    with contextlib.suppress(NotFound):
+def _gone_ok(delete: Callable[[], Any], still_there: Callable[[], bool]) -> None:
+    """Deleting something already gone is success, and only that.
+
+    A DELETE refused with 404 or 409 counts as done only when a lookup by natural key shows
+    the object absent: a 404 may come from a route the service does not have, a 409 from a
+    rule (devices still on a template), and a GUID from a tampered plan.
+    """
+    try:
         delete()
+    except ABSENT as exc:
+        if still_there():
+            raise StepFailed(f"{exc}; the object still exists") from exc

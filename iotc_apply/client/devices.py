@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..model import LiveDevice, LiveEntity, LiveUser
-from .errors import Conflict, NotFound
+from .errors import ABSENT, Conflict, NotFound
 from .session import ApiSession
 from .session import guid_of as _guid
 
@@ -46,7 +46,7 @@ class DevicesClient:
     def _one(self, path: str) -> LiveDevice | None:
         try:
             item = self.session.call("device", "GET", path).first()
-        except NotFound:
+        except ABSENT:
             return None
         return device_from_wire(item) if item else None
 
@@ -69,9 +69,9 @@ class DevicesClient:
         try:
             self.session.call("device", "PUT", f"/Device/{guid}/status",
                               json_body={"isActive": active})
-        except Conflict as exc:
-            if "already" not in exc.server_message.lower() and not any(
-                    "already" in c.lower() for c in exc.codes):
+        except Conflict:
+            current = self.get(guid)
+            if current is None or current.active != active:
                 raise
 
     def delete(self, guid: str) -> None:
@@ -92,7 +92,7 @@ class EntitiesClient:
     def get(self, guid: str) -> LiveEntity | None:
         try:
             item = self.session.call("user", "GET", f"/Entity/{guid}").first()
-        except NotFound:
+        except ABSENT:
             return None
         if not item:
             return None
@@ -127,7 +127,7 @@ class UsersClient:
     def get(self, guid: str) -> LiveUser | None:
         try:
             item = self.session.call("user", "GET", f"/User/{guid}", ok=(200, 204)).first()
-        except NotFound:
+        except ABSENT:
             return None
         return self._user(item) if item else None
 
@@ -135,7 +135,7 @@ class UsersClient:
         try:
             item = self.session.call("user", "GET", f"/User/{email}/availability",
                                      ok=(200, 204)).first()
-        except NotFound:
+        except ABSENT:
             return None
         return self.get(_guid(item.get("guid"))) if item else None
 

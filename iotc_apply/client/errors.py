@@ -7,8 +7,8 @@
         ├── BadRequest             400
         ├── Unauthorized           401 (after one refresh-and-retry)
         ├── Forbidden              403
-        ├── NotFound               404, and 409 whose error says "not found"
-        ├── Conflict               409 (duplicates, rule violations)
+        ├── NotFound               404
+        ├── Conflict               409 (duplicates, rule violations, and most "not found")
         ├── PreconditionFailed     412
         ├── RateLimited            429 (after retries)
         └── ServerError            5xx (after retries, for requests that may repeat)
@@ -18,6 +18,13 @@ errors, the HTTP status, the server's message and its `error[].param` codes, and
 it in its message. `ambiguous` is true when a request that changes state may or may not have
 taken effect (a POST that met a transport error or a 5xx): the caller must read back by
 natural key before trying again. Anything else escaping the client is a bug.
+
+What "absent" means is decided per operation, as the official client decides it, never by
+the wording of a message: a lookup (GET of one object or of a child list) answering 404 or
+409 means absent (`ABSENT`; PKG lib/template.py:145-162, lib/device.py:133-153,
+lib/entity.py:49, lib/command.py:28, lib/storage.py:60); a 204 or an empty body on a list
+means empty; a 409 on a create means "exists or conflicts" and is read back by natural key;
+a DELETE's 404/409 counts as "already gone" only when a lookup by natural key confirms it.
 """
 
 from __future__ import annotations
@@ -105,16 +112,14 @@ _BY_STATUS: dict[int, type[StatusError]] = {
 }
 
 
+# What a lookup's refusal means: the object is not there (404 on some resources, 409 on
+# most; PKG catches NotFoundResponseError or ConflictResponseError per resource).
+ABSENT: tuple[type[StatusError], ...] = (NotFound, Conflict)
+
+
 def status_error(method: str, path: str, status: int, message: str,
                  codes: tuple[str, ...]) -> StatusError:
-    """The right subclass for a status; a 409 that says "not found" is a NotFound."""
+    """The subclass for a status; the message never changes which one."""
     cls = _BY_STATUS.get(status, ServerError if status >= 500 else StatusError)
-    if status == 409 and _says_not_found(message, codes):
-        cls = NotFound
     ambiguous = status >= 500 and method == "POST"
     return cls(method, path, status, message, codes, ambiguous=ambiguous)
-
-
-def _says_not_found(message: str, codes: tuple[str, ...]) -> bool:
-    text = " ".join((message, *codes)).lower().replace(" ", "")
-    return "notfound" in text or "doesnotexist" in text

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..model import LiveFile, LiveFirmware, LiveUpgrade
-from .errors import NotFound
+from .errors import ABSENT, Conflict
 from .session import ApiSession
 from .session import guid_of as _guid
 
@@ -66,7 +66,7 @@ class FirmwareClient:
         """The firmware with its upgrades (and their file URLs)."""
         try:
             item = self.session.call("firmware", "GET", f"/Firmware/{guid}").first()
-        except NotFound:
+        except ABSENT:
             return None
         return firmware_from_wire(item) if item else None
 
@@ -98,7 +98,13 @@ class FirmwareClient:
                                      "FirmwareDescription": description})
 
     def deprecate(self, guid: str) -> None:
-        self.session.call("firmware", "PUT", f"/Firmware/{guid}/deprecate")
+        """Deprecate; a refusal is success when a read shows it deprecated or gone."""
+        try:
+            self.session.call("firmware", "PUT", f"/Firmware/{guid}/deprecate")
+        except (Conflict, *ABSENT):
+            current = self.get(guid)
+            if current is not None and not current.deprecated:
+                raise
 
     def upgrades(self, firmware_guid: str, page_size: int = 100) -> Iterator[LiveUpgrade]:
         params = {"firmwareguid": firmware_guid, "type": "both"}
@@ -109,7 +115,7 @@ class FirmwareClient:
     def get_upgrade(self, guid: str) -> LiveUpgrade | None:
         try:
             item = self.session.call("firmware", "GET", f"/firmware-upgrade/{guid}").first()
-        except NotFound:
+        except ABSENT:
             return None
         return upgrade_from_wire(item) if item else None
 
@@ -129,7 +135,13 @@ class FirmwareClient:
                                      "description": description})
 
     def publish(self, guid: str) -> None:
-        self.session.call("firmware", "PUT", f"/firmware-upgrade/{guid}/publish")
+        """Publish a draft; a 409 is success when a read shows the upgrade released."""
+        try:
+            self.session.call("firmware", "PUT", f"/firmware-upgrade/{guid}/publish")
+        except Conflict:
+            current = self.get_upgrade(guid)
+            if current is None or current.draft:
+                raise
 
     def delete_upgrade(self, guid: str) -> None:
         self.session.call("firmware", "DELETE", f"/firmware-upgrade/{guid}")
@@ -152,7 +164,7 @@ class FilesClient:
     def list(self, module: str, ref_guid: str) -> tuple[LiveFile, ...]:
         try:
             env = self.session.call("file", "GET", f"/File/{module}/{ref_guid}", ok=(200, 204))
-        except NotFound:
+        except ABSENT:
             return ()
         data = env.data if isinstance(env.data, dict) else {}
         rows = data.get("fileData") or []

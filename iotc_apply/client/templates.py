@@ -13,11 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..model import LiveAttribute, LiveCommand, LiveTemplate
-from .errors import NotFound
+from .errors import ABSENT
 from .session import ApiSession
 from .session import guid_of as _guid
 
 SERVICE = "device"
+
+
+def _new_id(item: dict[str, Any] | None) -> Any:
+    """Attribute and command creates answer `newId` (AWS swagger) or `newid` (ALV, Azure)."""
+    item = item or {}
+    return item.get("newId") or item.get("newid")
 
 
 def template_from_wire(item: dict[str, Any]) -> LiveTemplate:
@@ -72,7 +78,7 @@ class TemplatesClient:
     def _one(self, path: str) -> LiveTemplate | None:
         try:
             item = self.session.call(SERVICE, "GET", path).first()
-        except NotFound:
+        except ABSENT:
             return None
         return template_from_wire(item) if item else None
 
@@ -81,7 +87,7 @@ class TemplatesClient:
         try:
             items = list(self.session.pages(SERVICE, f"/template-attribute/{template_guid}",
                                             page_size=1000))
-        except NotFound:
+        except ABSENT:
             return ()
         return tuple(sorted((attribute_from_wire(i) for i in items), key=lambda a: a.sequence))
 
@@ -89,7 +95,7 @@ class TemplatesClient:
         try:
             env = self.session.call(SERVICE, "GET", f"/template-command/{template_guid}",
                                     ok=(200, 204))
-        except NotFound:
+        except ABSENT:
             return ()
         return tuple(command_from_wire(i) for i in env.items())
 
@@ -134,7 +140,7 @@ class TemplatesClient:
     def create_attribute(self, template_guid: str, attribute: dict[str, Any]) -> str:
         env = self.session.call(SERVICE, "POST", "/template-attribute",
                                 json_body=self._attribute_body(template_guid, attribute))
-        return _guid((env.first() or {}).get("newid"))
+        return _guid(_new_id(env.first()))
 
     def update_attribute(self, guid: str, template_guid: str, attribute: dict[str, Any]) -> None:
         self.session.call(SERVICE, "PUT", f"/template-attribute/{guid}",
@@ -154,7 +160,7 @@ class TemplatesClient:
     def create_command(self, template_guid: str, command: dict[str, Any]) -> str:
         env = self.session.call(SERVICE, "POST", "/template-command",
                                 json_body=self._command_body(template_guid, command))
-        return _guid((env.first() or {}).get("newid"))
+        return _guid(_new_id(env.first()))
 
     def update_command(self, guid: str, template_guid: str, command: dict[str, Any]) -> None:
         self.session.call(SERVICE, "PUT", f"/template-command/{guid}",

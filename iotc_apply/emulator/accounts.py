@@ -11,7 +11,7 @@ import hashlib
 from typing import Any
 
 from .core import Context, require
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, absent
 from .store import Record
 
 
@@ -61,7 +61,7 @@ class Accounts:
         """
         record = self.store.get("entity", guid)
         if record is None:
-            raise Conflict("Entity not found.", param="EntityNotFound")
+            raise absent("entity")
         return record
 
     def root_entity(self) -> Record:
@@ -98,7 +98,7 @@ class Accounts:
         """`GET /User/{guid}`; unknown GUID is a 404. Source: OLD tests/user.py (live)."""
         record = self.store.get("user", guid)
         if record is None:
-            raise NotFound("User not found.")
+            raise absent("user", NotFound)
         return record
 
     def user_by_email(self, email: str) -> Record | None:

@@ -100,7 +100,7 @@ def _gate() -> Response | None:
         resp.status_code = 429
         resp.headers["Retry-After"] = emu.traffic.retry_after(wait)
         return resp
-    fault = emu.traffic.pick_fault(key)
+    fault = emu.traffic.pick_fault(key) or _first_create_fault(emu, key)
     if fault == "commit_then_fail":
         g.commit_then_fail = True
     elif fault is not None:
@@ -109,6 +109,21 @@ def _gate() -> Response | None:
         claims = emu.state.auth.authenticate(request.headers.get("Authorization"))
         g.user = claims["user"]["id"]
     return None
+
+
+def _first_create_fault(emu: Emulator, key: str) -> str | None:
+    """A create is a POST outside auth; its fingerprint is the route and what it carries
+    (form fields and file names for multipart, whose boundary is random)."""
+    if request.method != "POST" or request.blueprint in (None, "auth") \
+            or not emu.traffic.knobs.first_create_fails:
+        return None
+    if request.files or request.form:
+        parts = sorted((k, v) for k, v in request.form.items(multi=True))
+        parts += sorted((k, f.filename or "") for k, f in request.files.items(multi=True))
+        carried = repr(parts).encode()
+    else:
+        carried = request.get_data(cache=True)
+    return emu.traffic.first_create(key + ":" + hashlib.sha256(carried).hexdigest())
 
 
 def _inject(fault: str, knobs: Knobs) -> Response:
@@ -145,6 +160,8 @@ def _refusal(exc: EmulatorError) -> Response:
     # Only the auth service answers with its ErrorResponse shape (error and data objects);
     # every other service uses ErrorsResponse, a 401 included.
     body = exc.body() if request.blueprint == "auth" else EmulatorError.body(exc)
+    if exc.absent and emulator().traffic.knobs.wording == "terse":
+        body = {"status": exc.status, "message": "No record found.", "error": []}
     resp = jsonify(body)
     resp.status_code = exc.status
     return resp
@@ -232,7 +249,10 @@ def _set_knobs(body: dict[str, Any]) -> Response:
     emu.traffic.configure(Knobs(latency_ms=float(body.get("latency_ms", 0)),
                                 rate_limit=body.get("rate_limit"), faults=faults,
                                 fault_seed=body.get("fault_seed"),
-                                hang_seconds=float(body.get("hang_seconds", 5.0))))
+                                hang_seconds=float(body.get("hang_seconds", 5.0)),
+                                wording=str(body.get("wording", "swagger")),
+                                empty_204=bool(body.get("empty_204", False)),
+                                first_create_fails=bool(body.get("first_create_fails", False))))
     if "max_page_size" in body:
         emu.state.limits.max_page_size = body["max_page_size"]
     if "token_lifetime" in body:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 
 from .accounts import Accounts
 from .core import Context, page, require
-from .errors import Conflict, PreconditionFailed
+from .errors import Conflict, PreconditionFailed, absent
 from .store import Record
 from .templates import CA_INDIVIDUAL, CERT_AUTH_TYPES, SELF_SIGNED, Templates
 
@@ -40,7 +40,7 @@ class Devices:
         """
         record = self.store.get("device", guid)
         if record is None:
-            raise Conflict("Device not found.", param="DeviceNotFound")
+            raise absent("device")
         return record
 
     def device_by_duid(self, duid: str) -> Record:
@@ -50,7 +50,7 @@ class Devices:
         """
         found = self.store.find("device", duid)
         if not found:
-            raise Conflict("Device not found.", param="DeviceNotFound")
+            raise absent("device")
         return found[0]
 
     def count_on_template(self, template_guid: str) -> int:
@@ -228,7 +228,7 @@ class Devices:
             device = self.device(device_guid)
             command = self.templates.command(str(body.get("commandGuid") or ""))
             if command is None or command["templateGuid"] != device["templateGuid"]:
-                raise Conflict("Command not found.", param="CommandNotFound")
+                raise absent("command")
             if command["requiredParam"] and not body.get("parameterValue"):
                 raise PreconditionFailed("parameterValue is required.", param="parameterValue")
 

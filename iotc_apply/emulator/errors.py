@@ -1,29 +1,54 @@
 """Errors the emulated IoTConnect service answers with.
 
 One class per kind of refusal, each knowing its HTTP status and how it is enveloped, so the
-state module can raise them without knowing about Flask, and the routes turn them into the
-exact JSON the real service sends. Imports nothing from the rest of iotc_apply.
+rules can raise them without knowing about Flask, and the routes turn them into the exact JSON
+the real service sends. Messages use the vendor's voice: the swaggers word "not found" 409s
+as "The device doesn't exist" (AE device swagger, 409 descriptions). `error[].param` carries
+a machine code only where a source shows one (`OBSERVED_CODES`, from KLIKA
+common/constants.py); on 412 refusals it names the offending request field, which is what
+the ErrorsResponse schema's `param` is. Every other code a rule passes is kept for the
+emulator's own reading and never sent. Imports nothing from the rest of iotc_apply.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+OBSERVED_CODES = frozenset({"DeviceTemplateNameAlreadyExists", "UniqueIdAlreadyExists",
+                            "TemplateAlreadyAttachedWithFirmware"})
+
 
 class EmulatorError(Exception):
-    """A refusal with an HTTP status, a message and optional `error[].param` codes."""
+    """A refusal with an HTTP status, a message and an optional `error[].param` code.
+
+    `absent` marks the refusals that mean "no such object", so the wording knob can re-word
+    every one of them (tests prove the client never reads the words).
+    """
 
     status = 500
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+    def __init__(self, message: str, param: str | None = None, absent: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.absent = absent
+
+    def wire_param(self) -> str | None:
+        if self.param is None:
+            return None
+        return self.param if self.status == 412 or self.param in OBSERVED_CODES else None
 
     def body(self) -> dict[str, Any]:
         """The `ErrorsResponse` envelope of the device/firmware/file/user services."""
-        errors = [{"param": self.param, "message": self.message}] if self.param else []
+        param = self.wire_param()
+        errors = [{"param": param, "message": self.message}] if param else []
         return {"status": self.status, "message": self.message, "error": errors}
+
+
+class BadRequest(EmulatorError):
+    """400: a body the service cannot read at all (wrong JSON types, too large)."""
+
+    status = 400
 
 
 class Conflict(EmulatorError):
@@ -58,3 +83,8 @@ class ServerError(EmulatorError):
     """500: what the real service answers to some invalid input (e.g. pageNumber < 1)."""
 
     status = 500
+
+
+def absent(what: str, status: type[EmulatorError] = Conflict) -> EmulatorError:
+    """"No such object", worded as the swaggers' 409 descriptions word it."""
+    return status(f"The {what} doesn't exist.", absent=True)

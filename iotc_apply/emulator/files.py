@@ -62,14 +62,14 @@ class Files:
             return record
 
     def files(self, module: str, ref_guid: str) -> list[Record]:
-        """`GET /File/{module}/{ref}`: none is a 409.
+        """`GET /File/{module}/{ref}`: none answers 204.
 
-        Source: PKG lib/storage.py:60 get_files (ConflictResponseError means none).
+        Source: AE file swagger `GET /File/{moduleType}/{fileRefGuid}` (204 no records);
+        PKG lib/storage.py:60 get_files also accepts a 409 there (the client tolerates both).
         """
-        rows = self.files_of(ref_guid, module)
-        if not rows:
-            raise Conflict("File not found.", param="FileNotFound")
-        return rows
+        if module.lower() not in FILE_MODULES:
+            raise PreconditionFailed(f"Invalid ModuleType '{module}'.", param="ModuleType")
+        return self.files_of(ref_guid, module)
 
     def files_of(self, ref_guid: str, module: str = "firmware") -> list[Record]:
         """The files another service's object holds (no refusal when there are none)."""

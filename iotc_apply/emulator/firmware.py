@@ -16,7 +16,7 @@ from typing import Any
 from .accounts import Accounts
 from .core import Context, page, require
 from .devices import Devices
-from .errors import Conflict, NotFound, PreconditionFailed
+from .errors import Conflict, NotFound, PreconditionFailed, absent
 from .files import Files
 from .store import Record
 from .templates import Templates
@@ -47,7 +47,7 @@ class Firmware:
         """
         record = self.store.get("firmware", guid)
         if record is None:
-            raise missing("Firmware not found.", param="FirmwareNotFound")
+            raise absent("firmware", missing)
         return record
 
     def active_firmware_of(self, template_guid: str) -> Record | None:
@@ -178,7 +178,7 @@ class Firmware:
         """
         record = self.store.get("upgrade", guid)
         if record is None:
-            raise missing("Firmware upgrade not found.", param="FirmwareUpgradeNotFound")
+            raise absent("firmware upgrade", missing)
         return record
 
     def upgrades(self, params: dict[str, Any]) -> tuple[list[Record], int]:
@@ -284,7 +284,7 @@ class Firmware:
         record = self.store.get("upgrade", upgrade_guid)
         if record is None:
             if must_exist:
-                raise Conflict("Firmware upgrade not found.", param="FirmwareUpgradeNotFound")
+                raise absent("firmware upgrade")
             return
         if not record["isDraft"]:
             raise Conflict("A released firmware upgrade cannot change.",
@@ -337,6 +337,6 @@ class Firmware:
             wanted = {str(g).upper() for g in body.get("deviceGuids") or []}
             chosen = [d for d in devices if d["guid"] in wanted]
             if not wanted or len(chosen) != len(wanted):
-                raise Conflict("Device not found.", param="DeviceNotFound")
+                raise absent("device")
             return chosen
         raise PreconditionFailed("target must be 1 (entity) or 3 (devices).", param="target")

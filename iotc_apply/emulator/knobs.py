@@ -64,6 +64,14 @@ class Knobs:
     faults: list[FaultRule] = field(default_factory=list)
     fault_seed: int | None = None
     hang_seconds: float = 5.0
+    # "swagger": not-found refusals worded as the swaggers word them; "terse": a second
+    # wording, so tests prove the client decides "absent" by operation, never by words.
+    wording: str = "swagger"
+    # Attribute and command lists of an existing template answer 204 when empty.
+    empty_204: bool = False
+    # The first try of every distinct create fails, alternately before the service stores
+    # it (503) and after (commit_then_fail).
+    first_create_fails: bool = False
 
 
 class Traffic:
@@ -77,12 +85,14 @@ class Traffic:
         self._fired: Counter[int] = Counter()
         self._tokens = knobs.rate_limit or 0.0
         self._last = time.monotonic()
+        self._creates: set[str] = set()
 
     def configure(self, knobs: Knobs) -> None:
         with self._lock:
             self.knobs = knobs
             self._rng = random.Random(knobs.fault_seed)
             self._fired = Counter()
+            self._creates = set()
             self._tokens = knobs.rate_limit or 0.0
             self._last = time.monotonic()
 
@@ -118,6 +128,16 @@ class Traffic:
                     self._fired[index] += 1
                     return self._rng.choice(rule.kinds)
         return None
+
+    def first_create(self, fingerprint: str) -> str | None:
+        """With `first_create_fails`: the fault for the first sight of this create."""
+        if not self.knobs.first_create_fails:
+            return None
+        with self._lock:
+            if fingerprint in self._creates:
+                return None
+            self._creates.add(fingerprint)
+            return "503" if len(self._creates) % 2 else "commit_then_fail"
 
     @staticmethod
     def retry_after(wait: float) -> str:

@@ -13,7 +13,7 @@ import uuid
 from typing import Any, Protocol
 
 from .core import Context, page, require
-from .errors import Conflict, NotFound, PreconditionFailed
+from .errors import Conflict, NotFound, PreconditionFailed, absent
 from .store import Record
 
 TEMPLATE_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}$")
@@ -75,7 +75,7 @@ class Templates:
         """
         record = self.store.get("template", guid)
         if record is None:
-            raise missing("Device template not found.", param="DeviceTemplateNotFound")
+            raise absent("device template", missing)
         return record
 
     def lookup(self, guid: str) -> Record | None:
@@ -89,7 +89,7 @@ class Templates:
         """
         found = self.store.find("template", code)
         if not found:
-            raise Conflict("Device template not found.", param="DeviceTemplateNotFound")
+            raise absent("device template")
         return found[0]
 
     def templates(self, params: dict[str, Any]) -> tuple[list[Record], int]:
@@ -324,7 +324,7 @@ class Templates:
         with self.store.transaction():
             record = self.store.get("attribute", guid)
             if record is None:
-                raise Conflict("Attribute not found.", param="AttributeNotFound")
+                raise absent("attribute")
             name = self._attribute_name(body.get("localName"))
             dtype = self._data_type(by_guid=str(require(body.get("dataTypeGuid"),
                                                         "dataTypeGuid")))
@@ -350,7 +350,7 @@ class Templates:
         with self.store.transaction():
             record = self.store.get("attribute", guid)
             if record is None:
-                raise Conflict("Attribute not found.", param="AttributeNotFound")
+                raise absent("attribute")
             if self.store.count("attribute", record["templateGuid"]) <= 1:
                 raise Conflict("A template must keep at least one attribute.",
                                param="TemplateMustHaveAttribute")
@@ -405,7 +405,7 @@ class Templates:
         with self.store.transaction():
             record = self.store.get("command", guid)
             if record is None:
-                raise Conflict("Command not found.", param="CommandNotFound")
+                raise absent("command")
             name, command = self._command_fields(body)
             nkey = f"{record['templateGuid']}:{command}"
             if any(c["guid"] != record["guid"] for c in self.store.find("command", nkey)):
@@ -422,5 +422,5 @@ class Templates:
         """`DELETE /template-command/{guid}`. Source: AE/ALV command swagger (409 missing)."""
         with self.store.transaction():
             if self.store.get("command", guid) is None:
-                raise Conflict("Command not found.", param="CommandNotFound")
+                raise absent("command")
             self.store.delete("command", guid.upper())

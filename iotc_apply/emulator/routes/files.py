@@ -25,7 +25,7 @@ def register(bp: Blueprint) -> None:
     def file_list(module: str, ref_guid: str) -> Response:
         rows = [views.file_item(f, emu().file_url)
                 for f in state().files.files(module, ref_guid)]
-        return ok({"fileData": rows}, count=len(rows))
+        return ok({"fileData": rows}, count=len(rows)) if rows else no_content()
 
     @route(bp, "/File/<module>/<guid>", ["DELETE"])
     def file_delete(module: str, guid: str) -> Response:

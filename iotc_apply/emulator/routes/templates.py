@@ -9,7 +9,7 @@ from flask import Blueprint, Response, g, request
 
 from .. import views
 from ..errors import PreconditionFailed
-from .common import body_json, no_content, ok, params, route, state
+from .common import body_json, emu, no_content, ok, params, route, state
 
 
 def register(bp: Blueprint) -> None:
@@ -86,12 +86,16 @@ def _attributes(bp: Blueprint) -> None:
     @route(bp, "/template-attribute/<template_guid>", ["GET"])
     def attribute_list(template_guid: str) -> Response:
         rows, total = state().templates.attributes(template_guid, params())
+        if not rows and emu().traffic.knobs.empty_204:
+            return no_content()
         return ok([views.attribute_item(a) for a in rows], count=total)
 
     @route(bp, "/template-attribute", ["POST"])
     def attribute_create() -> Response:
         record = state().templates.create_attribute(body_json(), g.user)
-        return ok([{"newid": record["guid"]}], message="Attribute created successfully.")
+        # `newId`: the swagger's AttributeCreate response (ALV AttributeCreate.md says newid;
+        # the AWS swagger wins over the Azure-generated client, DESIGN.md section 9).
+        return ok([{"newId": record["guid"]}], message="Attribute created successfully.")
 
     @route(bp, "/template-attribute/<guid>", ["PUT"])
     def attribute_update(guid: str) -> Response:
@@ -108,12 +112,14 @@ def _commands(bp: Blueprint) -> None:
     @route(bp, "/template-command/<template_guid>", ["GET"])
     def command_list(template_guid: str) -> Response:
         rows = [views.command_item(c) for c in state().templates.commands(template_guid)]
+        if not rows and emu().traffic.knobs.empty_204:
+            return no_content()
         return ok(rows, count=len(rows))
 
     @route(bp, "/template-command", ["POST"])
     def command_create() -> Response:
         record = state().templates.create_command(body_json(), g.user)
-        return ok([{"newid": record["guid"]}], message="Command created successfully.")
+        return ok([{"newId": record["guid"]}], message="Command created successfully.")
 
     @route(bp, "/template-command/<guid>", ["PUT"])
     def command_update(guid: str) -> Response:
