@@ -24,6 +24,9 @@ TEMPLATE_JSON: dict[str, Any] = {
     "attributes": [{"name": "temperature", "type": "DECIMAL", "unit": "C"}],
     "commands": [{"name": "Reboot", "command": "reboot", "requiredParam": False,
                   "requiredAck": True, "isOTACommand": False}],
+    "msgCode": "", "greenGrass": "0", "wireless": "0",
+    "properties": {"description": None, "dataFrequency": "60", "fileSupport": False},
+    "_meta": {"version": "2.0"},
 }
 
 

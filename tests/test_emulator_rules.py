@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import requests
 
 from iotc_apply.emulator import EmulatorServer, Limits
 
-from .conftest import Raw, self_signed_pem
+from .conftest import TEMPLATE_JSON, Raw, self_signed_pem
+
+
+def tpl(**fields: Any) -> bytes:
+    """A template JSON in the vendor samples' shape with `fields` changed."""
+    return json.dumps({**TEMPLATE_JSON, **fields}).encode()
 
 
 def said(resp: requests.Response) -> str:
@@ -77,9 +84,10 @@ def test_calls_need_a_valid_unexpired_bearer_token(server: EmulatorServer) -> No
 
 
 def test_template_quick_create_quirks_and_lookups(raw: Raw) -> None:
+    body = {**TEMPLATE_JSON, "code": "abc1", "name": "A", "commands": [],
+            "attributes": [{"name": "t", "type": "STRING"}]}
     resp = raw("POST", "device", "/device-template/quick",
-               files={"file": ("t.json", b'{"code":"abc1","name":"A","authType":3,'
-                                         b'"attributes":[{"name":"t","type":"STRING"}]}')})
+               files={"file": ("t.json", json.dumps(body).encode())})
     guid = resp.json()["data"][0]["deviceTemplateGuid"]
     assert guid == guid.lower() and resp.json()["status"] == 200
     by_code = raw("GET", "device", "/device-template/template-code/abc1").json()
@@ -94,21 +102,41 @@ def test_template_quick_create_quirks_and_lookups(raw: Raw) -> None:
     assert raw("GET", "device", f"/template-command/{missing}").status_code == 409
 
 
+def test_template_json_must_have_the_vendor_samples_shape(raw: Raw) -> None:
+    """OLD examples/sample-device-template.json: every sample carries these, typed so."""
+    def create(body: dict[str, Any]) -> requests.Response:
+        return raw("POST", "device", "/device-template/quick",
+                   files={"file": ("t.json", json.dumps(body).encode())})
+
+    number = {**TEMPLATE_JSON, "properties": {**TEMPLATE_JSON["properties"],
+                                              "dataFrequency": 60}}
+    refused = create(number)
+    assert refused.status_code == 400 and refused.json()["message"] == \
+        "The JSON value of 'dataFrequency' could not be converted to str."
+    no_meta = {k: v for k, v in TEMPLATE_JSON.items() if k != "_meta"}
+    assert create(no_meta).json()["message"] == "The _meta field is required."
+    assert create({**TEMPLATE_JSON, "greenGrass": 0}).status_code == 400
+    assert create(TEMPLATE_JSON).status_code == 200
+
+
 def test_template_duplicates_and_name_rules(raw: Raw) -> None:
     raw.template()
-    dup = raw("POST", "device", "/device-template/quick",
-              files={"file": ("t.json", b'{"code":"SENSOR01","name":"Other","authType":3}')})
+    dup = raw("POST", "device", "/device-template/quick", files={"file": (
+        "t.json", json.dumps({**TEMPLATE_JSON, "code": "SENSOR01", "name": "Other"}).encode())})
     assert dup.status_code == 409 and said(dup) == 'Template code already exists.'
     same_name = raw("POST", "device", "/device-template/quick",
-                    files={"file": ("t.json", b'{"code":"x2","name":"sensor","authType":3}')})
+                    files={"file": ("t.json", tpl(code="x2", name="sensor"))})
     assert codes(same_name) == ["DeviceTemplateNameAlreadyExists"]
-    for bad in (b'{"code":"1abc","name":"N","authType":3}',
-                b'{"code":"abcdefghijk","name":"N","authType":3}',
-                b'{"code":"ab-c","name":"N","authType":3}'):
+    for bad in (tpl(code="1abc", name="N"), tpl(code="abcdefghijk", name="N"),
+                tpl(code="ab-c", name="N")):
         assert raw("POST", "device", "/device-template/quick",
                    files={"file": ("t.json", bad)}).status_code == 412
     assert raw("POST", "device", "/device-template/quick",
-               files={"file": ("t.json", b'{"code":"ok1","name":"N","authType":9}')}
+               files={"file": ("t.json", tpl(code="ok1", name="N", authType=9))}
+               ).status_code == 409
+    # AE template swagger: AWS knows auth types 2, 3 and 7 only (TPM is Azure's).
+    assert raw("POST", "device", "/device-template/quick",
+               files={"file": ("t.json", tpl(code="ok2", name="N2", authType=4))}
                ).status_code == 409
     assert raw("POST", "device", "/device-template/quick",
                files={"file": ("t.json", b"not json")}).status_code == 412
@@ -237,9 +265,18 @@ def test_upgrade_rules(raw: Raw) -> None:
                  params={"firmwareguid": fw["newId"], "type": "Draft"}).json()
     assert [u["software"] for u in listed["data"]] == ["1.1.0"] and "createdby" in \
         listed["data"][0]
-    assert raw("DELETE", "firmware", f"/firmware-upgrade/{first}").status_code == 200
-    last = raw("DELETE", "firmware", f"/firmware-upgrade/{second['newId']}")
-    assert said(last) == 'The only upgrade of a firmware cannot be deleted.'
+    released = raw("DELETE", "firmware", f"/firmware-upgrade/{first}")
+    assert said(released) == "Released firmware upgrade can not delete."  # AE swagger
+    third = raw("POST", "firmware", "/firmware-upgrade",
+                json={"firmwareGuid": fw["newId"], "software": "1.2.0"}).json()["data"][0]
+    assert raw("DELETE", "firmware", f"/firmware-upgrade/{third['newId']}").status_code == 200
+    template2 = raw.template(code="tpl02", name="Second")
+    fw2 = raw.firmware(template2, "FWTWO")
+    last = raw("DELETE", "firmware", f"/firmware-upgrade/{fw2['firmwareUpgradeGuid']}")
+    assert said(last) == "The only upgrade of a firmware cannot be deleted."
+    single = raw("DELETE", "firmware", f"/firmware-upgrade/{fw2['firmwareUpgradeGuid']}",
+                 params={"isDeleteSingleFirmware": "true"})
+    assert single.status_code == 200
 
 
 def test_files_list_delete_and_signed_download(raw: Raw) -> None:

@@ -40,14 +40,26 @@ def template_from_wire(item: dict[str, Any]) -> LiveTemplate:
     )
 
 
+def aggregates_from_wire(value: Any) -> tuple[str, ...]:
+    """`aggregateType` as a list of names (AZ swagger AttributeList), a list of objects with
+    a name, or an object keyed by name (its truthy keys); sorted, so no shape ever diffs."""
+    if isinstance(value, dict):
+        names = [str(k) for k, v in value.items() if v]
+    elif isinstance(value, list):
+        names = [str(v.get("name") or v.get("type") or "") if isinstance(v, dict) else str(v)
+                 for v in value]
+    else:
+        names = []
+    return tuple(sorted(n for n in names if n))
+
+
 def attribute_from_wire(item: dict[str, Any]) -> LiveAttribute:
-    aggregates = item.get("aggregateType") or []
     return LiveAttribute(
         guid=_guid(item.get("guid")), name=str(item.get("localName") or ""),
         data_type=str(item.get("dataTypeName") or "").upper(), unit=item.get("unit") or None,
         description=item.get("description") or None,
-        aggregate_types=tuple(str(a) for a in aggregates) if isinstance(aggregates, list)
-        else (), sequence=int(item.get("sequence") or 0))
+        aggregate_types=aggregates_from_wire(item.get("aggregateType")),
+        sequence=int(item.get("sequence") or 0))
 
 
 def command_from_wire(item: dict[str, Any]) -> LiveCommand:
@@ -55,6 +67,16 @@ def command_from_wire(item: dict[str, Any]) -> LiveCommand:
         guid=_guid(item.get("guid")), name=str(item.get("name") or ""),
         command=str(item.get("command") or ""), required_param=bool(item.get("requiredParam")),
         required_ack=bool(item.get("requiredAck")), ota=bool(item.get("isOTACommand")))
+
+
+def sample_shape(definition: dict[str, Any]) -> dict[str, Any]:
+    """The vendor sample's shape around our fields (values we set win over defaults)."""
+    props = dict(definition.get("properties") or {})
+    props.setdefault("description", "")
+    props["dataFrequency"] = str(props.get("dataFrequency", 60))
+    props.setdefault("fileSupport", False)
+    return {"messageVersion": "2.1", "msgCode": "", "greenGrass": "0", "wireless": "0",
+            **definition, "properties": props, "_meta": {"version": "2.0"}}
 
 
 class TemplatesClient:
@@ -102,10 +124,13 @@ class TemplatesClient:
     def create(self, definition: dict[str, Any]) -> str:
         """Quick-create from template JSON; returns the new template's (upper-case) GUID.
 
-        The JSON is sent compact with CRLF line endings, as the official client does to
-        avoid templates that later cannot be deleted.
+        The JSON is shaped as every vendor sample is (OLD examples/sample-device-template.json:
+        `msgCode`, `greenGrass` and `wireless` as strings, `properties.dataFrequency` as a
+        string, `_meta.version` "2.0") and sent compact with CRLF line endings, as the official
+        client does to avoid templates that later cannot be deleted.
         """
-        text = json.dumps(definition, separators=(",", ":")).replace("\n", "\r\n")
+        text = json.dumps(sample_shape(definition), separators=(",", ":")).replace(
+            "\n", "\r\n")
         env = self.session.call(SERVICE, "POST", "/device-template/quick",
                                 files={"file": ("template.json", text.encode(),
                                                 "application/json")})

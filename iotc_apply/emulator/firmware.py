@@ -261,16 +261,21 @@ class Firmware:
             self.store.update("upgrade", record)
 
     def delete_upgrade(self, guid: str, delete_single: bool) -> None:
-        """`DELETE /firmware-upgrade/{guid}`: the only upgrade of a firmware stays.
+        """`DELETE /firmware-upgrade/{guid}`: drafts only, and the only upgrade stays.
 
-        Source: OLD tests/firmware.py (live: last upgrade 409), AE firmwareupgrade swagger
-        (isDeleteSingleFirmware=true deletes a sole draft). ASSUMPTION: a released upgrade
-        can be deleted while another remains (the live test does it; the AZ spec forbids it).
+        Source: AE firmwareupgrade swagger `DELETE /firmware-upgrade/{firmwareUpgradeGuid}`
+        (409: "released firmware upgrade can not delete"; isDeleteSingleFirmware=true
+        deletes a sole draft), OLD tests/firmware.py (live: the last upgrade answers 409).
+        Where sources disagree (the OLD live test deletes a draft second upgrade only), the
+        stricter swagger rule is taken.
         """
         with self.store.transaction():
             record = self.upgrade(guid, missing=Conflict)
+            if not record["isDraft"]:
+                raise Conflict("Released firmware upgrade can not delete.",
+                               param="FirmwareUpgradeReleased")
             siblings = self.upgrades_of(record["firmwareGuid"])
-            if len(siblings) <= 1 and not (delete_single and record["isDraft"]):
+            if len(siblings) <= 1 and not delete_single:
                 raise Conflict("The only upgrade of a firmware cannot be deleted.",
                                param="LastFirmwareUpgrade")
             self.files.drop_files_of(record["guid"])

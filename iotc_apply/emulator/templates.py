@@ -13,21 +13,34 @@ import uuid
 from typing import Any, Protocol
 
 from .core import Context, page, require
-from .errors import Conflict, NotFound, PreconditionFailed, absent
+from .errors import BadRequest, Conflict, NotFound, PreconditionFailed, absent
 from .store import Record
 
 TEMPLATE_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}$")
 ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 COMMAND_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
-# Auth-type codes the official client knows (PKG lib/authtype.py): CA-signed, self-signed,
-# TPM, symmetric key, CA-signed individual. ASSUMPTION: the AZ-only codes 1, 6, 8 are refused.
-AUTH_TYPES = {2, 3, 4, 5, 7}
+# Auth-type codes per platform. Source: AE template swagger, AWS `authType` doc (2 CA-signed,
+# 3 self-signed, 7 CA-signed individual) and AZ (1 key, 2 CA, 3 self-signed, 4 TPM,
+# 5 symmetric key, 6 DDKG, 7 bootstrap certificate, 8 PKI signature); PKG lib/authtype.py.
+AUTH_TYPES = {"aws": {2, 3, 7}, "az": {1, 2, 3, 4, 5, 6, 7, 8}}
 CERT_AUTH_TYPES = {2, 3, 7}
 SELF_SIGNED = 3
 CA_INDIVIDUAL = 7
-DATA_TYPES = ("INTEGER", "DECIMAL", "NUMBER", "LONG", "STRING", "BOOLEAN", "BIT", "OBJECT",
-              "DATE", "DATETIME", "TIME", "LATLONG")
+# Source: OLD examples/sample-device-template.json and tests (STRING, DECIMAL, INTEGER),
+# PKG lib/template.py:66 (STRING, NUMBER, BOOLEAN, DECIMAL, OBJECT). Nothing public shows
+# any other type, so the emulator knows no other.
+DATA_TYPES = ("INTEGER", "DECIMAL", "NUMBER", "STRING", "BOOLEAN", "OBJECT")
+# Source: ALV AttributeCreateRequest.md (aggregateType: Min, Max, Average, Sum, Latest Value).
+AGGREGATE_TYPES = ("Min", "Max", "Average", "Sum", "Latest Value")
+# What every vendor sample template JSON carries, with the JSON type it has there
+# (OLD examples/sample-device-template.json, tests/sample-device-template.json).
+SAMPLE_FIELDS: dict[str, type] = {"code": str, "name": str, "authType": int,
+                                  "attributes": list, "commands": list,
+                                  "messageVersion": str, "msgCode": str, "greenGrass": str,
+                                  "wireless": str, "properties": dict, "_meta": dict}
+SAMPLE_PROPERTIES: dict[str, type] = {"description": str, "dataFrequency": str,
+                                      "fileSupport": bool}
 
 
 class TemplateUsers(Protocol):
@@ -128,8 +141,7 @@ class Templates:
         Source: OLD tests/template.py (live), AE template swagger (409 when the code or the
         name exists; param DeviceTemplateNameAlreadyExists seen in KLIKA).
         """
-        if not isinstance(definition, dict):
-            raise PreconditionFailed("Template JSON must be an object.", param="TemplateJSON")
+        self._check_sample_shape(definition)
         code = str(require(definition.get("code"), "code"))
         name = str(require(definition.get("name"), "name"))
         if not TEMPLATE_CODE_RE.match(code):
@@ -152,6 +164,26 @@ class Templates:
             for item in commands:
                 self._add_command(template["guid"], self._command_from_json(item), user)
             return template
+
+    @staticmethod
+    def _check_sample_shape(definition: Any) -> None:
+        """Source: the vendor samples (SAMPLE_FIELDS): every field they carry must be there,
+        and a value that is not null must have the JSON type it has in them. ASSUMPTION: a
+        missing field or another type is the ASP.NET model binder's 400, as for any body."""
+        if not isinstance(definition, dict):
+            raise BadRequest("The template JSON must be an object.")
+        props = definition.get("properties")
+        for fields, where in ((SAMPLE_FIELDS, definition),
+                              (SAMPLE_PROPERTIES, props if isinstance(props, dict) else {})):
+            for key, kind in fields.items():
+                if key not in where:
+                    raise BadRequest(f"The {key} field is required.")
+                value = where[key]
+                if value is None:
+                    continue
+                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                    raise BadRequest(f"The JSON value of '{key}' could not be converted to "
+                                     f"{kind.__name__}.")
 
     def _check_unique(self, code: str, name: str) -> None:
         if self.store.find("template", code):
@@ -178,13 +210,12 @@ class Templates:
             "createdDate": now, "createdBy": user, "updatedDate": now, "updatedBy": user,
         }
 
-    @staticmethod
-    def _auth_type(value: Any) -> int:
+    def _auth_type(self, value: Any) -> int:
         try:
             auth_type = int(value)
         except (TypeError, ValueError) as exc:
             raise PreconditionFailed("authType is required.", param="authType") from exc
-        if auth_type not in AUTH_TYPES:
+        if auth_type not in AUTH_TYPES[self.ctx.account.pf]:
             raise Conflict(f"Auth type {auth_type} is not supported.", param="InvalidAuthType")
         return auth_type
 
@@ -257,7 +288,7 @@ class Templates:
 
     def data_types(self) -> list[Record]:
         """`GET /device-template/datatype`. Source: ALV AttributeCreateRequest (dataTypeGuid
-        comes from this list). ASSUMPTION: the catalogue in DATA_TYPES."""
+        comes from this list); the catalogue is DATA_TYPES (sourced above)."""
         return self.store.all("datatype")
 
     def _data_type(self, by_name: str = "", by_guid: str = "") -> Record:
@@ -292,6 +323,7 @@ class Templates:
     def _add_attribute(self, template_guid: str, body: dict[str, Any], user: str) -> Record:
         name = self._attribute_name(body.get("localName"))
         dtype = self._data_type(by_guid=str(require(body.get("dataTypeGuid"), "dataTypeGuid")))
+        self._aggregates(body.get("aggregateType"))
         if self.store.find("attribute", f"{template_guid}:{name}"):
             raise Conflict(f"Attribute '{name}' already exists.",
                            param="AttributeNameAlreadyExists")
@@ -306,6 +338,14 @@ class Templates:
                   "updatedDate": now}
         return self.store.insert("attribute", record, nkey=f"{template_guid}:{name}",
                                  parent=template_guid)
+
+    @staticmethod
+    def _aggregates(value: Any) -> None:
+        """Source: ALV AttributeCreateRequest.md (the five aggregate types)."""
+        if value is None:
+            return
+        if not isinstance(value, list) or any(a not in AGGREGATE_TYPES for a in value):
+            raise PreconditionFailed(f"Invalid aggregateType {value!r}.", param="aggregateType")
 
     @staticmethod
     def _attribute_name(value: Any) -> str:
@@ -328,6 +368,7 @@ class Templates:
             name = self._attribute_name(body.get("localName"))
             dtype = self._data_type(by_guid=str(require(body.get("dataTypeGuid"),
                                                         "dataTypeGuid")))
+            self._aggregates(body.get("aggregateType"))
             if record["dataTypeName"] == "OBJECT" and dtype["name"] != "OBJECT":
                 raise Conflict("The data type of an OBJECT attribute cannot change.",
                                param="ObjectDataTypeCannotChange")

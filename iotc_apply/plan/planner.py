@@ -268,6 +268,11 @@ def _removed_upgrades(desired: Desired, snap: Snapshot, work: _Work) -> None:
         for version, upgrade in sorted(snap.upgrades(fw.name).items()):
             if version not in declared:
                 address = Address(Kind.UPGRADE, f"{fw.name}@{version}")
+                if not upgrade.draft:
+                    work.errors.append(
+                        f"{address}: a released upgrade cannot be deleted (IoTConnect refuses "
+                        f"it); keep version {version} in the firmware's upgrades")
+                    continue
                 work.add(_deletion(address, Reason.REMOVED,
                                    views.live_upgrade(upgrade, fw.name, snap)))
 
