@@ -266,7 +266,12 @@ class Actions:
             path = Path(f["path"])
             if not path.is_file() or md5_and_size(path)[0] != f["md5"]:
                 raise StepFailed(f"{f['path']} changed since the plan was made; plan again")
-            self.api.files.upload(FIRMWARE_MODULE, guid, f["name"], path.read_bytes(), f["md5"])
+            content = path.read_bytes()
+            _create_or_find(
+                lambda f=f, c=content: self.api.files.upload(FIRMWARE_MODULE, guid, f["name"], c,
+                                                              f["md5"]).guid,
+                lambda f=f: next((x.guid for x in self.api.files.list(FIRMWARE_MODULE, guid)
+                                  if (x.name, x.tag) == (f["name"], f["md5"])), None))
 
     def _publish(self, guid: str) -> None:
         self.api.firmware.publish(guid)

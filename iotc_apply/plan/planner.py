@@ -105,6 +105,7 @@ def _root(snap: Snapshot) -> dict[str, str]:
 def _declared(desired: Desired, snap: Snapshot, work: _Work) -> None:
     for resource in desired.resources.values():
         if isinstance(resource, DesiredTemplate):
+            _platform_auth(resource, snap, work)
             work.add(_template(resource, snap))
         elif isinstance(resource, DesiredDevice):
             work.add(_device(resource, snap, work))
@@ -129,6 +130,17 @@ def _diff(before: dict[str, Any], after: dict[str, Any],
         elif old != new:
             out.append(FieldChange(key, old, new, key in forces))
     return tuple(out)
+
+
+# Auth types each platform offers (AE template swagger: AWS documents 2, 3 and 7).
+PLATFORM_AUTH_TYPES = {"aws": ("self-signed", "ca-signed", "ca-individual")}
+
+
+def _platform_auth(t: DesiredTemplate, snap: Snapshot, work: _Work) -> None:
+    allowed = PLATFORM_AUTH_TYPES.get(snap.identity.pf)
+    if allowed is not None and t.auth_type not in allowed:
+        work.errors.append(f"{t.address}: authType {t.auth_type} is not offered on "
+                           f"{snap.identity.pf.upper()} (it offers {', '.join(allowed)})")
 
 
 def _template(t: DesiredTemplate, snap: Snapshot) -> Change | None:

@@ -1,0 +1,62 @@
+"""The client decides "absent" by operation, never by the service's words, and survives
+creates whose first answer is lost: the emulator re-words every not-found refusal, answers
+empty attribute/command lists with 204, and fails the first try of every create, alternately
+before and after storing it. Each command must still succeed in one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from iotc_apply.emulator import EmulatorServer, Knobs
+
+from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
+
+
+def hostile(server: EmulatorServer) -> None:
+    server.emulator.traffic.configure(Knobs(wording="terse", empty_204=True,
+                                            first_create_fails=True))
+
+
+def test_lifecycle_under_reworded_refusals_and_lost_creates(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    hostile(server)
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert "Apply complete: 65 done" in capsys.readouterr().out
+    state = live(server)
+    assert len(state["device"]) == 60 and len(state["template"]) == 2
+    assert len({d["uniqueId"].lower() for d in state["device"]}) == 60  # no duplicates
+    assert len(state["upgrade"]) == 2 and len(state["file"]) == 2
+    creates = server.emulator.traffic.counts["POST /Device"]
+    assert creates == 90  # every create tried twice, half of them stored on the first try
+
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+    assert "No changes. 65 object(s) match the manifests." in capsys.readouterr().out
+
+    gone = next(d for d in state["device"] if d["uniqueId"] == "th-lab-02")
+    server.emulator.state.devices.delete_device(gone["guid"])  # out of band
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert "Apply complete: 1 done" in capsys.readouterr().out
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+
+    assert iotc("destroy", "m", "--auto-approve") == 0
+    state = live(server)
+    assert "device" not in state and "template" not in state
+
+
+def test_a_delete_refused_for_an_object_that_still_exists_is_a_failure(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """A DELETE answered "doesn't exist" while the object is there (a wrong GUID, a route the
+    service lacks) is never reported done."""
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert iotc("plan", "m", "--destroy", "--target", "device/th-lab-02", "--out", "p.json") \
+        == 0
+    plan = Path("p.json").read_text()
+    guid = next(d["guid"] for d in live(server)["device"] if d["uniqueId"] == "th-lab-02")
+    Path("p.json").write_text(plan.replace(guid, "00000000-0000-0000-0000-000000000000"))
+    capsys.readouterr()
+    assert iotc("apply", "p.json") == 1
+    out = capsys.readouterr().out
+    assert "the object still exists" in out
+    assert any(d["uniqueId"] == "th-lab-02" for d in live(server)["device"])
