@@ -28,8 +28,10 @@ def test_lifecycle_under_reworded_refusals_and_lost_creates(
     assert len(state["device"]) == 60 and len(state["template"]) == 2
     assert len({d["uniqueId"].lower() for d in state["device"]}) == 60  # no duplicates
     assert len(state["upgrade"]) == 2 and len(state["file"]) == 2
+    # Every device's first try failed: about half before it was stored (tried again), the
+    # rest after (found by the read-back, not tried again). Which half depends on timing.
     creates = server.emulator.traffic.counts["POST /Device"]
-    assert creates == 90  # every create tried twice, half of them stored on the first try
+    assert 60 < creates < 120
 
     assert iotc("plan", "m", "--detailed-exitcode") == 0
     assert "No changes. 65 object(s) match the manifests." in capsys.readouterr().out
