@@ -8,6 +8,7 @@ Exit codes: 0 success, 1 error (bad input, API failure), 2 changes present
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -161,6 +162,24 @@ def cmd_destroy(opts: Options) -> int:
 
 
 def _apply(opts: Options, destroy: bool) -> int:
+    """Hold the run lock on the key store (and the embedded emulator's state), then apply."""
+    from .safefile import LockHeld, run_lock
+
+    locks = [Path(opts.args.keys_dir) / ".lock"]
+    if opts.emulator_db is not None:
+        locks.append(opts.emulator_db.with_name(opts.emulator_db.name + ".lock"))
+    try:
+        with contextlib.ExitStack() as held:
+            for path in locks:
+                warning = held.enter_context(run_lock(path, opts.args.lock_timeout))
+                if warning:
+                    print(f"warning: {warning}", file=sys.stderr)
+            return _apply_locked(opts, destroy)
+    except LockHeld as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _apply_locked(opts: Options, destroy: bool) -> int:
     """Plan (or read a saved plan and prove it fresh), confirm, execute, report."""
     from .plan import planfile
 
@@ -359,12 +378,20 @@ def _manifest_commands(sub: Any) -> None:
     _plan_arguments(apply, "manifest files or directories, or one saved plan file")
     apply.add_argument("--auto-approve", action="store_true",
                        help="do not ask for confirmation (needed without a terminal)")
+    _lock_argument(apply)
     apply.set_defaults(run=cmd_apply)
     destroy = sub.add_parser("destroy", help="delete everything the manifests declare")
     _plan_arguments(destroy)
     destroy.add_argument("--auto-approve", action="store_true",
                          help="do not ask for confirmation (needed without a terminal)")
+    _lock_argument(destroy)
     destroy.set_defaults(run=cmd_destroy)
+
+
+def _lock_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lock-timeout", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long for another apply on the same key store to "
+                             "finish (default 0: refuse at once)")
 
 
 def _account_commands(sub: Any) -> None:

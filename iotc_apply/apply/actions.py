@@ -21,7 +21,7 @@ from ..manifest.files import md5_and_size
 from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
 from ..plan import Change, Plan
 from .graph import Step
-from .keys import KeyStore, common_name, device_config
+from .keys import KeyStore, KeyStoreError, common_name, device_config
 
 SELF_SIGNED = "self-signed"
 
@@ -139,10 +139,13 @@ class Actions:
         if auth != SELF_SIGNED:
             return None  # CA-signed, TPM and symmetric-key devices send no certificate
         acc = self.plan.account
-        identity = self.keys.ensure(
-            after["duid"], common_name(after["duid"], acc.cpid, acc.dedicated),
-            device_config(after["duid"], acc.cpid, acc.env, acc.pf, acc.dedicated,
-                          AUTH_TYPE_CODES[SELF_SIGNED]))
+        try:
+            identity = self.keys.ensure(
+                after["duid"], common_name(after["duid"], acc.cpid, acc.dedicated),
+                device_config(after["duid"], acc.cpid, acc.env, acc.pf, acc.dedicated,
+                              AUTH_TYPE_CODES[SELF_SIGNED]))
+        except KeyStoreError as exc:
+            raise StepFailed(str(exc)) from exc
         return identity.certificate_pem
 
     def _template_auth(self, code: str) -> str:

@@ -4,8 +4,11 @@
 Every file is written atomically and durably (temp file, fsync, rename, fsync of the folder)
 *before* the device is registered, and an existing key is reused, never overwritten: a key
 that was lost cannot be recovered, and a device whose key is lost must be replaced.
-Private keys never leave this module except as files. Imports `client.settings` (the atomic
-writer) only.
+The store trusts nothing it finds on disk: a symlink anywhere in it (the keys dir, a device
+folder, a file) is refused, a key readable by group or others is refused with the chmod to
+run, and a key whose certificate does not match it is refused. `key.pem` is created with
+O_EXCL and never replaced: when two runs race, the second uses the first one's key.
+Private keys never leave this module except as files. Imports `safefile` only.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ..client.settings import sync_directory, write_private
+from ..safefile import create_exclusive, sync_directory, write_private
 
 DEFAULT_KEYS_DIR = Path(".iotc") / "keys"
 VALIDITY_DAYS = 3650
@@ -36,6 +39,10 @@ class DeviceIdentity:
     certificate_pem: str
     key_path: Path
     reused: bool
+
+
+class KeyStoreError(Exception):
+    """The key store holds something it must not trust; the message says what and where."""
 
 
 class KeyStore:
@@ -58,30 +65,69 @@ class KeyStore:
     def ensure(self, duid: str, common_name: str, device_config: dict[str, object]) -> \
             DeviceIdentity:
         """The device's certificate, generating and storing a key first if it has none."""
-        folder = self.folder(duid)
-        key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+        if not duid or duid in (".", "..") or any(c in duid for c in "/\\\0\n\r"):
+            raise KeyStoreError(f"{duid!r} cannot name a key folder")
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if key_path.is_file() and cert_path.is_file():
-            return DeviceIdentity(duid, cert_path.read_text(), key_path, reused=True)
-        folder.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(folder, 0o700)
-        if key_path.is_file():
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-            assert isinstance(key, ec.EllipticCurvePrivateKey)
-            reused = True
-        else:
-            key = ec.generate_private_key(ec.SECP256R1())
-            write_private(key_path, key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption()), sync_dir=False)
-            reused = False
+            _refuse_symlink(self.root)
+        folder = self.folder(duid)
+        key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+        if not folder.is_symlink():
+            folder.mkdir(mode=0o700, exist_ok=True)
+        _refuse_symlink(folder)
+        os.chmod(folder, 0o700, follow_symlinks=False)
+        key = ec.generate_private_key(ec.SECP256R1())
+        created = create_exclusive(key_path, key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption()))
+        if not created:
+            key = _load_key(key_path)
+            kept = _kept_certificate(cert_path, key)
+            if kept is not None:
+                return DeviceIdentity(duid, kept, key_path, reused=True)
         cert = self_signed(key, common_name)
         write_private(folder / "iotcDeviceConfig.json",
                       (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
         write_private(cert_path, cert.encode(), sync_dir=False)
-        sync_directory(folder)  # one fsync makes all three renames durable
-        return DeviceIdentity(duid, cert, key_path, reused)
+        sync_directory(folder)  # one fsync makes both renames durable
+        return DeviceIdentity(duid, cert, key_path, reused=not created)
+
+
+def _refuse_symlink(path: Path) -> None:
+    if path.is_symlink():
+        raise KeyStoreError(f"{path} is a symlink; the key store follows none")
+
+
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """An existing key, only if it is a private, regular, readable EC key."""
+    _refuse_symlink(path)
+    mode = path.lstat().st_mode
+    if mode & 0o077:
+        raise KeyStoreError(f"{path} is readable by others (mode {mode & 0o777:o}); "
+                            f"run: chmod 600 {path}")
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise KeyStoreError(f"{path} is not a readable private key") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise KeyStoreError(f"{path} is not an EC private key")
+    return key
+
+
+def _kept_certificate(path: Path, key: ec.EllipticCurvePrivateKey) -> str | None:
+    """The kept certificate when it belongs to `key`; None when there is none yet."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    _refuse_symlink(path)
+    text = path.read_text()
+    try:
+        cert = x509.load_pem_x509_certificate(text.encode())
+    except ValueError as exc:
+        raise KeyStoreError(f"{path} is not a PEM certificate") from exc
+    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+        raise KeyStoreError(f"{path} does not belong to the key beside it; the device's "
+                            "key and certificate must be restored together")
+    return text
 
 
 def self_signed(key: ec.EllipticCurvePrivateKey, common_name: str) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from ..safefile import write_private
 
 DEFAULT_DISCOVERY = "https://discovery.iotconnect.io/api/uisdk"
 
@@ -118,34 +119,3 @@ class TokenStore:
             return False
         self.path.unlink()
         return True
-
-
-def write_private(path: Path, data: bytes, sync_dir: bool = True) -> None:
-    """Write a 0600 file atomically and durably (temp file, fsync, rename, fsync dir).
-
-    `sync_dir=False` leaves the directory's fsync to the caller, who writes several files
-    into one directory and syncs it once (`sync_directory`)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    if sync_dir:
-        sync_directory(path.parent)
-
-
-def sync_directory(folder: Path) -> None:
-    """Make the renames in a directory durable."""
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

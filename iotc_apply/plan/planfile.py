@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import Address
+from ..safefile import write_private
 from .model import Account, Action, Change, FieldChange, Plan, Reason
 
 FORMAT_VERSION = "1"
@@ -54,9 +55,8 @@ def dumps(plan: Plan) -> str:
 
 
 def write(plan: Plan, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dumps(plan), encoding="utf-8")
-    tmp.replace(path)
+    """Atomically: a temp file made with O_EXCL beside `path` (never a planted symlink)."""
+    write_private(path, dumps(plan).encode("utf-8"), mode=0o644)
 
 
 def read(path: Path) -> Plan:

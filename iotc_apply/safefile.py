@@ -1,0 +1,142 @@
+"""Careful file operations shared by the key store, the token cache, plan files and locks.
+
+Atomic and durable writes (a temp file created with O_EXCL in the target's folder, fsync,
+rename, fsync of the folder), exclusive creation that never replaces what exists and never
+follows a symlink, and the run lock that keeps two applies off one key store.
+Imports nothing from the rest of iotc_apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def write_private(path: Path, data: bytes, sync_dir: bool = True, mode: int = 0o600) -> None:
+    """Write a file atomically and durably (temp file, fsync, rename, fsync dir).
+
+    The temp file is made with O_EXCL beside the target (mkstemp), so a planted file or
+    symlink there is never followed; the rename replaces a symlink at `path` rather than
+    writing through it. `sync_dir=False` leaves the folder's fsync to a caller who writes
+    several files into one folder and syncs it once (`sync_directory`).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if sync_dir:
+        sync_directory(path.parent)
+
+
+def create_exclusive(path: Path, data: bytes) -> bool:
+    """Create a 0600 file only if nothing (not even a dangling symlink) is at `path`.
+
+    True when this call created it; False when something was already there, which is then
+    left exactly as it was. Durable before returning (file and folder fsync).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    sync_directory(path.parent)
+    return True
+
+
+def sync_directory(folder: Path) -> None:
+    """Make the renames and creations in a folder durable."""
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class LockHeld(Exception):
+    """Another run holds the lock; the message says who and since when."""
+
+
+@contextlib.contextmanager
+def run_lock(path: Path, timeout: float = 0.0) -> Iterator[str | None]:
+    """Hold an exclusive lock on `path` for the block; yields a warning or None.
+
+    flock is released by the kernel when its holder dies, so a lock is never stale in the
+    kernel's eyes; the file's text (pid, host, time) only names the holder. A file naming
+    a pid that no longer runs on this host is reported as taken over.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        _acquire(fd, path, timeout)
+        warning = _stale_note(os.pread(fd, 512, 0).decode("utf-8", "replace"))
+        stamp = datetime.datetime.now().strftime("%H:%M")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {stamp}\n".encode(), 0)
+        try:
+            yield warning
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            raise LockHeld(_holder(os.pread(fd, 512, 0).decode("utf-8", "replace"), path))
+        time.sleep(0.1)
+
+
+def _holder(text: str, path: Path) -> str:
+    parts = text.split()
+    if len(parts) == 3:
+        pid, host, since = parts
+        return (f"another apply holds the lock since {since} by pid {pid} on host {host} "
+                f"({path}); wait for it, or pass --lock-timeout SECONDS to queue")
+    return f"another apply holds the lock {path}; pass --lock-timeout SECONDS to queue"
+
+
+def _stale_note(text: str) -> str | None:
+    parts = text.split()
+    if len(parts) != 3 or parts[1] != socket.gethostname() or not parts[0].isdigit():
+        return None
+    try:
+        os.kill(int(parts[0]), 0)
+    except ProcessLookupError:
+        return f"took over the lock of pid {parts[0]}, which no longer runs (since {parts[2]})"
+    except PermissionError:
+        return None
+    return None
