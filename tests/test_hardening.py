@@ -1,0 +1,148 @@
+"""Two runs at once, a key store that trusts nothing on disk, careful plan files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from iotc_apply.apply.keys import KeyStore, KeyStoreError
+from iotc_apply.emulator import EmulatorServer
+from iotc_apply.safefile import run_lock
+
+from .test_e2e import EXAMPLES, iotc, live, work  # noqa: F401  (fixture)
+
+CONFIG = {"ver": "2.1", "uid": "d"}
+
+
+def _env(server: EmulatorServer, config: Path) -> dict[str, str]:
+    acc = server.emulator.state.account
+    return {**os.environ, "IOTC_DISCOVERY_URL": server.discovery_url,
+            "IOTC_SKEY": acc.solution_key, "IOTC_USER": acc.user_email,
+            "IOTC_PASS": acc.user_password, "IOTC_CONFIG_DIR": str(config)}
+
+
+def _registered_certificates_match_kept_keys(server: EmulatorServer, keys: Path) -> int:
+    devices = live(server).get("device", [])
+    for device in devices:
+        registered = x509.load_pem_x509_certificate(device["certificateText"].encode())
+        key = serialization.load_pem_private_key(
+            (keys / device["uniqueId"] / "key.pem").read_bytes(), password=None)
+        assert registered.public_key().public_numbers() == \
+            key.public_key().public_numbers(), device["uniqueId"]  # type: ignore[union-attr]
+    return len(devices)
+
+
+def test_two_applies_at_once_keep_every_registered_key(server: EmulatorServer,
+                                                       tmp_path: Path) -> None:
+    """Two real processes, one served emulator, one key store, five times over."""
+    shutil.copytree(EXAMPLES, tmp_path / "m")
+    env = _env(server, tmp_path / "config")
+    cmd = [sys.executable, "-m", "iotc_apply", "apply", "m", "--auto-approve",
+           "--keys-dir", "keys", "--lock-timeout", "120"]
+    for _ in range(5):
+        server.emulator.state.reset()
+        shutil.rmtree(tmp_path / "keys", ignore_errors=True)
+        runs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        outputs = [r.communicate(timeout=120)[0] for r in runs]
+        assert [r.returncode for r in runs] == [0, 0], outputs
+        assert "Traceback" not in "".join(outputs)
+        assert _registered_certificates_match_kept_keys(server, tmp_path / "keys") == 60
+
+
+def test_a_second_apply_is_refused_while_the_lock_is_held(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    with run_lock(work / "keys" / ".lock"):
+        assert iotc("apply", "m", "--auto-approve") == 1
+    err = capsys.readouterr().err
+    assert "another apply holds the lock since" in err and f"by pid {os.getpid()}" in err
+    assert iotc("apply", "m", "--auto-approve") == 0  # released on the way out
+
+
+def _store(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys")
+
+
+def test_a_kept_key_is_never_replaced(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    first = store.ensure("dev-1", "cn", CONFIG)
+    key = (tmp_path / "keys" / "dev-1" / "key.pem").read_bytes()
+    (tmp_path / "keys" / "dev-1" / "cert.pem").unlink()
+    again = store.ensure("dev-1", "cn", CONFIG)
+    assert (tmp_path / "keys" / "dev-1" / "key.pem").read_bytes() == key and again.reused
+    assert x509.load_pem_x509_certificate(again.certificate_pem.encode()).public_key() \
+        .public_numbers() == x509.load_pem_x509_certificate(
+            first.certificate_pem.encode()).public_key().public_numbers()
+
+
+def test_the_key_store_follows_no_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o755)
+    store = _store(tmp_path)
+    store.root.mkdir()
+    (store.root / "dev-1").symlink_to(outside)
+    with pytest.raises(KeyStoreError, match="is a symlink"):
+        store.ensure("dev-1", "cn", CONFIG)
+    assert list(outside.iterdir()) == [] and (outside.stat().st_mode & 0o777) == 0o755
+
+    store.ensure("dev-2", "cn", CONFIG)
+    cert = store.root / "dev-2" / "cert.pem"
+    cert.unlink()
+    cert.symlink_to("/etc/passwd")
+    with pytest.raises(KeyStoreError, match="cert.pem is a symlink"):
+        store.ensure("dev-2", "cn", CONFIG)
+
+    linked = KeyStore(tmp_path / "linked")
+    (tmp_path / "linked").symlink_to(outside)
+    with pytest.raises(KeyStoreError, match="is a symlink"):
+        linked.ensure("dev-3", "cn", CONFIG)
+
+
+def test_the_key_store_refuses_what_it_cannot_trust(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.ensure("dev-1", "cn", CONFIG)
+    store.ensure("dev-2", "cn", CONFIG)
+    one, two = store.root / "dev-1", store.root / "dev-2"
+    shutil.copy(two / "cert.pem", one / "cert.pem")  # another key's certificate
+    with pytest.raises(KeyStoreError, match="does not belong to the key beside it"):
+        store.ensure("dev-1", "cn", CONFIG)
+    (two / "key.pem").chmod(0o644)
+    with pytest.raises(KeyStoreError, match=r"readable by others \(mode 644\); run: chmod 600"):
+        store.ensure("dev-2", "cn", CONFIG)
+    (two / "key.pem").chmod(0o600)
+    (two / "key.pem").write_bytes(b"garbage")
+    with pytest.raises(KeyStoreError, match="not a readable private key"):
+        store.ensure("dev-2", "cn", CONFIG)
+    for bad in ("../x", "a/b", "..", "bad\n"):
+        with pytest.raises(KeyStoreError, match="cannot name a key folder"):
+            store.ensure(bad, "cn", CONFIG)
+
+
+def test_plan_out_never_writes_through_a_planted_symlink(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    victim = work / "victim.txt"
+    victim.write_text("precious")
+    for name in (".plan.json.tmp", "plan.json"):
+        (work / name).symlink_to(victim)
+        assert iotc("plan", "m", "--out", "plan.json") == 0
+        assert victim.read_text() == "precious"
+        assert not (work / "plan.json").is_symlink()
+        (work / "plan.json").unlink()
+        if (work / name).is_symlink():
+            (work / name).unlink()
+
+
+def test_generated_keys_are_ec_and_private(tmp_path: Path) -> None:
+    identity = _store(tmp_path).ensure("dev-1", "cn", CONFIG)
+    key = serialization.load_pem_private_key(identity.key_path.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert identity.key_path.stat().st_mode & 0o777 == 0o600
+    assert identity.key_path.parent.stat().st_mode & 0o777 == 0o700
