@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from iotc_apply.apply.keys import KeyStore, KeyStoreError
+from iotc_apply.cli import main
 from iotc_apply.emulator import EmulatorServer
 from iotc_apply.safefile import run_lock
 
@@ -146,3 +147,18 @@ def test_generated_keys_are_ec_and_private(tmp_path: Path) -> None:
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     assert identity.key_path.stat().st_mode & 0o777 == 0o600
     assert identity.key_path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_names_that_differ_only_in_case_are_one_object(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "fleet.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Template\nmetadata: {name: t1}\n"
+        "spec: {name: T, authType: self-signed, attributes: [{name: a, type: STRING}]}\n"
+        "---\napiVersion: iotc/v1\nkind: Device\nmetadata: {name: DEV-01}\nspec: {template: t1}\n"
+        "---\napiVersion: iotc/v1\nkind: Device\nmetadata: {name: dev-01}\nspec: {template: t1}\n")
+    assert main(["validate", str(tmp_path / "m")]) == 1
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "fleet.yaml:13:18: error: device/dev-01 is already declared as device/DEV-01 " \
+           "(names differ only in case) at " in out and "1 error" in out

@@ -43,12 +43,19 @@ def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
     resources: dict[Address, DesiredResource] = {}
     origins: dict[Address, Position] = {}
 
+    folded: dict[tuple[str, str], Address] = {}
+
     def claim(address: Address, resource: DesiredResource, where: Position, note: str = "") \
             -> bool:
-        if address in resources:
-            diags.append(Diagnostic.error(where, f"{address}{note} is already declared at "
-                                                 f"{origins[address]}"))
+        """One declaration per natural key, compared case-insensitively: the service stores
+        `DEV-01` and `dev-01` as one object, so declaring both could never converge."""
+        first = folded.get((address.kind.value, address.name.lower()))
+        if first is not None:
+            same = "" if first == address else f" as {first} (names differ only in case)"
+            diags.append(Diagnostic.error(where, f"{address}{note} is already declared"
+                                                 f"{same} at {origins[first]}"))
             return False
+        folded[(address.kind.value, address.name.lower())] = address
         resources[address], origins[address] = resource, where
         return True
 
