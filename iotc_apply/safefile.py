@@ -45,11 +45,12 @@ def write_private(path: Path, data: bytes, sync_dir: bool = True, mode: int = 0o
         sync_directory(path.parent)
 
 
-def create_exclusive(path: Path, data: bytes) -> bool:
+def create_exclusive(path: Path, data: bytes, sync_dir: bool = True) -> bool:
     """Create a 0600 file only if nothing (not even a dangling symlink) is at `path`.
 
     True when this call created it; False when something was already there, which is then
-    left exactly as it was. Durable before returning (file and folder fsync).
+    left exactly as it was. Durable before returning (file fsync, and the folder's unless
+    `sync_dir=False` leaves it to a caller who syncs the folder once for several files).
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
@@ -64,7 +65,8 @@ def create_exclusive(path: Path, data: bytes) -> bool:
         os.unlink(path)
         raise
     os.close(fd)
-    sync_directory(path.parent)
+    if sync_dir:
+        sync_directory(path.parent)
     return True
 
 

@@ -79,7 +79,7 @@ class KeyStore:
         key = ec.generate_private_key(ec.SECP256R1())
         created = create_exclusive(key_path, key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption()))
+            serialization.NoEncryption()), sync_dir=False)
         if not created:
             key = _load_key(key_path)
             kept = _kept_certificate(cert_path, key)
@@ -89,7 +89,7 @@ class KeyStore:
         write_private(folder / "iotcDeviceConfig.json",
                       (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
         write_private(cert_path, cert.encode(), sync_dir=False)
-        sync_directory(folder)  # one fsync makes both renames durable
+        sync_directory(folder)  # one fsync makes the key and both renames durable
         return DeviceIdentity(duid, cert, key_path, reused=not created)
 
 
