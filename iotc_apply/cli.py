@@ -168,15 +168,18 @@ def _apply(opts: Options, destroy: bool) -> int:
     locks = [Path(opts.args.keys_dir) / ".lock"]
     if opts.emulator_db is not None:
         locks.append(opts.emulator_db.with_name(opts.emulator_db.name + ".lock"))
-    try:
-        with contextlib.ExitStack() as held:
-            for path in locks:
+    with contextlib.ExitStack() as held:
+        for path in locks:
+            try:
                 warning = held.enter_context(run_lock(path, opts.args.lock_timeout))
-                if warning:
-                    print(f"warning: {warning}", file=sys.stderr)
-            return _apply_locked(opts, destroy)
-    except LockHeld as exc:
-        raise UsageError(str(exc)) from None
+            except LockHeld as exc:
+                raise UsageError(str(exc)) from None
+            except OSError as exc:
+                raise UsageError(f"cannot take the run lock at {path}: {exc.strerror}") \
+                    from None
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
+        return _apply_locked(opts, destroy)
 
 
 def _apply_locked(opts: Options, destroy: bool) -> int:

@@ -68,6 +68,14 @@ def test_a_second_apply_is_refused_while_the_lock_is_held(
     assert iotc("apply", "m", "--auto-approve") == 0  # released on the way out
 
 
+def test_a_keys_dir_that_cannot_hold_the_lock_is_one_line(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    Path("afile").write_text("")
+    assert main(["apply", "m", "--auto-approve", "--keys-dir", "afile/keys"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: cannot take the run lock at afile/keys/.lock: Not a directory"
+
+
 def _store(tmp_path: Path) -> KeyStore:
     return KeyStore(tmp_path / "keys")
 

@@ -281,9 +281,9 @@ class Actions:
 
     def upgrade_delete(self, change: Change) -> None:
         before = change.before or {}
-        firmware = self.guid(f"firmware/{before['firmware']}")
         _gone_ok(lambda: self.api.firmware.delete_upgrade(before["guid"]),
-                 lambda: self._existing_upgrade(firmware, before["version"]) is not None)
+                 lambda: self._existing_upgrade(self.guid(f"firmware/{before['firmware']}"),
+                                                before["version"]) is not None)
 
 
 def _command(c: dict[str, Any]) -> dict[str, Any]:

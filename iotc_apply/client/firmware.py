@@ -101,7 +101,7 @@ class FirmwareClient:
         """Deprecate; a refusal is success when a read shows it deprecated or gone."""
         try:
             self.session.call("firmware", "PUT", f"/Firmware/{guid}/deprecate")
-        except (Conflict, *ABSENT):
+        except ABSENT:
             current = self.get(guid)
             if current is not None and not current.deprecated:
                 raise
