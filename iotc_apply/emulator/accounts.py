@@ -11,7 +11,7 @@ import hashlib
 from typing import Any
 
 from .core import Context, require
-from .errors import Conflict, NotFound, absent
+from .errors import Conflict, NotFound
 from .store import Record
 
 
@@ -59,10 +59,7 @@ class Accounts:
 
         Source: PKG lib/entity.py:49 get_by_guid (ConflictResponseError means absent).
         """
-        record = self.store.get("entity", guid)
-        if record is None:
-            raise absent("entity")
-        return record
+        return self.ctx.fetch("entity", guid, "entity")
 
     def root_entity(self) -> Record:
         """The entity without a parent. Source: PKG lib/entity.py:78 get_root_entity."""
@@ -96,10 +93,7 @@ class Accounts:
 
     def user(self, guid: str) -> Record:
         """`GET /User/{guid}`; unknown GUID is a 404. Source: OLD tests/user.py (live)."""
-        record = self.store.get("user", guid)
-        if record is None:
-            raise absent("user", NotFound)
-        return record
+        return self.ctx.fetch("user", guid, "user", NotFound)
 
     def user_by_email(self, email: str) -> Record | None:
         """`GET /User/{email}/availability`; None answers 204. Source: PKG lib/user.py:80."""

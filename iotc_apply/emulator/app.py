@@ -22,11 +22,11 @@ from .core import Account, Limits
 from .errors import EmulatorError
 from .knobs import FaultRule, Knobs, Traffic
 from .routes import SERVICES, register_routes
+from .routes.common import EXTENSION
 from .state import EmulatorState
 from .store import Store
 
 API_VERSIONS = {"aws": "v2.1", "az": "v2"}
-EXTENSION = "iotc_emulator"
 
 
 class Emulator:

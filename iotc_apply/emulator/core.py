@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import PreconditionFailed, ServerError
-from .store import Store
+from .errors import Conflict, EmulatorError, PreconditionFailed, ServerError, absent
+from .store import Record, Store
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,12 @@ class Context:
     def secret(self) -> bytes:
         """The key that signs this account's JWTs and file URLs."""
         return bytes.fromhex(self.store.meta("jwt_secret") or "")
+
+    def fetch(self, kind: str, guid: str, what: str,
+              missing: type[EmulatorError] = Conflict) -> Record:
+        """One record by GUID, or the service's "doesn't exist" refusal (409 unless the
+        operation's source shows a 404)."""
+        record = self.store.get(kind, guid)
+        if record is None:
+            raise absent(what, missing)
+        return record

@@ -38,10 +38,7 @@ class Devices:
 
         Source: PKG lib/device.py:133 get_by_guid (ConflictResponseError means absent).
         """
-        record = self.store.get("device", guid)
-        if record is None:
-            raise absent("device")
-        return record
+        return self.ctx.fetch("device", guid, "device")
 
     def device_by_duid(self, duid: str) -> Record:
         """`GET /Device/uniqueId/{duid}`: missing is a 409.

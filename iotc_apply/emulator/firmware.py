@@ -45,10 +45,7 @@ class Firmware:
 
         Source: PKG lib/firmware.py:128 get_by_guid (NotFoundResponseError means absent).
         """
-        record = self.store.get("firmware", guid)
-        if record is None:
-            raise absent("firmware", missing)
-        return record
+        return self.ctx.fetch("firmware", guid, "firmware", missing)
 
     def active_firmware_of(self, template_guid: str) -> Record | None:
         """ASSUMPTION: only a non-deprecated firmware counts as attached to its template
@@ -57,9 +54,6 @@ class Firmware:
             if not fw["isDeprecated"]:
                 return fw
         return None
-
-    def count_on_template(self, template_guid: str) -> int:
-        return 0 if self.active_firmware_of(template_guid) is None else 1
 
     def firmwares(self, params: dict[str, Any]) -> tuple[list[Record], int]:
         """`GET /Firmware`: deprecated ones hidden unless `includeDeprecated=true`.
@@ -176,10 +170,7 @@ class Firmware:
 
         Source: PKG lib/upgrade.py:130 get_by_guid (NotFoundResponseError means absent).
         """
-        record = self.store.get("upgrade", guid)
-        if record is None:
-            raise absent("firmware upgrade", missing)
-        return record
+        return self.ctx.fetch("upgrade", guid, "firmware upgrade", missing)
 
     def upgrades(self, params: dict[str, Any]) -> tuple[list[Record], int]:
         """`GET /firmware-upgrade`: `type` (draft, released or both) is required.

@@ -2,7 +2,7 @@
 
 Plain Python, no Flask. A template cannot be deleted while devices or a live firmware use it;
 that rule lives here, in the refusing operation, and asks the device and firmware services
-through `TemplateUsers` instead of reading their tables.
+through `DevicesOnTemplate` and `FirmwareOfTemplate` instead of reading their tables.
 Imports nothing from the rest of iotc_apply.
 """
 
@@ -43,20 +43,16 @@ SAMPLE_PROPERTIES: dict[str, type] = {"description": str, "dataFrequency": str,
                                       "fileSupport": bool}
 
 
-class TemplateUsers(Protocol):
-    """What the template rules ask of the services whose objects hang on a template."""
+class DevicesOnTemplate(Protocol):
+    """What the template rules ask of the device rules."""
 
     def count_on_template(self, template_guid: str) -> int: ...
 
+
+class FirmwareOfTemplate(Protocol):
+    """What the template rules ask of the firmware rules."""
+
     def active_firmware_of(self, template_guid: str) -> Record | None: ...
-
-
-class _NoUsers:
-    def count_on_template(self, template_guid: str) -> int:
-        return 0
-
-    def active_firmware_of(self, template_guid: str) -> Record | None:
-        return None
 
 
 class Templates:
@@ -65,11 +61,11 @@ class Templates:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.store = ctx.store
-        self.devices: TemplateUsers = _NoUsers()
-        self.firmware: TemplateUsers = _NoUsers()
+        self.devices: DevicesOnTemplate
+        self.firmware: FirmwareOfTemplate
 
-    def bind(self, devices: TemplateUsers, firmware: TemplateUsers) -> None:
-        """Late binding: the device and firmware services are built after this one."""
+    def bind(self, devices: DevicesOnTemplate, firmware: FirmwareOfTemplate) -> None:
+        """Late binding: the device and firmware rules are built after (and on) these."""
         self.devices = devices
         self.firmware = firmware
 
@@ -86,10 +82,7 @@ class Templates:
         Source: PKG lib/template.py:155 get_by_guid (NotFoundResponseError means absent);
         writes on a missing template answer 409 (AE template swagger).
         """
-        record = self.store.get("template", guid)
-        if record is None:
-            raise absent("device template", missing)
-        return record
+        return self.ctx.fetch("template", guid, "device template", missing)
 
     def lookup(self, guid: str) -> Record | None:
         """A template by GUID for other services' projections; None when it is gone."""
@@ -362,9 +355,7 @@ class Templates:
         Source: ALV AttributeUpdateRequest.md, AttributeApi.kt (409 cases).
         """
         with self.store.transaction():
-            record = self.store.get("attribute", guid)
-            if record is None:
-                raise absent("attribute")
+            record = self.ctx.fetch("attribute", guid, "attribute")
             name = self._attribute_name(body.get("localName"))
             dtype = self._data_type(by_guid=str(require(body.get("dataTypeGuid"),
                                                         "dataTypeGuid")))
@@ -389,9 +380,7 @@ class Templates:
         Source: ALV AttributeApi.kt (409: not found, last attribute).
         """
         with self.store.transaction():
-            record = self.store.get("attribute", guid)
-            if record is None:
-                raise absent("attribute")
+            record = self.ctx.fetch("attribute", guid, "attribute")
             if self.store.count("attribute", record["templateGuid"]) <= 1:
                 raise Conflict("A template must keep at least one attribute.",
                                param="TemplateMustHaveAttribute")
@@ -444,9 +433,7 @@ class Templates:
     def update_command(self, guid: str, body: dict[str, Any], user: str) -> None:
         """`PUT /template-command/{guid}`. Source: ALV CommandUpdateRequest.md."""
         with self.store.transaction():
-            record = self.store.get("command", guid)
-            if record is None:
-                raise absent("command")
+            record = self.ctx.fetch("command", guid, "command")
             name, command = self._command_fields(body)
             nkey = f"{record['templateGuid']}:{command}"
             if any(c["guid"] != record["guid"] for c in self.store.find("command", nkey)):

@@ -14,11 +14,12 @@ from ..errors import PreconditionFailed
 from ..state import EmulatorState
 
 View = Callable[..., Response]
+EXTENSION = "iotc_emulator"  # where create_app keeps the app's `Emulator`
 
 
 def emu() -> Any:
     """The app's `Emulator` (state + traffic + signed file URLs)."""
-    return current_app.extensions["iotc_emulator"]
+    return current_app.extensions[EXTENSION]
 
 
 def state() -> EmulatorState:
