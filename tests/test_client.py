@@ -20,6 +20,7 @@ from iotc_apply.client.errors import (
 from iotc_apply.client.firmware import firmware_from_wire
 from iotc_apply.client.session import ApiSession
 from iotc_apply.client.settings import Settings, TokenStore
+from iotc_apply.client.templates import aggregates_from_wire
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
 
 from .conftest import TEMPLATE_JSON, self_signed_pem, settings_for
@@ -292,3 +293,25 @@ def test_resource_clients_round_trip(api: IoTConnect) -> None:
     assert me and me.guid == api.session.identity().user_guid
     assert [u.email for u in api.users.list()] == [me.email]
     assert api.entities.get(api.entities.create("Plant-C", child.guid)).name == "Plant-C"  # type: ignore[union-attr]
+
+
+def test_empty_child_lists_and_reworded_refusals_read_as_empty(server: EmulatorServer,
+                                                                api: IoTConnect) -> None:
+    """A 204 for an empty command list and a re-worded 409 for a missing template both mean
+    "none", whatever the words (the emulator's `empty_204` and `wording` knobs)."""
+    guid = api.templates.create({**TEMPLATE_JSON, "code": "nocmd", "name": "No commands",
+                                 "commands": []})
+    server.emulator.traffic.configure(Knobs(wording="terse", empty_204=True))
+    assert api.templates.commands(guid) == ()
+    assert server.emulator.traffic.counts["GET /template-command/<template_guid>"] == 1
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert api.templates.commands(missing) == () and api.templates.attributes(missing) == ()
+    assert api.devices.get_by_duid("nobody") is None and api.entities.get(missing) is None
+    assert api.templates.get_by_code("nocmd") is not None
+
+
+def test_aggregate_types_read_in_every_shape_the_sources_show() -> None:
+    for shape in (["Min", "Max"], [{"name": "Max"}, {"name": "Min"}], {"Min": True,
+                                                                         "Max": 1, "Sum": 0}):
+        assert aggregates_from_wire(shape) == ("Max", "Min")
+    assert aggregates_from_wire(None) == ()
