@@ -36,6 +36,11 @@ class Diagnostic:
     def __str__(self) -> str:
         return f"{self.position}: {self.severity.value}: {self.message}"
 
+    def order(self) -> tuple[str, int, int, str, str]:
+        """The sort key (a plain tuple sorts many times faster than the dataclass order)."""
+        p = self.position
+        return p.file, p.line, p.column, self.severity.value, self.message
+
     @classmethod
     def error(cls, position: Position, message: str) -> Diagnostic:
         return cls(position, Severity.ERROR, message)

@@ -1,9 +1,10 @@
 """The corpus of broken manifests: each gives exit 1, its one-line diagnostic, no traceback.
 
 Each folder under `tests/manifests/bad/` is one case: the manifests and `expected.txt`, the
-first line `iotc validate <case>` must print. Three cases are completed at run time because
+first line `iotc validate <case>` must print. Five cases are completed at run time because
 their point cannot live in git as such: a symlink leading out of the root, a file over the
-size limit, and bytes that are not UTF-8.
+size limit, one over the node limit, one nested 50,000 deep (a SIGSEGV before the loader
+read events), and bytes that are not UTF-8.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from iotc_apply.cli import main
-from iotc_apply.manifest.yamlsafe import MAX_FILE_BYTES
+from iotc_apply.manifest.yamlsafe import MAX_FILE_BYTES, MAX_NODES
 
 CORPUS = Path(__file__).parent / "manifests" / "bad"
 CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
@@ -29,6 +30,12 @@ def _complete(case_dir: Path, outside: Path) -> None:
         os.symlink(outside, case_dir / "fw" / "escape.bin")
     elif name == "oversized-file":
         (case_dir / "m.yaml").write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    elif name == "nested-too-deep":
+        (case_dir / "m.yaml").write_text("apiVersion: iotc/v1\nkind: Device\nmetadata: {name: "
+                                         "d}\nspec: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    elif name == "too-many-nodes":
+        (case_dir / "m.yaml").write_text("apiVersion: iotc/v1\nkind: Device\nmetadata: {name: "
+                                         "d}\nspec: [" + "0," * MAX_NODES + "0]\n")
     elif name == "not-utf8":
         (case_dir / "m.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
 

@@ -150,3 +150,53 @@ def test_aliases_within_bounds_are_fine_and_positions_are_kept() -> None:
     ("sensor?", "sensor1", True), ("x", "y", False)])
 def test_glob_overlap(a: str, b: str, overlap: bool) -> None:
     assert globs_overlap(a, b) is overlap and globs_overlap(b, a) is overlap
+
+
+def test_scalars_load_as_the_yaml_core_schema_says() -> None:
+    text = ("a: 017\nb: 1_000\nc: -3\nd: 0x1F\ne: 1.5\nf: yes\ng: ~\nh: 2024-01-01\n"
+            "i: '12'\nj: !!str 12\nk: 0\nl: 12\nm: +7\nn: .inf\n")
+    docs, diags = load_text(text, "f.yaml")
+    expected = yaml.safe_load(text)
+    expected["h"] = "2024-01-01"  # timestamps stay text: manifests have no dates
+    assert diags == [] and docs[0].value == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: *nowhere\n", "1:4: error: undefined YAML alias 'nowhere'"),
+    ("a: &x [1, *x]\n", "1:11: error: a YAML alias refers to itself"),
+    ("a: !!set {x}\n", "1:4: error: unsupported YAML tag 'tag:yaml.org,2002:set'"),
+    ("? [k]\n: v\n", "1:3: error: mapping keys must be strings (quote it)"),
+    ("a: 1\na: 2\n", "2:1: error: duplicate key 'a'"),
+    ("a: " + "[" * 65 + "]" * 65 + "\n", "1:67: error: nested deeper than 64 levels"),
+])
+def test_loader_refusals_are_located(text: str, message: str) -> None:
+    docs, diags = load_text(text, "f.yaml")
+    assert docs == [] and [str(d) for d in diags] == [f"f.yaml:{message}"]
+
+
+def test_a_refused_document_leaves_the_others_loaded() -> None:
+    docs, diags = load_text("a: 1\n---\nb: *x\n---\nc: 3\n", "f.yaml")
+    assert [d.value for d in docs] == [{"a": 1}, {"c": 3}] and len(diags) == 1
+    assert [d.index for d in docs] == [0, 2]
+
+
+def test_the_compiled_and_the_wording_schema_checks_agree() -> None:
+    """fastjsonschema decides what is valid; jsonschema only words errors. They must agree on
+    every document the project has: examples, scenarios and the broken corpus."""
+    from iotc_apply.manifest.schema import KIND_SCHEMAS, is_valid, validator
+
+    root = Path(__file__).parent
+    files = [*EXAMPLES.rglob("*.yaml"), *(root / "scenarios").rglob("*.yaml"),
+             *(root / "manifests").rglob("*.yaml")]
+    checked = valid = 0
+    for file in files:
+        docs, _ = load_text(file.read_text(errors="replace"), str(file))
+        for doc in docs:
+            kind = doc.value.get("kind") if isinstance(doc.value, dict) else None
+            if kind not in KIND_SCHEMAS:
+                continue
+            full = not any(True for _ in validator(kind).iter_errors(doc.value))
+            assert is_valid(kind, doc.value) is full, (file, doc.index)
+            checked += 1
+            valid += full
+    assert checked > 100 and 0 < valid < checked

@@ -20,7 +20,7 @@ from .errors import Conflict, PreconditionFailed, absent
 from .store import Record
 from .templates import CA_INDIVIDUAL, CERT_AUTH_TYPES, SELF_SIGNED, Templates
 
-DUID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DUID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 DEVICE_SORTABLE = ("uniqueid", "lastconnection", "lastcommunication")
 
 

@@ -21,8 +21,8 @@ from .files import Files
 from .store import Record
 from .templates import Templates
 
-FIRMWARE_NAME_RE = re.compile(r"^[A-Z0-9]{3,10}$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9]+(\.[A-Za-z0-9]+)*$")
+FIRMWARE_NAME_RE = re.compile(r"^[A-Z0-9]{3,10}\Z")
+VERSION_RE = re.compile(r"^[A-Za-z0-9]+(\.[A-Za-z0-9]+)*\Z")
 
 
 class Firmware:

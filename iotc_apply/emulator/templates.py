@@ -16,9 +16,9 @@ from .core import Context, page, require
 from .errors import BadRequest, Conflict, NotFound, PreconditionFailed, absent
 from .store import Record
 
-TEMPLATE_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}$")
-ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-COMMAND_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+TEMPLATE_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,9}\Z")
+ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*\Z")
+COMMAND_RE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 # Auth-type codes per platform. Source: AE template swagger, AWS `authType` doc (2 CA-signed,
 # 3 self-signed, 7 CA-signed individual) and AZ (1 key, 2 CA, 3 self-signed, 4 TPM,

@@ -46,7 +46,7 @@ def load(paths: Sequence[str]) -> Loaded:
         for doc in docs:
             diags += _document(doc, mf, built)
     desired, problems = assemble(built)
-    everything = sorted(set(diags + built.diagnostics + problems))
+    everything = sorted(set(diags + built.diagnostics + problems), key=Diagnostic.order)
     return Loaded(desired, tuple(everything), len(files), documents)
 
 

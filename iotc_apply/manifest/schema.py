@@ -1,7 +1,10 @@
 """JSON Schema validation of manifest documents, with errors a person can act on.
 
 The schemas (draft 2020-12, `iotc_apply/schemas/`, also `schemas/` at the top of the repo for
-editors) are the single definition of each kind's fields. jsonschema's error paths are mapped
+editors) are the single definition of each kind's fields. Every document is first checked by
+a validator fastjsonschema compiled to Python (about 20 times faster: a valid fleet of 10,000
+documents never reaches jsonschema); only a document it rejects is checked again by
+jsonschema, whose errors are complete and carry paths. jsonschema's error paths are mapped
 back to the YAML node they are about, and its messages are rewritten into one short sentence
 naming the field (`spec.upgrades[0].version`) and, where it helps, the closest valid word.
 Imports `diagnostics` and the manifest package only.
@@ -9,12 +12,14 @@ Imports `diagnostics` and the manifest package only.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -38,10 +43,31 @@ def validator(kind: str) -> Draft202012Validator:
     return Draft202012Validator(schema(KIND_SCHEMAS[kind]))
 
 
+@cache
+def compiled(kind: str) -> Any:
+    """The kind's schema compiled to a Python function (raises on the first error only).
+
+    Compiled from a copy without `$id`: fastjsonschema would resolve `#/$defs/...` against
+    that URL and fetch it over the network, and it writes into the schema it is given.
+    """
+    own = {k: v for k, v in copy.deepcopy(schema(KIND_SCHEMAS[kind])).items() if k != "$id"}
+    return fastjsonschema.compile(own, handlers={}, use_formats=False)
+
+
+def is_valid(kind: str, instance: Any) -> bool:
+    try:
+        compiled(kind)(instance)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
 def check(doc: Document, kind: str, value: Any = None, prefix: tuple[Any, ...] = (),
           note: str = "") -> list[Diagnostic]:
     """Schema errors of a document (or of `value` placed at `prefix` inside it)."""
     instance = doc.value if value is None else value
+    if value is None and is_valid(kind, instance):
+        return []
     v = validator(kind)
     if value is not None:
         v = Draft202012Validator(_subschema(kind, prefix))

@@ -9,12 +9,20 @@ from rich.markup import escape
 
 from ..diagnostics import Diagnostic, Severity
 
+SHOWN = 200
 
-def render(console: Console, diagnostics: Sequence[Diagnostic]) -> None:
-    for d in diagnostics:
+
+def render(console: Console, diagnostics: Sequence[Diagnostic], shown: int = SHOWN) -> None:
+    """One line per diagnostic, at most `shown` of them: a file of 50,000 broken documents
+    must not take minutes to print what its first lines already say (the summary counts all).
+    """
+    for d in diagnostics[:shown]:
         style = "diag.error" if d.severity is Severity.ERROR else "diag.warning"
         console.print(f"[diag.position]{escape(str(d.position))}:[/] [{style}]"
                       f"{d.severity.value}:[/] {escape(d.message)}")
+    if len(diagnostics) > shown:
+        console.print(f"... and {len(diagnostics) - shown} more not shown; fix these and run "
+                      "again", highlight=False)
 
 
 def summary(diagnostics: Sequence[Diagnostic], files: int, documents: int,
