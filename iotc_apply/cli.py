@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import ApiError, IoTConnect
+from .client.redact import redact_text
 from .client.session import ApiSession
 from .client.settings import Settings, TokenStore
 from .ui.console import error, make_console
@@ -474,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(opts)
     except (ApiError, UsageError) as exc:
-        error(err, str(exc))
+        error(err, redact_text(str(exc)))
         return EXIT_ERROR
     except KeyboardInterrupt:
         error(err, "interrupted")
@@ -482,8 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, unless asked for the traceback
         if os.environ.get("IOTC_DEBUG"):
             raise
-        error(err, f"internal error: {type(exc).__name__}: {exc} (IOTC_DEBUG=1 shows the "
-                   "traceback; please report it)")
+        error(err, redact_text(f"internal error: {type(exc).__name__}: {exc} (IOTC_DEBUG=1 "
+                               "shows the traceback; please report it)"))
         return EXIT_ERROR
 
 

@@ -170,3 +170,53 @@ def test_names_that_differ_only_in_case_are_one_object(
     out = captured.out + captured.err
     assert "fleet.yaml:13:18: error: device/dev-01 is already declared as device/DEV-01 " \
            "(names differ only in case) at " in out and "1 error" in out
+
+
+def test_a_symlinked_folder_is_read_inside_the_root_and_refused_outside(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Never skipped silently: the devices in a skipped folder would be pruned."""
+    root = tmp_path / "m"
+    shutil.copytree(EXAMPLES, root / "real")
+    (root / "inside").symlink_to(root / "real" / "templates")  # read once, inside the root
+    (root / "loop").symlink_to(root)
+    assert main(["validate", str(root)]) == 0
+    assert "Valid: " in capsys.readouterr().out
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "more.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Device\nmetadata: {name: x-1}\nspec: {template: t1}\n")
+    (root / "out").symlink_to(tmp_path / "elsewhere")
+    assert main(["validate", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert f"{root / 'out'}: error: is a symlink that leads outside the manifest root" in err
+
+
+def test_a_wrong_password_is_tried_once_per_command(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("IOTC_PASS", "not-the-password")
+    server.emulator.traffic.reset_counts()
+    assert iotc("plan", "m") == 1
+    assert server.emulator.traffic.counts.get("POST /Auth/login") == 1
+    err = capsys.readouterr().err
+    assert "login refused for " in err and "not retried" in err
+    assert "not-the-password" not in err
+
+
+def test_secrets_never_reach_an_error_line(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    skey = server.emulator.state.account.solution_key
+    monkeypatch.setenv("IOTC_DISCOVERY_URL", "discovery.example/api")
+    assert iotc("plan", "m") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: IOTC_DISCOVERY_URL must be an https:// URL") and skey not in err
+    monkeypatch.setenv("IOTC_DISCOVERY_URL", server.discovery_url)
+
+    def bug(*_: object, **__: object) -> None:
+        raise RuntimeError(f"unexpected: {skey} / {os.environ['IOTC_PASS']}")
+
+    monkeypatch.setattr("iotc_apply.snapshot.take", bug)
+    assert iotc("plan", "m") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: internal error: RuntimeError: unexpected: (redacted) / "
+                          "(redacted)"), err

@@ -32,7 +32,19 @@ def redact(value: Any) -> Any:
     return value
 
 
+_KNOWN: set[str] = set()
+
+
+def remember(*secrets: str | None) -> None:
+    """Values to remove from any text shown later (solution key, password, tokens): a
+    secret may reach an error message by paths no rule foresaw, e.g. inside a URL that
+    `requests` refuses, so every error printed passes through `redact_text`."""
+    _KNOWN.update(s for s in secrets if s and len(s) >= 4)
+
+
 def redact_text(text: str) -> str:
-    """Private keys and JWTs removed from free text."""
+    """Private keys, JWTs and every remembered secret removed from free text."""
     text = PRIVATE_KEY.sub(REDACTED, text)
+    for secret in sorted(_KNOWN, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
     return JWT.sub(REDACTED, text)

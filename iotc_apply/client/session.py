@@ -17,6 +17,7 @@ import random
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -28,12 +29,13 @@ from urllib3.exceptions import NewConnectionError
 from ..model import Identity
 from .errors import (
     ConfigError,
+    Forbidden,
     StatusError,
     TransportError,
     Unauthorized,
     status_error,
 )
-from .redact import REDACTED, redact
+from .redact import REDACTED, redact, redact_text, remember
 from .settings import Login, Settings, TokenStore
 
 BASE_URL_KEYS = {"auth": "authBaseUrl", "user": "userBaseUrl", "device": "deviceBaseUrl",
@@ -74,6 +76,7 @@ class ApiSession:
                  clock: Callable[[], float] = time.time,
                  trace_stream: IO[str] | None = None) -> None:
         self.settings = settings
+        remember(settings.skey, settings.password)
         self.store = store if store is not None else TokenStore.for_settings(settings)
         self.http = http or requests.Session()
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
@@ -84,6 +87,7 @@ class ApiSession:
         self._trace_stream = trace_stream
         self._lock = threading.RLock()
         self._login: Login | None = None
+        self._refused: ConfigError | None = None
         self._urls: dict[str, str] | None = None
         self._rng = random.Random()
 
@@ -101,6 +105,7 @@ class ApiSession:
         s = self.settings
         if not s.skey:
             raise ConfigError("no solution key: set IOTC_SKEY (or --skey) or run 'iotc login'")
+        _check_discovery_url(s.discovery_url)
         url = f"{s.discovery_url.rstrip('/')}/solutionkey/{s.skey}/env/{s.env}"
         shown = f"discovery for pf={s.pf} env={s.env}"
         resp = self._send("GET", url, shown, {"params": {"version": s.api_version, "pf": s.pf}})
@@ -130,6 +135,8 @@ class ApiSession:
     def login(self, username: str | None = None, password: str | None = None) -> Identity:
         """Log in with the basic-token handshake and store the tokens (never the password)."""
         with self._lock:
+            if self._refused is not None:
+                raise self._refused
             user = username or self.settings.username
             secret = password or self.settings.password
             if not user or not secret:
@@ -140,9 +147,16 @@ class ApiSession:
             basic = self._auth_call("GET", "/Auth/basic-token", {}).body.get("data")
             headers = {"Authorization": f"Basic {basic}",
                        "Solution-key": self.settings.skey or ""}
-            body = self._auth_call("POST", "/Auth/login",
-                                   {"json": {"username": user, "password": secret},
-                                    "headers": headers}).body
+            try:
+                body = self._auth_call("POST", "/Auth/login",
+                                       {"json": {"username": user, "password": secret},
+                                        "headers": headers}).body
+            except (Unauthorized, Forbidden) as exc:
+                # Never tried twice: each wrong password counts towards the account's lockout.
+                self._refused = ConfigError(f"login refused for {user}: {str(exc).rstrip('.')}"
+                                            "; not retried (repeated attempts can lock the "
+                                            "account)")
+                raise self._refused from None
             self._login = self._new_login(user, body, None)
             self.store.save(self._login)
             return self.identity()
@@ -156,6 +170,7 @@ class ApiSession:
         token = body.get("access_token")
         if not token or not body.get("refresh_token"):
             raise ConfigError("login answer lacks access_token or refresh_token")
+        remember(token, body["refresh_token"])
         now = self._clock()
         claims = decode_claims(token).get("user", {})
         dedicated = claims.get("isCpidOptional")
@@ -327,8 +342,7 @@ class ApiSession:
 
     def _trace(self, line: str) -> None:
         if self.settings.trace:
-            if self.settings.skey:
-                line = line.replace(self.settings.skey, REDACTED)
+            line = redact_text(line)
             print(line, file=self._trace_stream or sys.stderr, flush=True)
 
     def _trace_request(self, method: str, url: str, kwargs: dict[str, Any]) -> None:
@@ -380,6 +394,17 @@ def _error_details(body: Any) -> tuple[str, tuple[str, ...]]:
     codes = tuple(str(e["param"]) for e in errors if isinstance(e, dict) and e.get("param")) \
         if isinstance(errors, list) else ()
     return str(body.get("message") or ""), codes
+
+
+def _check_discovery_url(url: str) -> None:
+    """https, or plain http to this machine only (the emulator): credentials never travel
+    in clear text, and a URL without a scheme is a one-line error, not a library's."""
+    parsed = urllib.parse.urlsplit(url)
+    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    if parsed.scheme == "https" and parsed.hostname or parsed.scheme == "http" and loopback:
+        return
+    raise ConfigError(f"IOTC_DISCOVERY_URL must be an https:// URL (http:// only to this "
+                      f"machine), not {url!r}")
 
 
 def _retry_after(resp: requests.Response) -> float:

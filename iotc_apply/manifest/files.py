@@ -38,13 +38,10 @@ def discover(paths: list[str]) -> tuple[list[ManifestFile], list[Diagnostic]]:
         path = Path(given)
         if path.is_dir():
             root = Path(os.path.realpath(path))
-            for file in _walk(path):
-                if not _inside(Path(os.path.realpath(file)), root):
-                    diags.append(Diagnostic.error(Position(str(file)),
-                                                  "is a symlink that leads outside the "
-                                                  "manifest root"))
-                    continue
-                found.append(ManifestFile(file, str(file), root))
+            files, refused = _walk(path, root)
+            diags += [Diagnostic.error(Position(str(p)), "is a symlink that leads outside the "
+                                       "manifest root") for p in refused]
+            found += [ManifestFile(file, str(file), root) for file in files]
         elif path.is_file():
             found.append(ManifestFile(path, given, Path(os.path.realpath(path.parent))))
         else:
@@ -55,12 +52,30 @@ def discover(paths: list[str]) -> tuple[list[ManifestFile], list[Diagnostic]]:
     return found, diags
 
 
-def _walk(top: Path) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+def _walk(top: Path, root: Path) -> tuple[list[Path], list[Path]]:
+    """Manifest files under `top`, and the symlinks (files or folders) that lead out of root.
+
+    Symlinked folders are followed like symlinked files: when they stay inside the root
+    (each real folder read once, so a loop ends), never skipped silently, because devices
+    declared in a skipped folder would be planned for deletion by prune.
+    """
+    files: list[Path] = []
+    refused: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen or not _inside(Path(real), root):
+            refused += [] if real in seen else [Path(dirpath)]
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS)
-        out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(MANIFEST_SUFFIXES)]
-    return out
+        for name in sorted(filenames):
+            if name.endswith(MANIFEST_SUFFIXES):
+                file = Path(dirpath) / name
+                inside = _inside(Path(os.path.realpath(file)), root)
+                (files if inside else refused).append(file)
+    return files, refused
 
 
 def _inside(path: Path, root: Path) -> bool:
