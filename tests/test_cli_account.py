@@ -63,7 +63,9 @@ def test_wrong_password_is_one_line(env: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("IOTC_PASS", "wrong")
     assert main(["login"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: POST /Auth/login: HTTP 401: Invalid username or password."]
+    assert err == ["error: login refused for admin@example.com: POST /Auth/login: HTTP 401: "
+                   "Invalid username or password; not retried (repeated attempts can lock the "
+                   "account)"]
 
 
 def test_emulator_flag_keeps_state_in_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -79,6 +79,23 @@ def test_every_listing_is_complete_when_the_server_caps_pages_at_7(
     assert stats(server)["GET /Device"] == 4 + 1 + 2 + 1
 
 
+def test_a_listing_that_never_ends_is_an_error_not_a_hang(
+        server: EmulatorServer, api: IoTConnect, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = api.entities.root()
+    template = make_template(api, "tpl01")
+    for i in range(3):
+        api.devices.create(template, f"dev-{i}", f"Device {i}", root.guid,
+                           self_signed_pem(f"dev-{i}"))
+    server.emulator.state.limits.repeat_pages = True  # every pageNumber answers page 1
+    with pytest.raises(TransportError, match="page 2 repeats page 1"):
+        list(api.devices.list(page_size=2))
+    server.emulator.state.limits.repeat_pages = False
+    monkeypatch.setattr("iotc_apply.client.session.MAX_PAGES", 1)
+    with pytest.raises(TransportError, match="more than 1 pages"):
+        list(api.devices.list(page_size=2))
+    assert len(list(api.devices.list(page_size=3))) == 3  # one full page, then an empty one
+
+
 def test_a_get_that_meets_503_twice_succeeds(server: EmulatorServer, settings: Settings) -> None:
     sleeps = Sleeps()
     api = client(settings, sleeps)

@@ -409,3 +409,32 @@ def test_guid_seed_makes_guids_repeatable() -> None:
     with EmulatorServer(limits=Limits(guid_seed=7)) as a, \
             EmulatorServer(limits=Limits(guid_seed=7)) as b:
         assert Raw(a).template() == Raw(b).template()
+
+
+def test_malformed_requests_get_the_service_envelope_never_a_crash_page(
+        server: EmulatorServer, raw: Raw) -> None:
+    """Huge or non-integer numbers, bodies of the wrong shape or size: 400/412/413 JSON."""
+    cases = [
+        ("GET", "device", "/Device?pageNumber=100000000000000000000", None, 412),
+        ("GET", "device", "/Device?pageSize=1e20", None, 412),
+        ("GET", "firmware", "/Firmware?pageNumber=99999999999999999999", None, 412),
+        ("GET", "device", "/device-template?AuthType=x", None, 412),
+        ("POST", "device", "/Device", {"uniqueId": ["x"], "displayName": {"a": 1}}, None),
+    ]
+    for method, service, path, body, status in cases:
+        resp = raw(method, service, path, json=body)
+        assert resp.headers["Content-Type"].startswith("application/json"), (path, resp.text)
+        assert resp.status_code in ((status,) if status else (400, 409, 412)), (path, resp.text)
+        assert resp.json()["status"] == resp.status_code
+    huge = raw("POST", "device", "/Device", data=b"{" + b" " * 30_000_001 + b"}",
+                    headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["status"] == 413
+    template = json.dumps({**TEMPLATE_JSON, "code": "inf01", "authType": float("inf")})
+    resp = raw("POST", "device", "/device-template/quick",
+               files={"file": ("t.json", template.replace("Infinity", "1e400").encode())})
+    assert resp.status_code == 400 and resp.json()["status"] == 400  # a JSON type it cannot bind
+    for knobs in ({"latency_ms": "x"}, {"token_lifetime": "x"}, {"hang_seconds": None,
+                  "rate_limit": "fast"}, {"max_page_size": -1}, [1, 2]):
+        resp = requests.put(f"{server.url}/_emulator/knobs", json=knobs, timeout=5)
+        assert resp.status_code == 400, (knobs, resp.text)
+    server.emulator.unreadable.clear()  # the POST above was meant to be unreadable

@@ -67,6 +67,9 @@ class Envelope:
         return items[0] if items else None
 
 
+MAX_PAGES = 10_000  # a million items at 100 a page; beyond that a listing is broken
+
+
 class ApiSession:
     """Authenticated, retrying access to every IoTConnect service of one account."""
 
@@ -266,20 +269,27 @@ class ApiSession:
         """Every item of a list endpoint, page by page.
 
         Ends on an empty page (or a 204) or when the reported `count` is reached, never on a
-        short page: the service may cap the page size silently.
+        short page: the service may cap the page size silently. A listing that never ends
+        (a page served again, or more than MAX_PAGES pages) is an error, not a hang.
         """
-        seen, number = 0, 1
+        seen, number, previous = 0, 1, None
         while True:
             query = {**(params or {}), "pageNumber": number, "pageSize": page_size}
             envelope = self.call(service, "GET", path, params=query, ok=(200, 204))
             items = envelope.items()
             if not items:
                 return
+            if items == previous:
+                raise TransportError(f"page {number} repeats page {number - 1}; the listing "
+                                     "would never end", "GET", path)
+            if number > MAX_PAGES:
+                raise TransportError(f"more than {MAX_PAGES:,} pages ({seen:,} items); "
+                                     "stopped reading a listing that does not end", "GET", path)
             yield from items
             seen += len(items)
             if envelope.count is not None and 0 <= envelope.count <= seen:
                 return
-            number += 1
+            number, previous = number + 1, items
 
     # -- transport ---------------------------------------------------------------------------
 

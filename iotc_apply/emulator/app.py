@@ -17,9 +17,10 @@ from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .core import Account, Limits
-from .errors import EmulatorError
+from .errors import BadRequest, EmulatorError
 from .knobs import FaultRule, Knobs, Traffic
 from .routes import SERVICES, register_routes
 from .routes.common import EXTENSION
@@ -27,6 +28,9 @@ from .state import EmulatorState
 from .store import Store
 
 API_VERSIONS = {"aws": "v2.1", "az": "v2"}
+MAX_BODY_BYTES = 30_000_000
+# What rules raise when a request carries a value of a type they did not foresee.
+UNREADABLE = (ValueError, TypeError, OverflowError, KeyError, RecursionError)
 
 
 class Emulator:
@@ -35,6 +39,7 @@ class Emulator:
     def __init__(self, state: EmulatorState, traffic: Traffic) -> None:
         self.state = state
         self.traffic = traffic
+        self.unreadable: list[str] = []  # requests answered by `_unreadable`
 
     def file_url(self, record: dict[str, Any]) -> str:
         """A signed, time-limited download URL, like the service's blob/S3 links."""
@@ -72,7 +77,11 @@ def create_app(db: str = ":memory:", account: Account | None = None,
     app.add_url_rule("/api/uisdk/solutionkey/<skey>/env/<env>", view_func=_discovery)
     app.add_url_rule("/_files/<guid>/<name>", view_func=_download)
     _register_control(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.register_error_handler(EmulatorError, _refusal)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    for kind in UNREADABLE:
+        app.register_error_handler(kind, _unreadable)
     app.after_request(_after)
     return app
 
@@ -156,6 +165,24 @@ def _after(resp: Response) -> Response:
     return resp
 
 
+def _too_large(_: RequestEntityTooLarge) -> Response:
+    """ASSUMPTION: Kestrel's default request body limit (30,000,000 bytes), answered 413
+    with the service's envelope; no source shows the vendor's own limit."""
+    return _refusal(_Status413(f"The request body is larger than {MAX_BODY_BYTES} bytes."))
+
+
+def _unreadable(exc: Exception) -> Response:
+    """A request the rules could not read (a value of a type no rule foresaw) is the client's
+    fault, answered as ASP.NET answers a body it cannot bind: 400, never a crash page. Each
+    one is recorded: the test suite fails if any test meets one it did not mean to send."""
+    emulator().unreadable.append(f"{request.method} {request.path}: {type(exc).__name__}")
+    return _refusal(BadRequest("One or more validation errors occurred."))
+
+
+class _Status413(EmulatorError):
+    status = 413
+
+
 def _refusal(exc: EmulatorError) -> Response:
     # Only the auth service answers with its ErrorResponse shape (error and data objects);
     # every other service uses ErrorsResponse, a 401 included.
@@ -237,27 +264,50 @@ def _register_control(app: Flask) -> None:
 
     @app.put("/_emulator/knobs")
     def set_knobs() -> Response:
-        return _set_knobs(request.get_json(force=True, silent=True) or {})
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            return Response("knobs: expected a JSON object", status=400, mimetype="text/plain")
+        return _set_knobs(body)
 
 
 def _set_knobs(body: dict[str, Any]) -> Response:
     emu = emulator()
     try:
-        faults = [FaultRule.parse(s) for s in body.get("faults", [])]
+        faults = [FaultRule.parse(str(spec)) for spec in _field(body, "faults", list, [])]
+        knobs = Knobs(latency_ms=_field(body, "latency_ms", float, 0.0),
+                      rate_limit=_field(body, "rate_limit", float, None),
+                      faults=faults, fault_seed=_field(body, "fault_seed", int, None),
+                      hang_seconds=_field(body, "hang_seconds", float, 5.0),
+                      wording=_field(body, "wording", str, "swagger"),
+                      empty_204=_field(body, "empty_204", bool, False),
+                      first_create_fails=_field(body, "first_create_fails", bool, False))
+        page_size = _field(body, "max_page_size", int, None)
+        lifetime = _field(body, "token_lifetime", int, None)
+        repeat = _field(body, "repeat_pages", bool, None)
     except ValueError as exc:
-        return Response(str(exc), status=400)
-    emu.traffic.configure(Knobs(latency_ms=float(body.get("latency_ms", 0)),
-                                rate_limit=body.get("rate_limit"), faults=faults,
-                                fault_seed=body.get("fault_seed"),
-                                hang_seconds=float(body.get("hang_seconds", 5.0)),
-                                wording=str(body.get("wording", "swagger")),
-                                empty_204=bool(body.get("empty_204", False)),
-                                first_create_fails=bool(body.get("first_create_fails", False))))
+        return Response(str(exc), status=400, mimetype="text/plain")
+    emu.traffic.configure(knobs)
     if "max_page_size" in body:
-        emu.state.limits.max_page_size = body["max_page_size"]
-    if "token_lifetime" in body:
-        emu.state.limits.token_lifetime = int(body["token_lifetime"])
+        emu.state.limits.max_page_size = page_size
+    if lifetime is not None:
+        emu.state.limits.token_lifetime = lifetime
+    if repeat is not None:
+        emu.state.limits.repeat_pages = repeat
     return jsonify({"status": "configured"})
+
+
+def _field(body: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    """A knob's value of the right type (ints accepted where floats are), or ValueError."""
+    value = body.get(name, default)
+    if value is None or value is default:
+        return value
+    numeric = kind is float and isinstance(value, int) and not isinstance(value, bool)
+    if not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))) \
+            and not numeric:
+        raise ValueError(f"knob {name!r}: expected {kind.__name__}, got {value!r}")
+    if kind in (int, float) and not (0 <= value < 1e9):
+        raise ValueError(f"knob {name!r}: {value!r} is out of range")
+    return kind(value)
 
 
 def _public_account(acc: Account) -> dict[str, Any]:

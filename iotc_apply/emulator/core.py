@@ -43,6 +43,8 @@ class Limits:
 
     token_lifetime: int = 86400
     max_page_size: int | None = None
+    # A broken service: every page number answers page 1 (the client must not loop forever).
+    repeat_pages: bool = False
     guid_seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -60,24 +62,42 @@ def require(value: Any, what: str) -> Any:
     return value
 
 
-def page(pairs: dict[str, Any], cap: int | None) -> tuple[int, int]:
+INT32_MAX = 2**31 - 1
+
+
+def int32(value: Any) -> int | None:
+    """`value` as the service's Int32 fields bind it, or None when it cannot bind.
+
+    ASSUMPTION: the service is ASP.NET (its 400 bodies carry the framework's wording, api.md
+    section 3); Int32 binding takes JSON integers and decimal digit strings within
+    -2^31..2^31-1 and nothing else: no floats (1e400 arrives as infinity), no booleans.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and -INT32_MAX - 1 <= value <= INT32_MAX:
+        return value
+    return None
+
+
+def page(pairs: dict[str, Any], limits: Limits) -> tuple[int, int]:
     """pageNumber/pageSize as the service reads them.
 
     Source: PKG lib/query.py (pageNumber < 1 observed to answer HTTP 500). The page-size cap
     is the emulator's knob for a silent server-side cap (api.md 9.12).
     """
-    try:
-        number = int(pairs.get("pageNumber") or 1)
-        size = int(pairs.get("pageSize") or 10)
-    except (TypeError, ValueError) as exc:
-        raise PreconditionFailed("pageNumber and pageSize must be integers.") from exc
+    number = int32(pairs.get("pageNumber") or 1)
+    size = int32(pairs.get("pageSize") or 10)
+    if number is None or size is None:
+        raise PreconditionFailed("pageNumber and pageSize must be integers.")
     if number < 1:
         raise ServerError("An error occurred while processing your request.")
     if size < 1:
         raise PreconditionFailed("pageSize must be greater than zero.", param="pageSize")
-    if cap is not None:
-        size = min(size, cap)
-    return number, size
+    if limits.max_page_size is not None:
+        size = min(size, limits.max_page_size)
+    return (1 if limits.repeat_pages else number), size
 
 
 class Context:

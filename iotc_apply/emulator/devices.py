@@ -63,7 +63,7 @@ class Devices:
         case-insensitive; Status active|inactive), AE device swagger (TemplateGuid,
         EntityGuid filters on AWS).
         """
-        number, size = page(params, self.ctx.limits.max_page_size)
+        number, size = page(params, self.ctx.limits)
         where: list[tuple[str, Any]] = []
         if params.get("UniqueId"):
             where.append(("instr(nkey, ?) > 0", str(params["UniqueId"]).lower()))

@@ -60,7 +60,7 @@ class Firmware:
 
         Source: PKG lib/firmware.py:111 query and :121 get_by_name (Name filter, 204 none).
         """
-        number, size = page(params, self.ctx.limits.max_page_size)
+        number, size = page(params, self.ctx.limits)
         include_deprecated = str(params.get("includeDeprecated", "")).lower() == "true"
         with self.store.lock:
             rows = [f for f in self.store.all("firmware")
@@ -180,7 +180,7 @@ class Firmware:
         kind = str(params.get("type") or "").lower()
         if kind not in ("draft", "released", "both"):
             raise PreconditionFailed("type is required: Draft, Released or both.", param="type")
-        number, size = page(params, self.ctx.limits.max_page_size)
+        number, size = page(params, self.ctx.limits)
         firmware_guid = str(params.get("firmwareguid") or "").upper()
         with self.store.lock:
             rows = self.store.children("upgrade", firmware_guid) if firmware_guid \

@@ -12,7 +12,7 @@ import re
 import uuid
 from typing import Any, Protocol
 
-from .core import Context, page, require
+from .core import Context, int32, page, require
 from .errors import BadRequest, Conflict, NotFound, PreconditionFailed, absent
 from .store import Record
 
@@ -103,13 +103,16 @@ class Templates:
 
         Source: AE template swagger (AWS list query), PKG lib/template.py:135 query.
         """
-        number, size = page(params, self.ctx.limits.max_page_size)
+        number, size = page(params, self.ctx.limits)
         where: list[tuple[str, Any]] = []
         if params.get("DeviceTemplateName"):
             where.append(("instr(lower(json_extract(body, '$.name')), ?) > 0",
                           str(params["DeviceTemplateName"]).lower()))
         if params.get("AuthType"):
-            where.append(("json_extract(body, '$.authType') = ?", int(params["AuthType"])))
+            auth_type = int32(params["AuthType"])
+            if auth_type is None:
+                raise PreconditionFailed("AuthType must be an integer.", param="AuthType")
+            where.append(("json_extract(body, '$.authType') = ?", auth_type))
         order = self._template_order(params.get("sortBy"))
         with self.store.lock:
             total = len(self.store.query("template", where, "id"))
@@ -204,10 +207,9 @@ class Templates:
         }
 
     def _auth_type(self, value: Any) -> int:
-        try:
-            auth_type = int(value)
-        except (TypeError, ValueError) as exc:
-            raise PreconditionFailed("authType is required.", param="authType") from exc
+        auth_type = int32(value)
+        if auth_type is None:
+            raise PreconditionFailed("authType is required.", param="authType")
         if auth_type not in AUTH_TYPES[self.ctx.account.pf]:
             raise Conflict(f"Auth type {auth_type} is not supported.", param="InvalidAuthType")
         return auth_type
@@ -299,7 +301,7 @@ class Templates:
         """
         if params.get("sortBy"):
             raise PreconditionFailed("sortBy is not supported.", param="sortBy")
-        number, size = page(params, self.ctx.limits.max_page_size)
+        number, size = page(params, self.ctx.limits)
         with self.store.lock:
             self.template(template_guid, missing=Conflict)
             rows = self.store.children("attribute", template_guid.upper())

@@ -57,7 +57,7 @@ def register(bp: Blueprint) -> None:
 
 def _user_page(args: dict[str, Any]) -> Response:
     st = state()
-    number, size = page(args, st.limits.max_page_size)
+    number, size = page(args, st.limits)
     users = st.accounts.users()
     if args.get("Email"):
         users = [u for u in users if args["Email"].lower() in u["userId"].lower()]
