@@ -99,8 +99,18 @@ def _load(opts: Options) -> Any:
     return loaded
 
 
-def _plan_options(opts: Options, destroy: bool) -> Any:
-    from .apply.keys import KeyStore
+def key_store(api: IoTConnect, opts: Options) -> Any:
+    """The logged-in account's part of the key store (`KEYS_DIR/<cpId>-<env>/`)."""
+    from .apply.keys import KeyStore, KeyStoreError, account_folder
+
+    me = api.session.identity()
+    try:
+        return KeyStore(Path(opts.args.keys_dir), account_folder(me.cpid, me.env))
+    except KeyStoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _plan_options(opts: Options, destroy: bool, keys: Any) -> Any:
     from .model import Address
     from .plan import PlanOptions
 
@@ -111,7 +121,7 @@ def _plan_options(opts: Options, destroy: bool) -> Any:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return PlanOptions(destroy=destroy, prune=not a.no_prune, targets=targets,
-                       excludes=excludes, local_keys=KeyStore(Path(a.keys_dir)).duids())
+                       excludes=excludes, local_keys=keys.duids())
 
 
 def make_plan(api: IoTConnect, desired: Any, opts: Options, destroy: bool) -> Any:
@@ -123,7 +133,7 @@ def make_plan(api: IoTConnect, desired: Any, opts: Options, destroy: bool) -> An
     snap = snapshot.take(api, [t.code for t in desired.of(DesiredTemplate)],
                          [f.name for f in desired.of(DesiredFirmware)],
                          parallelism=opts.args.parallelism)
-    return plan_of(desired, snap, _plan_options(opts, destroy))
+    return plan_of(desired, snap, _plan_options(opts, destroy, key_store(api, opts)))
 
 
 def show_plan(plan: Any, fmt: str) -> None:
@@ -253,14 +263,14 @@ def _confirm(opts: Options, destroy: bool) -> bool:
 def _execute(api: IoTConnect, plan: Any, opts: Options) -> int:
     from .apply.actions import Actions
     from .apply.executor import execute
-    from .apply.keys import KeyStore
     from .ui import apply_report
 
     out = make_console()
+    keys = key_store(api, opts)
+    _migrate(keys)
     hooks = apply_report.ProgressHooks(out)
     try:
-        result = execute(plan, Actions(api, KeyStore(Path(opts.args.keys_dir)), plan),
-                         opts.args.parallelism, hooks)
+        result = execute(plan, Actions(api, keys, plan), opts.args.parallelism, hooks)
     finally:
         hooks.close()
     out.print()
@@ -268,6 +278,22 @@ def _execute(api: IoTConnect, plan: Any, opts: Options) -> int:
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def _migrate(keys: Any) -> None:
+    """Move a key store of the flat layout into per-account folders (under the run lock)."""
+    from .apply.keys import KeyStoreError
+
+    try:
+        moved, left = keys.migrate()
+    except (OSError, KeyStoreError) as exc:
+        raise UsageError(f"cannot move the key store into per-account folders: {exc}") \
+            from None
+    for account, count in moved.items():
+        print(f"notice: moved {count} device key folder(s) into {keys.base / account}/ "
+              "(keys are kept per account now)", file=sys.stderr)
+    for line in left:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def cmd_login(opts: Options) -> int:

@@ -105,6 +105,12 @@ def raw(server: EmulatorServer) -> Raw:
     return Raw(server)
 
 
+def account_keys(server: EmulatorServer, keys_dir: Path) -> Path:
+    """The emulated account's folder in a key store (`KEYS_DIR/<cpId>-<env>`)."""
+    acc = server.emulator.state.account
+    return keys_dir / f"{acc.cpid}-{acc.env}"
+
+
 def settings_for(server: EmulatorServer, config_dir: Path, **overrides: Any) -> Settings:
     acc = server.emulator.state.account
     base = dict(discovery_url=server.discovery_url, skey=acc.solution_key, env=acc.env,

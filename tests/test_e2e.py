@@ -22,6 +22,7 @@ from iotc_apply.cli import main
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
 
+from .conftest import account_keys
 from .test_scenarios import point_cli_at
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
@@ -84,7 +85,7 @@ def test_keys_are_private_reused_and_never_shown(work: Path, server: EmulatorSer
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IOTC_API_TRACE", "1")
     assert iotc("apply", "m", "--auto-approve") == 0
-    folder = work / "keys" / "th-lab-01"
+    folder = account_keys(server, work / "keys") / "th-lab-01"
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(folder / "key.pem").st_mode) == 0o600
     key_before = (folder / "key.pem").read_bytes()
@@ -168,7 +169,8 @@ def test_convergence_under_faults_and_a_rate_limit(work: Path, server: EmulatorS
     assert len(state["firmware"]) == 1 and len(state["file"]) == 2
     for d in state["device"]:  # every registered certificate matches a key we still hold
         key = serialization.load_pem_private_key(
-            (work / "keys" / d["uniqueId"] / "key.pem").read_bytes(), password=None)
+            (account_keys(server, work / "keys") / d["uniqueId"] / "key.pem").read_bytes(),
+            password=None)
         cert = x509.load_pem_x509_certificate(d["certificateText"].encode())
         assert cert.public_key() == key.public_key()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,10 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from iotc_apply.apply.keys import KeyStore, KeyStoreError
 from iotc_apply.cli import main
-from iotc_apply.emulator import EmulatorServer
+from iotc_apply.client import IoTConnect
+from iotc_apply.emulator import Account, EmulatorServer
 from iotc_apply.safefile import run_lock
 
+from .conftest import account_keys, self_signed_pem
 from .test_e2e import EXAMPLES, iotc, live, work  # noqa: F401  (fixture)
+from .test_scenarios import point_cli_at
 
 CONFIG = {"ver": "2.1", "uid": "d"}
 
@@ -35,7 +39,8 @@ def _registered_certificates_match_kept_keys(server: EmulatorServer, keys: Path)
     for device in devices:
         registered = x509.load_pem_x509_certificate(device["certificateText"].encode())
         key = serialization.load_pem_private_key(
-            (keys / device["uniqueId"] / "key.pem").read_bytes(), password=None)
+            (account_keys(server, keys) / device["uniqueId"] / "key.pem").read_bytes(),
+            password=None)
         assert registered.public_key().public_numbers() == \
             key.public_key().public_numbers(), device["uniqueId"]  # type: ignore[union-attr]
     return len(devices)
@@ -220,3 +225,71 @@ def test_secrets_never_reach_an_error_line(
     err = capsys.readouterr().err
     assert err.startswith("error: internal error: RuntimeError: unexpected: (redacted) / "
                           "(redacted)"), err
+
+
+def test_a_device_registered_before_its_key_was_made_is_a_failure_not_done(
+        work: Path, server: EmulatorServer, api: IoTConnect) -> None:  # noqa: F811
+    """The create meets a duplicate that no earlier try of this run made: the certificate
+    the device holds cannot be the one from the key just generated."""
+    from iotc_apply import snapshot
+    from iotc_apply.apply.actions import Actions
+    from iotc_apply.apply.executor import Status, execute
+    from iotc_apply.manifest import load
+    from iotc_apply.plan import make_plan
+
+    assert iotc("apply", "m", "--auto-approve") == 0
+    keys = KeyStore(work / "keys", account_keys(server, work / "keys").name)
+    found = api.devices.get_by_duid("th-lab-02")
+    assert found is not None
+    api.devices.delete(found.guid)
+    shutil.rmtree(keys.folder("th-lab-02"))
+    desired = load([str(work / "m")]).desired
+    plan = make_plan(desired, snapshot.take(api, ["gateway01", "sensor01"], ["SENSORFW"]))
+    assert [str(c.address) for c in plan.changes] == ["device/th-lab-02"]
+    # Between the plan and its create, someone registers th-lab-02 with their own key.
+    api.devices.create(found.template_guid, "th-lab-02", "theirs", api.entities.root().guid,
+                       self_signed_pem("th-lab-02"))
+
+    result = execute(plan, Actions(api, keys, plan), parallelism=2)
+
+    [step] = result.results
+    assert step.status is Status.FAILED
+    assert "device th-lab-02 is already registered, with a certificate this key store never " \
+           "made (the key made now, SHA256:" in step.message
+    assert not keys.folder("th-lab-02").exists()  # no key kept that no device can use
+
+
+def test_keys_are_kept_per_account_and_a_flat_store_is_moved(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Staging then production on one keys dir: separate folders, each CN its own cpId."""
+    acc = server.emulator.state.account
+    flat = work / "keys" / "th-lab-01"
+    store = KeyStore(work / "keys")
+    kept = store.ensure("th-lab-01", f"{acc.cpid}-th-lab-01",
+                        {"cpid": acc.cpid, "env": acc.env}).key_path.read_bytes()
+    store.ensure("other-01", "cn", {"cpid": "OTHERCPID", "env": "prod"})
+    store.ensure("nobody-01", "cn", {"ver": "2.1"})
+    assert iotc("apply", "m", "--auto-approve") == 0
+    err = capsys.readouterr().err
+    ours = account_keys(server, work / "keys")
+    assert f"notice: moved 1 device key folder(s) into keys/{ours.name}/ (keys are kept per " \
+           "account now)" in err
+    assert "OTHERCPID-prod/" in err and "nobody-01: a key folder of the flat layout" in err
+    assert not flat.exists() and (ours / "th-lab-01" / "key.pem").read_bytes() == kept
+    assert (work / "keys" / "OTHERCPID-prod" / "other-01" / "key.pem").exists()
+    assert _registered_certificates_match_kept_keys(server, work / "keys") == 60
+
+    with EmulatorServer(account=Account(cpid="PRODCPID00000000", env="prod")) as prod:
+        point_cli_at(prod, work / "config-prod", monkeypatch)
+        monkeypatch.setenv("IOTC_ENV", "prod")
+        assert iotc("apply", "m", "--auto-approve") == 0
+        prod_keys = account_keys(prod, work / "keys")
+        assert prod_keys.name == "PRODCPID00000000-prod"
+        assert _registered_certificates_match_kept_keys(prod, work / "keys") == 60
+    cert = x509.load_pem_x509_certificate((prod_keys / "th-lab-01" / "cert.pem").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=PRODCPID00000000-th-lab-01"
+    assert json.loads((prod_keys / "th-lab-01" / "iotcDeviceConfig.json").read_text())[
+        "env"] == "prod"
+    assert (ours / "th-lab-01" / "key.pem").read_bytes() != \
+        (prod_keys / "th-lab-01" / "key.pem").read_bytes()

@@ -18,6 +18,7 @@ from iotc_apply.cli import main
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer
 
+from .conftest import account_keys
 from .fleet import seed
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -50,8 +51,8 @@ def test_scenario(case: str, server: EmulatorServer, api: IoTConnect, tmp_path: 
         api.firmware.deprecate(found.guid)
     keys = tmp_path / "keys"
     for duid in _lines(folder / "keys"):
-        (keys / duid).mkdir(parents=True)
-        (keys / duid / "key.pem").write_text("not a real key\n")
+        (account_keys(server, keys) / duid).mkdir(parents=True)
+        (account_keys(server, keys) / duid / "key.pem").write_text("not a real key\n")
     point_cli_at(server, tmp_path / "config", monkeypatch)
     monkeypatch.chdir(folder)
     capsys.readouterr()

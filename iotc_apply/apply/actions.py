@@ -21,7 +21,14 @@ from ..manifest.files import md5_and_size
 from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
 from ..plan import Change, Plan
 from .graph import Step
-from .keys import KeyStore, KeyStoreError, common_name, device_config
+from .keys import (
+    DeviceIdentity,
+    KeyStore,
+    KeyStoreError,
+    common_name,
+    device_config,
+    fingerprint,
+)
 
 SELF_SIGNED = "self-signed"
 
@@ -123,30 +130,50 @@ class Actions:
         entity = self.plan.entities.get(after["entity"] or "")
         if entity is None:
             raise StepFailed(f"entity '{after['entity']}' does not exist")
-        pem = self._certificate(after)
+        identity = self._identity(after)
+        pem = identity.certificate_pem if identity else after.get("certificatePem")
         guid = _create_or_find(
             lambda: self.api.devices.create(template_guid, after["duid"], after["displayName"],
                                             entity, pem),
-            lambda: self._existing_device(after["duid"], template_guid))
+            lambda: self._existing_device(after["duid"], template_guid),
+            lambda: self._not_ours(identity))
         self.remember(change.address, guid)
         if not after["active"]:
             self.api.devices.set_active(guid, False)
 
-    def _certificate(self, after: dict[str, Any]) -> str | None:
+    def _identity(self, after: dict[str, Any]) -> DeviceIdentity | None:
+        """The key store's identity for a generating (self-signed) device, else None."""
         if after.get("certificatePem"):
-            return str(after["certificatePem"])
+            return None  # the manifest names the certificate; its key is the user's
         auth = self._template_auth(after["template"])
         if auth != SELF_SIGNED:
             return None  # CA-signed, TPM and symmetric-key devices send no certificate
         acc = self.plan.account
         try:
-            identity = self.keys.ensure(
+            return self.keys.ensure(
                 after["duid"], common_name(after["duid"], acc.cpid, acc.dedicated),
                 device_config(after["duid"], acc.cpid, acc.env, acc.pf, acc.dedicated,
                               AUTH_TYPE_CODES[SELF_SIGNED]))
         except KeyStoreError as exc:
             raise StepFailed(str(exc)) from exc
-        return identity.certificate_pem
+
+    def _not_ours(self, identity: DeviceIdentity | None) -> None:
+        """A create refused as a duplicate, with a key this run just made: the device was
+        registered before that key existed, so it cannot hold its certificate. Accepting it
+        would report "done" for a device whose private key nobody here has; instead the
+        unused key is removed and the step fails naming what to do.
+
+        A kept (reused) key cannot be checked this way, and the service shows no registered
+        certificate to compare with (api.md section 6): that case stays accepted.
+        """
+        if identity is None or identity.reused:
+            return
+        self.keys.discard(identity)
+        raise StepFailed(f"device {identity.duid} is already registered, with a certificate "
+                         f"this key store never made (the key made now, "
+                         f"{fingerprint(identity.certificate_pem)}, was removed unused); "
+                         "restore the device's key folder, or delete the device to register "
+                         "it again")
 
     def _template_auth(self, code: str) -> str:
         """The template's auth type: from the plan when it creates or changes the template,
@@ -296,12 +323,13 @@ def _guid_of(found: Any) -> str | None:
 
 
 def _create_or_find(create: Callable[[], str], find: Callable[[], str | None],
-                    attempts: int = 3) -> str:
+                    foreign: Callable[[], None] | None = None, attempts: int = 3) -> str:
     """Create; after an ambiguous failure or a duplicate refusal, read back by natural key.
 
     A match is success. No match after an ambiguous failure proves the create did not take
     effect, so it is tried again (natural keys are unique: a late commit would answer 409 and
-    be found). Never a blind retry.
+    be found). Never a blind retry. `foreign` is asked about a duplicate met on the first
+    try, which no earlier try of this run can have made; it raises when that matters.
     """
     for attempt in range(attempts):
         try:
@@ -310,6 +338,8 @@ def _create_or_find(create: Callable[[], str], find: Callable[[], str | None],
             existing = find()
             if existing is None:
                 raise
+            if attempt == 0 and foreign is not None:
+                foreign()
             return existing
         except ApiError as exc:
             if not exc.ambiguous:

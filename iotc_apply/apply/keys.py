@@ -1,6 +1,10 @@
 """The key store: one folder per device with its private key, certificate and SDK config.
 
-`<keys-dir>/<duid>/key.pem` (0600), `cert.pem`, `iotcDeviceConfig.json`; folders 0700.
+`<keys-dir>/<cpId>-<env>/<duid>/key.pem` (0600), `cert.pem`, `iotcDeviceConfig.json`;
+folders 0700. One folder per account, so staging and production never share a key nor a
+certificate whose CN names the other's cpId; stores of the earlier flat layout
+(`<keys-dir>/<duid>/`) are moved into their account's folder by `migrate`, which reads the
+account from each device's `iotcDeviceConfig.json`.
 Every file is written atomically and durably (temp file, fsync, rename, fsync of the folder)
 *before* the device is registered, and an existing key is reused, never overwritten: a key
 that was lost cannot be recovered, and a device whose key is lost must be replaced.
@@ -13,9 +17,11 @@ Private keys never leave this module except as files. Imports `safefile` only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,7 @@ from cryptography.x509.oid import NameOID
 from ..safefile import create_exclusive, sync_directory, write_private
 
 DEFAULT_KEYS_DIR = Path(".iotc") / "keys"
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 VALIDITY_DAYS = 3650
 
 
@@ -45,9 +52,21 @@ class KeyStoreError(Exception):
     """The key store holds something it must not trust; the message says what and where."""
 
 
+def account_folder(cpid: str, env: str) -> str:
+    """The folder name of one account's keys: `<cpId>-<env>`."""
+    name = f"{cpid}-{env}"
+    if not ACCOUNT_NAME.fullmatch(name):
+        raise KeyStoreError(f"account {name!r} cannot name a key folder")
+    return name
+
+
 class KeyStore:
-    def __init__(self, root: Path = DEFAULT_KEYS_DIR) -> None:
-        self.root = root
+    def __init__(self, base: Path = DEFAULT_KEYS_DIR, account: str | None = None) -> None:
+        """`base` is the keys dir; `account` (`account_folder`) the folder inside it that
+        holds this account's devices (None: `base` itself, for tools and tests)."""
+        self.base = base
+        self.account = account
+        self.root = base / account if account else base
         self._lock = threading.Lock()
 
     def folder(self, duid: str) -> Path:
@@ -57,10 +76,59 @@ class KeyStore:
         return (self.folder(duid) / "key.pem").is_file()
 
     def duids(self) -> frozenset[str]:
-        """DUIDs with a stored key (one directory listing, for the plan's warnings)."""
-        if not self.root.is_dir():
-            return frozenset()
-        return frozenset(p.name for p in self.root.iterdir() if (p / "key.pem").is_file())
+        """DUIDs with a stored key (one directory listing, for the plan's warnings), including
+        folders of the flat layout that name this account and are not moved yet."""
+        found = _key_folders(self.root)
+        if self.account:
+            found |= {name for name, owner in self._flat().items() if owner == self.account}
+        return frozenset(found)
+
+    def migrate(self) -> tuple[dict[str, int], list[str]]:
+        """Move device folders of the flat layout into their account's folder.
+
+        Returns how many moved per account folder, and one line per folder left in place
+        (no readable config naming an account, or the same device already moved).
+        Run only under the run lock: a rename is atomic, but two runs deciding at once are
+        not.
+        """
+        moved: dict[str, int] = {}
+        left: list[str] = []
+        for name, owner in sorted(self._flat().items()):
+            source = self.base / name
+            if owner is None:
+                left.append(f"{source}: a key folder of the flat layout whose "
+                            "iotcDeviceConfig.json names no account; move it into "
+                            f"{self.base}/<cpId>-<env>/ yourself")
+                continue
+            target = self.base / owner / name
+            if target.exists() or target.is_symlink():
+                left.append(f"{source}: not moved, {target} exists already")
+                continue
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            _refuse_symlink(target.parent)
+            os.rename(source, target)
+            moved[owner] = moved.get(owner, 0) + 1
+        if moved:
+            sync_directory(self.base)
+            for owner in moved:
+                sync_directory(self.base / owner)
+        return moved, left
+
+    def _flat(self) -> dict[str, str | None]:
+        """Device folders directly in the keys dir (the flat layout) and the account each
+        one's config names (None when it names none readably)."""
+        return {name: _config_account(self.base / name) for name in _key_folders(self.base)}
+
+    def discard(self, identity: DeviceIdentity) -> None:
+        """Remove a key this run made when its device turned out to be registered already
+        with another certificate: a kept key must be one a device can use."""
+        if identity.reused:
+            return
+        for name in ("iotcDeviceConfig.json", "cert.pem", "key.pem"):
+            with contextlib.suppress(FileNotFoundError):
+                (identity.key_path.parent / name).unlink()
+        with contextlib.suppress(OSError):
+            identity.key_path.parent.rmdir()
 
     def ensure(self, duid: str, common_name: str, device_config: dict[str, object]) -> \
             DeviceIdentity:
@@ -68,7 +136,9 @@ class KeyStore:
         if not duid or duid in (".", "..") or any(c in duid for c in "/\\\0\n\r"):
             raise KeyStoreError(f"{duid!r} cannot name a key folder")
         with self._lock:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _refuse_symlink(self.base)
+            self.root.mkdir(exist_ok=True, mode=0o700)
             _refuse_symlink(self.root)
         folder = self.folder(duid)
         key_path, cert_path = folder / "key.pem", folder / "cert.pem"
@@ -91,6 +161,36 @@ class KeyStore:
         write_private(cert_path, cert.encode(), sync_dir=False)
         sync_directory(folder)  # one fsync makes the key and both renames durable
         return DeviceIdentity(duid, cert, key_path, reused=not created)
+
+
+def _key_folders(folder: Path) -> set[str]:
+    """Names of the real (not symlinked) sub-folders of `folder` that hold a key.pem."""
+    if not folder.is_dir() or folder.is_symlink():
+        return set()
+    return {p.name for p in folder.iterdir()
+            if not p.is_symlink() and p.is_dir() and (p / "key.pem").is_file()}
+
+
+def _config_account(folder: Path) -> str | None:
+    """`<cpid>-<env>` from a device folder's iotcDeviceConfig.json, or None."""
+    path = folder / "iotcDeviceConfig.json"
+    try:
+        if path.is_symlink():
+            return None
+        config = json.loads(path.read_text(encoding="utf-8"))
+        return account_folder(str(config["cpid"]), str(config["env"]))
+    except (OSError, ValueError, KeyError, TypeError, KeyStoreError):
+        return None
+
+
+def fingerprint(certificate_pem: str) -> str:
+    """SHA-256 of the certificate's public key, the way a person can compare two."""
+    cert = x509.load_pem_x509_certificate(certificate_pem.encode())
+    der = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(der)
+    return "SHA256:" + digest.finalize().hex()[:32]
 
 
 def _refuse_symlink(path: Path) -> None:
