@@ -124,16 +124,28 @@ def _plan_options(opts: Options, destroy: bool, keys: Any) -> Any:
                        excludes=excludes, local_keys=keys.duids())
 
 
-def make_plan(api: IoTConnect, desired: Any, opts: Options, destroy: bool) -> Any:
-    """Snapshot the account (list endpoints, in parallel) and plan against it."""
+def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool) -> Any:
+    """Snapshot the account (list endpoints, in parallel) and plan against it; the plan
+    records what it was made from (manifest paths and digest, options)."""
+    import dataclasses
+
     from . import snapshot
     from .model import DesiredFirmware, DesiredTemplate
     from .plan import make_plan as plan_of
+    from .plan import planfile
+    from .plan.model import Source
 
+    desired = loaded.desired
     snap = snapshot.take(api, [t.code for t in desired.of(DesiredTemplate)],
                          [f.name for f in desired.of(DesiredFirmware)],
                          parallelism=opts.args.parallelism)
-    return plan_of(desired, snap, _plan_options(opts, destroy, key_store(api, opts)))
+    options = _plan_options(opts, destroy, key_store(api, opts))
+    plan = plan_of(desired, snap, options)
+    recorded = {"destroy": options.destroy, "prune": options.prune,
+                "targets": [str(t) for t in options.targets],
+                "excludes": [str(e) for e in options.excludes]}
+    digest = planfile.source_digest(loaded.digest, recorded)
+    return dataclasses.replace(plan, source=Source(tuple(opts.args.paths), digest, recorded))
 
 
 def show_plan(plan: Any, fmt: str) -> None:
@@ -155,12 +167,12 @@ def cmd_plan(opts: Options) -> int:
     if loaded is None:
         return EXIT_ERROR
     with connect(opts) as api:
-        plan = make_plan(api, loaded.desired, opts, destroy=opts.args.destroy)
+        plan = make_plan(api, loaded, opts, destroy=opts.args.destroy)
     show_plan(plan, opts.args.format)
     if plan.errors:
         return EXIT_ERROR
     if opts.args.out:
-        planfile.write(plan, Path(opts.args.out))
+        planfile.write(plan, Path(opts.args.out), os.environ.get("IOTC_PLAN_KEY") or None)
     return EXIT_CHANGES if opts.args.detailed_exitcode and plan.has_changes else EXIT_OK
 
 
@@ -194,28 +206,22 @@ def _apply(opts: Options, destroy: bool) -> int:
 
 
 def _apply_locked(opts: Options, destroy: bool) -> int:
-    """Plan (or read a saved plan and prove it fresh), confirm, execute, report."""
-    from .plan import planfile
-
+    """Plan (or read a saved plan and prove it is still the plan), confirm, execute, report."""
     paths = opts.args.paths
     saved = Path(paths[0]) if not destroy and len(paths) == 1 and paths[0].endswith(
         ".json") and Path(paths[0]).is_file() else None
+    if saved is None and getattr(opts.args, "manifests", None):
+        raise UsageError("--manifests goes with a saved plan file: iotc apply PLAN.json "
+                         "--manifests PATH")
     with connect(opts) as api:
         if saved is not None:
-            try:
-                plan = planfile.read(saved)
-            except planfile.PlanFileError as exc:
-                raise UsageError(str(exc)) from None
-            if plan.errors:  # e.g. saved with `plan --format json >`, which keeps errors
-                raise UsageError(f"{saved}: the plan has {len(plan.errors)} error(s) and cannot "
-                                 f"be applied: {plan.errors[0]}")
-            _check_fresh(api, plan, opts)
+            plan = _saved_plan(api, saved, opts)
             show_plan(plan, "text")
         else:
             loaded = _load(opts)
             if loaded is None:
                 return EXIT_ERROR
-            plan = make_plan(api, loaded.desired, opts, destroy=destroy)
+            plan = make_plan(api, loaded, opts, destroy=destroy)
             show_plan(plan, "text")
             if plan.errors or not plan.has_changes:
                 return EXIT_ERROR if plan.errors else EXIT_OK
@@ -224,22 +230,72 @@ def _apply_locked(opts: Options, destroy: bool) -> int:
         return _execute(api, plan, opts)
 
 
-def _check_fresh(api: IoTConnect, plan: Any, opts: Options) -> None:
-    """Refuse a plan made for another account, or one the account has moved away from."""
-    from . import snapshot
-    from .model import Address, Kind
+def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> Any:
+    """A saved plan, only if it is exactly what the same manifests and options give now.
+
+    The file is untrusted (an artifact between CI jobs): it must parse, match the schema and
+    carry a valid signature when IOTC_PLAN_KEY is set; the manifests it names (or
+    `--manifests`) must have the digest it recorded; and a plan made now from them, with
+    its recorded options, must equal it part for part. What runs is the plan made now.
+    """
     from .plan import planfile
 
+    a = opts.args
+    if a.target or a.exclude or a.no_prune:
+        raise UsageError("a saved plan carries its own --target/--exclude/--no-prune; run "
+                         "'iotc plan' with them instead")
+    try:
+        saved, document = planfile.read(path, os.environ.get("IOTC_PLAN_KEY") or None)
+    except planfile.PlanFileError as exc:
+        raise UsageError(str(exc)) from None
+    if saved.errors:  # e.g. saved with `plan --format json >`, which keeps errors
+        raise UsageError(f"{path}: the plan has {len(saved.errors)} error(s) and cannot "
+                         f"be applied: {saved.errors[0]}")
+    if saved.source is None:
+        raise UsageError(f"{path}: the plan records no manifests; make it with 'iotc plan "
+                         "--out'")
+    _check_account(api, saved)
+    manifests = list(a.manifests or saved.source.paths)
+    loaded = _load(replace_args(opts, paths=manifests))
+    if loaded is None:
+        raise UsageError(f"{path}: the manifests it was made from ({' '.join(manifests)}) "
+                         "do not load")
+    if planfile.source_digest(loaded.digest, saved.source.options) != saved.source.digest:
+        raise UsageError(f"{path}: the manifests in {' '.join(manifests)} (or the plan's "
+                         "options) differ from the ones the plan was made from; run 'iotc "
+                         "plan' again (or pass --manifests PATH)")
+    recorded = saved.source.options
+    again = replace_args(opts, paths=list(saved.source.paths), target=recorded["targets"],
+                         exclude=recorded["excludes"], no_prune=not recorded["prune"])
+    fresh = make_plan(api, loaded, again, destroy=recorded["destroy"])
+    _check_fresh(saved, fresh)
+    differs = planfile.difference(document, fresh)
+    if differs:
+        raise UsageError(f"{path}: not the plan the manifests and the account give now: "
+                         f"{differs}; run 'iotc plan' again")
+    return fresh
+
+
+def replace_args(opts: Options, **changes: Any) -> Options:
+    """The same options with some arguments changed."""
+    values = {**vars(opts.args), **changes}
+    return Options(opts.command, argparse.Namespace(**values), opts.emulator_db)
+
+
+def _check_account(api: IoTConnect, plan: Any) -> None:
+    """Refuse a plan made for another account."""
     me = api.session.identity()
     acc = plan.account
     if (me.cpid, me.pf, me.env) != (acc.cpid, acc.pf, acc.env):
         raise UsageError(f"the plan was made for {acc.pf}/{acc.env} cpId {acc.cpid}, not for "
                          f"this account ({me.pf}/{me.env} cpId {me.cpid})")
-    read = [Address.parse(a) for a in plan.fingerprint]
-    snap = snapshot.take(api, [a.name for a in read if a.kind is Kind.TEMPLATE],
-                         [a.name for a in read if a.kind is Kind.FIRMWARE],
-                         parallelism=opts.args.parallelism)
-    changed = planfile.stale(plan, {str(a): snap.fingerprint(a) for a in read})
+
+
+def _check_fresh(saved: Any, fresh: Any) -> None:
+    """Refuse a plan the account has moved away from since it was made."""
+    from .plan import planfile
+
+    changed = planfile.stale(saved, fresh.fingerprint)
     if changed:
         shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
         raise UsageError(f"plan is stale: {len(changed)} object(s) changed since it was made "
@@ -406,6 +462,9 @@ def _manifest_commands(sub: Any) -> None:
     apply = sub.add_parser("apply", help="make the changes (plans first, or applies a saved "
                                          "plan file exactly)")
     _plan_arguments(apply, "manifest files or directories, or one saved plan file")
+    apply.add_argument("--manifests", action="append", metavar="PATH",
+                       help="with a saved plan: the manifests it was made from (default: the "
+                            "paths it records, relative to the working directory)")
     apply.add_argument("--auto-approve", action="store_true",
                        help="do not ask for confirmation (needed without a terminal)")
     _lock_argument(apply)

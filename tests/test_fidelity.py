@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer, Knobs
 
 from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
@@ -48,7 +49,8 @@ def test_lifecycle_under_reworded_refusals_and_lost_creates(
 
 
 def test_a_delete_refused_for_an_object_that_still_exists_is_a_failure(
-        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+        work: Path, server: EmulatorServer, api: IoTConnect,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
     """A DELETE answered "doesn't exist" while the object is there (a wrong GUID, a route the
     service lacks) is never reported done."""
     assert iotc("apply", "m", "--auto-approve") == 0
@@ -58,7 +60,16 @@ def test_a_delete_refused_for_an_object_that_still_exists_is_a_failure(
     guid = next(d["guid"] for d in live(server)["device"] if d["uniqueId"] == "th-lab-02")
     Path("p.json").write_text(plan.replace(guid, "00000000-0000-0000-0000-000000000000"))
     capsys.readouterr()
-    assert iotc("apply", "p.json") == 1
-    out = capsys.readouterr().out
-    assert "the object still exists" in out
+    assert iotc("apply", "p.json") == 1  # the CLI refuses an edited plan outright
+    assert "device/th-lab-02: before.guid differs" in capsys.readouterr().err
+    # Below the CLI, the executor never trusts a GUID alone either.
+    from iotc_apply.apply.actions import Actions
+    from iotc_apply.apply.executor import Status, execute
+    from iotc_apply.apply.keys import KeyStore
+    from iotc_apply.plan import planfile
+
+    tampered, _ = planfile.read(Path("p.json"))
+    result = execute(tampered, Actions(api, KeyStore(work / "keys"), tampered), 2)
+    [step] = result.results
+    assert step.status is Status.FAILED and "the object still exists" in step.message
     assert any(d["uniqueId"] == "th-lab-02" for d in live(server)["device"])

@@ -107,7 +107,7 @@ def test_plan_file_holds_no_secret_and_a_stale_plan_is_detected(
     text = out.read_text()
     for pattern in SECRETS:
         assert not pattern.search(text), pattern.pattern
-    plan = planfile.read(out)
+    plan, _ = planfile.read(out)
     assert [str(c.address) for c in plan.changes] == ["device/th-lab-01"]
     assert plan.changes[0].before and plan.changes[0].before["guid"]  # for the executor
 

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from jsonschema import Draft202012Validator
 from rich.console import Console
 
@@ -92,7 +93,13 @@ def test_golden_json_validates_against_the_plan_schema() -> None:
 def test_plan_file_round_trips(tmp_path: Path) -> None:
     plan = golden_plan()
     planfile.write(plan, tmp_path / "plan.json")
-    assert planfile.read(tmp_path / "plan.json") == plan
+    assert planfile.read(tmp_path / "plan.json")[0] == plan
+    planfile.write(plan, tmp_path / "signed.json", key="k1")
+    assert planfile.read(tmp_path / "signed.json", key="k1")[0] == plan
+    for key, file, message in (("k2", "signed.json", "signature does not match"),
+                               ("k1", "plan.json", "the plan is not signed")):
+        with pytest.raises(planfile.PlanFileError, match=message):
+            planfile.read(tmp_path / file, key=key)
 
 
 def test_markdown_of_a_12000_device_plan_fits_a_comment() -> None:

@@ -10,13 +10,14 @@ Imports `model`, `diagnostics` and its own modules; no network, no terminal.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..diagnostics import Diagnostic, has_errors
 from . import schema
 from .checks import Desired, assemble
-from .files import ManifestFile, discover
+from .files import ManifestFile, discover, file_digest_line
 from .kinds import BUILDERS, Built
 from .yamlsafe import Document, load_file
 
@@ -29,6 +30,7 @@ class Loaded:
     diagnostics: tuple[Diagnostic, ...]
     files: int
     documents: int
+    digest: str = ""
 
     @property
     def ok(self) -> bool:
@@ -39,7 +41,9 @@ def load(paths: Sequence[str]) -> Loaded:
     files, diags = discover(list(paths))
     built = Built()
     documents = 0
+    digest = hashlib.sha256()
     for mf in files:
+        digest.update(file_digest_line(mf, list(paths)))
         docs, problems = load_file(mf.path, mf.shown)
         diags += problems
         documents += len(docs)
@@ -47,7 +51,8 @@ def load(paths: Sequence[str]) -> Loaded:
             diags += _document(doc, mf, built)
     desired, problems = assemble(built)
     everything = sorted(set(diags + built.diagnostics + problems), key=Diagnostic.order)
-    return Loaded(desired, tuple(everything), len(files), documents)
+    return Loaded(desired, tuple(everything), len(files), documents,
+                  "sha256:" + digest.hexdigest())
 
 
 def _document(doc: Document, mf: ManifestFile, built: Built) -> list[Diagnostic]:

@@ -52,6 +52,20 @@ def discover(paths: list[str]) -> tuple[list[ManifestFile], list[Diagnostic]]:
     return found, diags
 
 
+def file_digest_line(mf: ManifestFile, given: list[str]) -> bytes:
+    """One file's part of the manifests' digest: which PATH it came from, its path inside
+    that root, and its content's SHA-256. Paths inside the root, not absolute ones, so a plan
+    made in one checkout verifies in another."""
+    index = next((i for i, g in enumerate(given) if mf.shown == g or
+                  mf.shown.startswith(g.rstrip("/") + "/")), -1)
+    inside = os.path.relpath(os.path.realpath(mf.path), mf.root)
+    try:
+        content = hashlib.sha256(mf.path.read_bytes()).hexdigest()
+    except OSError:
+        content = "unreadable"  # the loader reports it; the digest only has to differ
+    return f"{index}\0{inside}\0{content}\n".encode()
+
+
 def _walk(top: Path, root: Path) -> tuple[list[Path], list[Path]]:
     """Manifest files under `top`, and the symlinks (files or folders) that lead out of root.
 

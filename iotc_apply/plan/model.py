@@ -82,6 +82,17 @@ class Account:
 
 
 @dataclass(frozen=True)
+class Source:
+    """What a plan was made from, so `apply PLANFILE` can prove it still is: the manifest
+    paths as given, a digest of every manifest file (path and content), and the options
+    that shape a plan (destroy, prune, targets, excludes)."""
+
+    paths: tuple[str, ...]
+    digest: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Plan:
     account: Account
     changes: tuple[Change, ...]
@@ -92,6 +103,7 @@ class Plan:
     entities: dict[str, str] = field(default_factory=dict)
     guids: dict[str, str] = field(default_factory=dict)
     destroy: bool = False
+    source: Source | None = None
 
     @property
     def counts(self) -> dict[Action, int]:
