@@ -90,6 +90,10 @@ class NotFound(StatusError):
     status = 404
 
 
+class UnsupportedCall(ApiError):
+    """The service seems to lack a call iotc-apply knows only from documentation."""
+
+
 class Conflict(StatusError):
     status = 409
 

@@ -27,12 +27,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from ..model import Identity
+from . import coverage
 from .errors import (
     ConfigError,
     Forbidden,
     StatusError,
     TransportError,
     Unauthorized,
+    UnsupportedCall,
     status_error,
 )
 from .redact import REDACTED, redact, redact_text, remember
@@ -262,6 +264,9 @@ class ApiSession:
                 if attempt == 2:
                     raise
                 token = self._access_token(force_refresh_of=token)
+            except StatusError as exc:
+                _raise_if_unsupported(service, method, path, resp)
+                raise exc from None
         raise AssertionError("unreachable")
 
     def pages(self, service: str, path: str, params: dict[str, Any] | None = None,
@@ -404,6 +409,18 @@ def _error_details(body: Any) -> tuple[str, tuple[str, ...]]:
     codes = tuple(str(e["param"]) for e in errors if isinstance(e, dict) and e.get("param")) \
         if isinstance(errors, list) else ()
     return str(body.get("message") or ""), codes
+
+
+def _raise_if_unsupported(service: str, method: str, path: str,
+                          resp: requests.Response) -> None:
+    """A refusal that means "no such route" (405, 501, or a 404 without the service's JSON
+    envelope) of a call known only from documentation becomes `UnsupportedCall`."""
+    route_missing = resp.status_code in (405, 501) or (
+        resp.status_code == 404 and "json" not in resp.headers.get("Content-Type", ""))
+    call = coverage.find(method, service, path) if route_missing else None
+    if call is not None and call.evidence != coverage.OFFICIAL:
+        raise UnsupportedCall(coverage.unsupported_message(call, resp.status_code), method,
+                              path)
 
 
 def _check_discovery_url(url: str) -> None:

@@ -101,6 +101,9 @@ def _gate() -> Response | None:
     key = _route_key()
     emu.traffic.count(key)
     knobs = emu.traffic.knobs
+    if key in knobs.missing_routes:
+        return Response("<html><body><h1>404 - Not Found</h1></body></html>", status=404,
+                        mimetype="text/html")
     if knobs.latency_ms:
         time.sleep(knobs.latency_ms / 1000.0)
     wait = emu.traffic.throttle()
@@ -280,7 +283,9 @@ def _set_knobs(body: dict[str, Any]) -> Response:
                       hang_seconds=_field(body, "hang_seconds", float, 5.0),
                       wording=_field(body, "wording", str, "swagger"),
                       empty_204=_field(body, "empty_204", bool, False),
-                      first_create_fails=_field(body, "first_create_fails", bool, False))
+                      first_create_fails=_field(body, "first_create_fails", bool, False),
+                      missing_routes=tuple(str(r) for r in _field(body, "missing_routes",
+                                                                   list, [])))
         page_size = _field(body, "max_page_size", int, None)
         lifetime = _field(body, "token_lifetime", int, None)
         repeat = _field(body, "repeat_pages", bool, None)

@@ -72,6 +72,9 @@ class Knobs:
     # The first try of every distinct create fails, alternately before the service stores
     # it (503) and after (commit_then_fail).
     first_create_fails: bool = False
+    # Routes (`METHOD /route` as counted) this service version lacks: answered as a routing
+    # 404 page (HTML, not the JSON envelope), to prove the client's UnsupportedCall message.
+    missing_routes: tuple[str, ...] = ()
 
 
 class Traffic:
