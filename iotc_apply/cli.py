@@ -388,6 +388,20 @@ def cmd_whoami(opts: Options) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(opts: Options) -> int:
+    """One line per check (ok/warn/fail); exit 1 on any failure. Read-only."""
+    import dataclasses
+
+    from . import doctor
+    from .ui import doctor_report
+
+    with connect(opts) as api:
+        checks = doctor.run(api, Path(opts.args.keys_dir), opts.emulator_db is not None)
+        redacted = (dataclasses.replace(c, detail=redact_text(c.detail)) for c in checks)
+        passed = doctor_report.render(make_console(), redacted)
+    return EXIT_OK if passed else EXIT_ERROR
+
+
 def cmd_emulator_serve(opts: Options) -> int:
     from .emulator import EmulatorServer, FaultRule, Knobs, Limits
 
@@ -492,6 +506,13 @@ def _account_commands(sub: Any) -> None:
     login.set_defaults(run=cmd_login)
     sub.add_parser("logout", help="forget the stored token").set_defaults(run=cmd_logout)
     sub.add_parser("whoami", help="show the logged-in account").set_defaults(run=cmd_whoami)
+    from .apply.keys import DEFAULT_KEYS_DIR
+
+    doctor = sub.add_parser("doctor", help="check discovery, login, token refresh, clock, list "
+                                           "permissions and the key store (read-only)")
+    doctor.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",
+                        help=f"the key store to check (default {DEFAULT_KEYS_DIR})")
+    doctor.set_defaults(run=cmd_doctor)
 
 
 def _emulator_command(sub: Any) -> None:

@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 import requests
@@ -92,6 +92,7 @@ class ApiSession:
         self._trace_stream = trace_stream
         self._lock = threading.RLock()
         self._login: Login | None = None
+        self._last_date: str | None = None
         self._refused: ConfigError | None = None
         self._urls: dict[str, str] | None = None
         self._rng = random.Random()
@@ -105,6 +106,27 @@ class ApiSession:
                 stored = self._stored_login()
                 self._urls = stored.base_urls if stored else self._discover()
             return self._urls
+
+    def discover(self) -> dict[str, str]:
+        """Discovery asked now, not the stored login's copy: is the service there, for this
+        solution key, environment and platform? (`iotc doctor`)"""
+        with self._lock:
+            stored = self._stored_login()
+            if not self.settings.skey and stored is not None:
+                self.settings = replace(self.settings, skey=stored.skey, env=stored.env,
+                                        pf=stored.pf)
+            self._urls = self._discover()
+            return dict(self._urls)
+
+    def refresh_now(self) -> float:
+        """Refresh the access token now; seconds the new one is valid. (`iotc doctor`)"""
+        with self._lock:
+            login = self._refresh(self._current_login())
+            return login.token_expiry - self._clock()
+
+    def server_date(self) -> str | None:
+        """The `Date` header of the last answer the service sent (for the clock check)."""
+        return self._last_date
 
     def _discover(self) -> dict[str, str]:
         s = self.settings
@@ -317,6 +339,7 @@ class ApiSession:
                 raise TransportError(_describe(exc), method, shown,
                                      ambiguous=not may_repeat and not never_sent) from None
             self._trace_response(resp, shown, time.monotonic() - started)
+            self._last_date = resp.headers.get("Date") or self._last_date
             retryable = resp.status_code in RETRY_STATUSES and (
                 may_repeat or resp.status_code == 429)
             if retryable and attempt + 1 < attempts:
