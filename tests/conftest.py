@@ -127,3 +127,9 @@ def settings(server: EmulatorServer, tmp_path: Path) -> Settings:
 @pytest.fixture
 def api(settings: Settings) -> IoTConnect:
     return IoTConnect(ApiSession(settings, TokenStore.for_settings(settings)))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--record", metavar="DIR", default=None,
+                     help="acceptance suite: write vcrpy cassettes of the traffic to DIR, "
+                          "secrets scrubbed (tests/vcr_rules.py)")

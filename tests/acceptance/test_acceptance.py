@@ -1,0 +1,91 @@
+"""The acceptance run: validate, plan, apply, converge, update, replace, destroy.
+
+Every step goes through the command line as a user would (in process, so `--record` sees
+the traffic) and every result is checked in the account through the client layer, never by
+trusting the command's own report. See conftest.py for how to run it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from iotc_apply.cli import main
+from iotc_apply.client import IoTConnect
+
+from .fleet import Fleet
+
+PARALLELISM = ["10"]
+
+
+def iotc(*args: str) -> int:
+    if args[0] == "validate":
+        return main(list(args))
+    return main([*args, "--keys-dir", "keys", "--parallelism", PARALLELISM[0]])
+
+
+def converged(capsys: pytest.CaptureFixture[str]) -> None:
+    assert iotc("plan", "m", "--detailed-exitcode") == 0, capsys.readouterr()
+    assert "No changes." in capsys.readouterr().out
+
+
+def applied(capsys: pytest.CaptureFixture[str]) -> str:
+    code = iotc("apply", "m", "--auto-approve")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Apply complete:" in out and " failed" not in out, out
+    return out
+
+
+def test_the_fleet_lifecycle(fleet: Fleet, api: IoTConnect,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = fleet.templates
+    PARALLELISM[0] = str(fleet.parallelism)
+    assert iotc("validate", "m") == 0
+    assert iotc("plan", "m", "--detailed-exitcode") == 2
+    assert "15 to create" in capsys.readouterr().out
+
+    applied(capsys)
+    live = {d.duid: d for d in api.devices.list() if d.duid.startswith(fleet.prefix)}
+    assert sorted(live) == sorted(fleet.devices())
+    firmware = api.firmware.get_by_name(fleet.firmware)
+    assert firmware is not None
+    upgrades = {u.version: u for u in api.firmware.upgrades(firmware.guid)}
+    assert not upgrades["1.0.0"].draft and upgrades["1.1.0"].draft
+    converged(capsys)
+
+    fleet.write(version=2)  # every kind changed in place
+    applied(capsys)
+    template = api.templates.get_by_code(a)
+    assert template is not None and template.name == "Acceptance sensor v2"
+    attributes = {x.name: x for x in api.templates.attributes(template.guid)}
+    assert sorted(attributes) == ["pressure", "temperature"]
+    assert attributes["temperature"].unit == "F"
+    commands = {c.command: c for c in api.templates.commands(template.guid)}
+    assert sorted(commands) == ["blink", "reboot"] and not commands["reboot"].required_ack
+    d1 = api.devices.get_by_duid(f"{fleet.prefix}-d01")
+    d2 = api.devices.get_by_duid(f"{fleet.prefix}-d02")
+    assert d1 is not None and d1.display_name == "Acceptance device 1 renamed"
+    assert d2 is not None and d2.active is False
+    firmware = api.firmware.get_by_name(fleet.firmware)
+    assert firmware is not None and firmware.description == "Acceptance firmware (v2)"
+    draft = {u.version: u for u in api.firmware.upgrades(firmware.guid)}["1.1.0"]
+    assert draft.description == "Draft v2"
+    converged(capsys)
+
+    fleet.write(version=3)  # d03 moves to the other template (a replacement), blink goes
+    assert iotc("plan", "m") == 0
+    assert f"-/+ device/{fleet.prefix}-d03" in capsys.readouterr().out
+    applied(capsys)
+    d3 = api.devices.get_by_duid(f"{fleet.prefix}-d03")
+    meter = api.templates.get_by_code(b)
+    assert d3 is not None and meter is not None and d3.template_guid == meter.guid
+    assert [c.command for c in api.templates.commands(template.guid)] == ["reboot"]
+    converged(capsys)
+
+    assert iotc("destroy", "m", "--auto-approve") == 0
+    capsys.readouterr()
+    assert not [d for d in api.devices.list() if d.duid.startswith(fleet.prefix)]
+    assert api.templates.get_by_code(a) is None and api.templates.get_by_code(b) is None
+    firmware = api.firmware.get_by_name(fleet.firmware)
+    assert firmware is None or firmware.deprecated
+    assert iotc("plan", "m", "--destroy", "--detailed-exitcode") == 0
