@@ -215,7 +215,7 @@ def _apply_locked(opts: Options, destroy: bool) -> int:
                          "--manifests PATH")
     with connect(opts) as api:
         if saved is not None:
-            plan = _saved_plan(api, saved, opts)
+            plan, replan = _saved_plan(api, saved, opts)
             show_plan(plan, "text")
         else:
             loaded = _load(opts)
@@ -227,10 +227,11 @@ def _apply_locked(opts: Options, destroy: bool) -> int:
                 return EXIT_ERROR if plan.errors else EXIT_OK
             if not _confirm(opts, destroy):
                 return EXIT_ERROR
-        return _execute(api, plan, opts)
+            replan = lambda: make_plan(api, loaded, opts, destroy=destroy)  # noqa: E731
+        return _execute(api, plan, opts, replan)
 
 
-def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> Any:
+def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> tuple[Any, Callable[[], Any]]:
     """A saved plan, only if it is exactly what the same manifests and options give now.
 
     The file is untrusted (an artifact between CI jobs): it must parse, match the schema and
@@ -273,7 +274,7 @@ def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> Any:
     if differs:
         raise UsageError(f"{path}: not the plan the manifests and the account give now: "
                          f"{differs}; run 'iotc plan' again")
-    return fresh
+    return fresh, lambda: make_plan(api, loaded, again, destroy=recorded["destroy"])
 
 
 def replace_args(opts: Options, **changes: Any) -> Options:
@@ -316,7 +317,8 @@ def _confirm(opts: Options, destroy: bool) -> bool:
     return True
 
 
-def _execute(api: IoTConnect, plan: Any, opts: Options) -> int:
+def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any]) -> int:
+    """Execute, then read the account back: `done` only where it shows the change."""
     from .apply.actions import Actions
     from .apply.executor import execute
     from .ui import apply_report
@@ -329,6 +331,8 @@ def _execute(api: IoTConnect, plan: Any, opts: Options) -> int:
         result = execute(plan, Actions(api, keys, plan), opts.args.parallelism, hooks)
     finally:
         hooks.close()
+    if not result.interrupted:
+        result = result.confirmed({c.address: c.action for c in replan().changes})
     out.print()
     apply_report.render(out, result)
     if result.interrupted:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from iotc_apply.emulator import EmulatorServer
+from iotc_apply.emulator import EmulatorServer, Knobs
 
 from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
 
@@ -164,3 +164,16 @@ def test_with_a_plan_key_plans_are_signed_and_unsigned_ones_refused(
 def test_options_come_from_the_plan(planned: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert iotc("apply", "plan.json", "--target", "device/th-lab-02") == 1
     assert "a saved plan carries its own --target" in capsys.readouterr().err
+
+
+def test_a_change_the_service_accepts_but_loses_is_a_failure_not_done(
+        planned: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """The account is read back after apply: `done` only where it shows the change."""
+    server.emulator.traffic.configure(Knobs(ignored_routes=("PUT /Device/<guid>",)))
+    assert iotc("apply", "m", "--auto-approve") == 1
+    out = capsys.readouterr().out
+    assert "device/th-lab-02" in out and "the service accepted it, but the account does not " \
+           "show it (a fresh plan still has update)" in out
+    assert "Apply complete" not in out or "1 failed" in out
+    server.emulator.traffic.configure(Knobs())
+    assert iotc("apply", "m", "--auto-approve") == 0

@@ -51,6 +51,19 @@ class ApplyResult:
     def count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status is status)
 
+    def confirmed(self, still_planned: dict[Address, Action]) -> ApplyResult:
+        """The result after reading the account back: a change reported done whose address a
+        fresh plan still has to change did not take effect, whatever the service answered.
+        """
+        def check(r: ChangeResult) -> ChangeResult:
+            if r.status is not Status.DONE or r.address not in still_planned:
+                return r
+            return ChangeResult(r.address, r.action, Status.FAILED,
+                                "the service accepted it, but the account does not show it "
+                                f"(a fresh plan still has {still_planned[r.address].value})")
+        return ApplyResult(tuple(check(r) for r in self.results), self.interrupted,
+                           self.seconds)
+
 
 class Hooks:
     """Progress callbacks; the default does nothing (the core prints nothing)."""

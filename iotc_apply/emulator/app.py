@@ -104,6 +104,8 @@ def _gate() -> Response | None:
     if key in knobs.missing_routes:
         return Response("<html><body><h1>404 - Not Found</h1></body></html>", status=404,
                         mimetype="text/html")
+    if key in knobs.ignored_routes:
+        return jsonify({"data": [], "status": 200, "message": "Success", "count": None})
     if knobs.latency_ms:
         time.sleep(knobs.latency_ms / 1000.0)
     wait = emu.traffic.throttle()
@@ -285,6 +287,8 @@ def _set_knobs(body: dict[str, Any]) -> Response:
                       empty_204=_field(body, "empty_204", bool, False),
                       first_create_fails=_field(body, "first_create_fails", bool, False),
                       missing_routes=tuple(str(r) for r in _field(body, "missing_routes",
+                                                                   list, [])),
+                      ignored_routes=tuple(str(r) for r in _field(body, "ignored_routes",
                                                                    list, [])))
         page_size = _field(body, "max_page_size", int, None)
         lifetime = _field(body, "token_lifetime", int, None)
