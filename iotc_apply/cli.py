@@ -392,6 +392,62 @@ def cmd_whoami(opts: Options) -> int:
     return EXIT_OK
 
 
+def cmd_export(opts: Options) -> int:
+    """Manifests (and upgrade files) for the live account; never keys."""
+    import datetime
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import export, snapshot
+    from .safefile import write_private
+
+    a = opts.args
+    out = Path(a.out)
+    globs = tuple(_address_glob(g) for g in a.match or ())
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give a folder to export into")
+    if out.is_dir() and any(out.iterdir()) and not a.force:
+        raise UsageError(f"{out} is not empty; pass --force to write into it")
+    with connect(opts) as api:
+        me = api.session.identity()
+        snap = snapshot.take(api, None, None, parallelism=a.parallelism)
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        header = (f"Exported by iotc export from {me.pf}/{me.env} cpId {me.cpid} "
+                  f"({me.username}) at {stamp}.")
+        result = export.export(snap, key_store(api, opts).duids(), globs, header)
+
+        def fetch(item: Any) -> tuple[str, bytes]:
+            data = api.files.download(item.file.url or "")
+            tag = str(item.file.tag or "").lower()
+            digest = hashlib.md5(data).hexdigest()
+            if tag and tag != digest:
+                raise UsageError(f"{item.path}: downloaded content has MD5 {digest}, but the "
+                                 f"service tags it {tag}; nothing written")
+            return item.path, data
+
+        with ThreadPoolExecutor(max_workers=max(1, a.parallelism)) as pool:
+            downloads = list(pool.map(fetch, result.fetch))
+    for name, text in sorted(result.files.items()):
+        write_private(out / name, text.encode(), mode=0o644)
+    for name, data in downloads:
+        write_private(out / name, data, mode=0o644)
+    c = result.counts
+    make_console().print(
+        f"Exported {c['templates']} template(s), {c['devices']} device(s) as "
+        f"{c['device_sets']} DeviceSet(s) and {c['device_documents']} Device document(s), "
+        f"{c['firmware']} firmware and {c['files']} file(s) to {out}/.", highlight=False)
+    return EXIT_OK
+
+
+def _address_glob(text: str) -> str:
+    """`device/lt-*`: a kind the export writes, then a glob."""
+    kind, _, name = text.partition("/")
+    if kind not in ("template", "device", "firmware") or not name:
+        raise UsageError(f"--match {text!r}: expected template/GLOB, device/GLOB or "
+                         "firmware/GLOB")
+    return text
+
+
 def cmd_doctor(opts: Options) -> int:
     """One line per check (ok/warn/fail); exit 1 on any failure. Read-only."""
     import dataclasses
@@ -512,6 +568,19 @@ def _account_commands(sub: Any) -> None:
     sub.add_parser("whoami", help="show the logged-in account").set_defaults(run=cmd_whoami)
     from .apply.keys import DEFAULT_KEYS_DIR
 
+    export = sub.add_parser("export", help="write manifests for what the account holds "
+                                           "(never keys)")
+    export.add_argument("out", metavar="OUT-DIR", help="folder to write (must be empty)")
+    export.add_argument("--match", action="append", metavar="ADDR-GLOB",
+                        help="only matching objects (and the templates they need), e.g. "
+                             "'device/lt-*'; repeatable")
+    export.add_argument("--force", action="store_true",
+                        help="write into a folder that is not empty")
+    export.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",
+                        help="key store: devices without a key here are exported with "
+                             "certificate: external")
+    export.add_argument("--parallelism", type=int, default=10, metavar="N")
+    export.set_defaults(run=cmd_export)
     doctor = sub.add_parser("doctor", help="check discovery, login, token refresh, clock, list "
                                            "permissions and the key store (read-only)")
     doctor.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",

@@ -214,8 +214,9 @@ class DesiredDevice:
     display_name: str
     entity: str | None = None
     active: bool = True
-    certificate: CertificateFile | None = None  # None: generate ("auto")
+    certificate: CertificateFile | None = None  # None: generate ("auto") unless external
     device_set: str | None = None
+    external: bool = False  # `certificate: external`: the device holds its own key
 
     @property
     def address(self) -> Address:

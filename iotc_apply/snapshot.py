@@ -22,15 +22,17 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def take(api: IoTConnect, templates: Iterable[str], firmwares: Iterable[str],
+def take(api: IoTConnect, templates: Iterable[str] | None, firmwares: Iterable[str] | None,
          parallelism: int = 10, page_size: int = 100) -> Snapshot:
-    """Read the account; `templates`/`firmwares` name those whose details the plan needs."""
-    wanted_templates, wanted_firmwares = set(templates), set(firmwares)
+    """Read the account; `templates`/`firmwares` name those whose details the plan needs
+    (None: all of them, for export)."""
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
         identity = pool.submit(api.session.identity)
         entities = pool.submit(api.entities.list)
         live_templates = {t.code: t for t in api.templates.list(page_size=page_size)}
         firmware_list = pool.submit(lambda: list(api.firmware.list(page_size=page_size)))
+        wanted_templates = set(live_templates if templates is None else templates)
+        wanted_firmwares = None if firmwares is None else set(firmwares)
         details = _map(pool, lambda code: _template_detail(api, live_templates[code]),
                        [c for c in live_templates if c in wanted_templates])
         device_pages = _map(pool, lambda t: list(api.devices.list(t.guid, page_size)),
@@ -39,7 +41,8 @@ def take(api: IoTConnect, templates: Iterable[str], firmwares: Iterable[str],
         live_firmwares = {f.name: f for f in sorted(firmware_list.result(),
                                                     key=lambda f: not f.deprecated)}
         fw_details = _map(pool, lambda f: api.firmware.get(f.guid) or f,
-                          [f for n, f in live_firmwares.items() if n in wanted_firmwares])
+                          [f for n, f in live_firmwares.items()
+                           if wanted_firmwares is None or n in wanted_firmwares])
         upgrades = [u for fw in fw_details for u in fw.upgrades or ()]
         files = _map(pool, lambda u: (u.guid, api.files.list(FIRMWARE_MODULE, u.guid)),
                      upgrades)

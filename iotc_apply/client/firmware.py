@@ -172,3 +172,8 @@ class FilesClient:
 
     def delete(self, module: str, guid: str) -> None:
         self.session.call("file", "DELETE", f"/File/{module}/{guid}", ok=(200, 204))
+
+    def download(self, url: str) -> bytes:
+        """A file's content from the signed URL a listing gave (not an API call: the URL is
+        the credential, so no Authorization header is sent to the storage behind it)."""
+        return self.session.fetch(url)

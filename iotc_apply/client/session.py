@@ -69,6 +69,7 @@ class Envelope:
         return items[0] if items else None
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_PAGES = 10_000  # a million items at 100 a page; beyond that a listing is broken
 
 
@@ -318,6 +319,17 @@ class ApiSession:
                 return
             number, previous = number + 1, items
 
+    def fetch(self, url: str) -> bytes:
+        """GET a signed download URL (retried like any GET); its bytes, or TransportError."""
+        parts = urllib.parse.urlsplit(url)
+        if not (parts.scheme == "https" or parts.scheme == "http" and parts.hostname in LOOPBACK):
+            raise TransportError(f"not an https download URL: {url[:60]!r}", "GET",
+                                 "file download")
+        resp = self._send("GET", url, "file download", {})
+        if resp.status_code != 200:
+            raise TransportError(f"HTTP {resp.status_code}", "GET", "file download")
+        return resp.content
+
     # -- transport ---------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, shown: str, kwargs: dict[str, Any]) -> \
@@ -450,7 +462,7 @@ def _check_discovery_url(url: str) -> None:
     """https, or plain http to this machine only (the emulator): credentials never travel
     in clear text, and a URL without a scheme is a one-line error, not a library's."""
     parsed = urllib.parse.urlsplit(url)
-    loopback = parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    loopback = parsed.hostname in LOOPBACK
     if parsed.scheme == "https" and parsed.hostname or parsed.scheme == "http" and loopback:
         return
     raise ConfigError(f"IOTC_DISCOVERY_URL must be an https:// URL (http:// only to this "

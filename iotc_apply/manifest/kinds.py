@@ -192,7 +192,8 @@ def build_device(doc: Document, mf: ManifestFile, out: Built) -> None:
     device = DesiredDevice(duid=duid, template=spec["template"],
                            display_name=spec.get("displayName", duid),
                            entity=spec.get("entity"), active=spec.get("active", True),
-                           certificate=certificate)
+                           certificate=certificate,
+                           external=spec.get("certificate") == "external")
     out.devices.append((device, doc.where(("metadata", "name")), doc))
 
 

@@ -71,6 +71,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
             _prune(desired, snap, project.prune, work)
         _removed_upgrades(desired, snap, work)
         _blockers(desired, snap, work)
+        _external(desired, work)
         _warnings(desired, snap, options, work)
     _protect(project.protect, work)
     changes = _select(work.changes, options, work)
@@ -336,10 +337,25 @@ def _blockers(desired: Desired, snap: Snapshot, work: _Work) -> None:
                     "a firmware cannot be deleted, only deprecated (and its name not reused)")
 
 
+def _external(desired: Desired, work: _Work) -> None:
+    """A device that holds its own key cannot be created or re-created from here."""
+    for device in desired.of(DesiredDevice):
+        change = work.changes.get(device.address)
+        if device.external and change is not None and change.action in (Action.CREATE,
+                                                                         Action.REPLACE):
+            why = "it does not exist" if change.action is Action.CREATE else \
+                f"it would be replaced ({change.reason.value})"
+            work.errors.append(
+                f"{device.address}: certificate is external (the device holds its own key) "
+                f"and {why}; iotc-apply cannot give it a key: register it yourself, or "
+                "declare it with certificate: auto or {file: cert.pem}")
+
+
 def _warnings(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Work) -> None:
     for device in desired.of(DesiredDevice):
         change = work.changes.get(device.address)
-        if device.duid in snap.devices and device.certificate is None and (
+        if device.duid in snap.devices and device.certificate is None and \
+                not device.external and (
                 change is None or change.action is Action.UPDATE) and \
                 device.duid not in options.local_keys:
             work.warnings.append(f"{device.address}: exists, but its private key is not in the "

@@ -76,7 +76,8 @@ def desired_device(d: DesiredDevice, snap: Snapshot) -> Record:
         entity = root.name if root else None
     return {"duid": d.duid, "template": d.template, "displayName": d.display_name,
             "entity": entity, "active": d.active,
-            "certificate": f"file:{d.certificate.path}" if d.certificate else "auto",
+            "certificate": f"file:{d.certificate.path}" if d.certificate else
+            "external" if d.external else "auto",
             **({"certificatePem": d.certificate.pem} if d.certificate else {})}
 
 
