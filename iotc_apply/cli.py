@@ -448,6 +448,27 @@ def _address_glob(text: str) -> str:
     return text
 
 
+def cmd_get(opts: Options) -> int:
+    """List one kind of object, streamed; JSON/YAML field names are stable."""
+    from . import inventory
+    from .ui import inventory as show
+
+    a = opts.args
+    try:
+        inventory.check(a.kind, a.glob)
+    except inventory.UnknownKind as exc:
+        raise UsageError(str(exc)) from None
+    kind = inventory.KINDS[a.kind]
+    fields = kind.narrow if a.output == "table" else kind.fields
+    with connect(opts) as api:
+        rows = inventory.rows(api, a.kind, a.glob, a.template)
+        count = show.render(rows, fields, a.output, sys.stdout, make_console())
+    if not count:
+        print(f"No {a.kind} match {a.glob!r}" + (f" on template {a.template}" if a.template
+                                                 else "") + ".", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_doctor(opts: Options) -> int:
     """One line per check (ok/warn/fail); exit 1 on any failure. Read-only."""
     import dataclasses
@@ -568,6 +589,14 @@ def _account_commands(sub: Any) -> None:
     sub.add_parser("whoami", help="show the logged-in account").set_defaults(run=cmd_whoami)
     from .apply.keys import DEFAULT_KEYS_DIR
 
+    get = sub.add_parser("get", help="list templates, devices, firmware or upgrades")
+    get.add_argument("kind", metavar="KIND", help="templates, devices, firmware or upgrades")
+    get.add_argument("glob", nargs="?", default="*", metavar="NAME-GLOB",
+                     help="only names matching this glob (upgrades: VERSION or FW@VERSION)")
+    get.add_argument("--template", metavar="CODE", help="only objects of this template")
+    get.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"),
+                     default="table", help="table (default), wide (every field), json, yaml")
+    get.set_defaults(run=cmd_get)
     export = sub.add_parser("export", help="write manifests for what the account holds "
                                            "(never keys)")
     export.add_argument("out", metavar="OUT-DIR", help="folder to write (must be empty)")

@@ -1,0 +1,63 @@
+"""`iotc get`: stable fields, streamed output, list endpoints only, one-line refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iotc_apply.emulator import EmulatorServer
+
+from .test_e2e import iotc, work  # noqa: F401  (fixture)
+
+
+def get(*args: str) -> int:
+    from iotc_apply.cli import main
+
+    return main(["get", *args])
+
+
+@pytest.fixture
+def applied(work: Path, capsys: pytest.CaptureFixture[str]) -> Path:  # noqa: F811
+    assert iotc("apply", "m", "--auto-approve") == 0
+    capsys.readouterr()
+    return work
+
+
+def test_devices_as_json_yaml_and_table(applied: Path, server: EmulatorServer,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    server.emulator.traffic.reset_counts()
+    assert get("devices", "lt-*", "-o", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 50 and list(rows[0]) == ["uniqueId", "displayName", "template",
+                                                 "entity", "active", "guid"]
+    assert {r["entity"] for r in rows} == {"Plant-B"} and {r["template"] for r in rows} == \
+        {"sensor01"}
+    counts = server.emulator.traffic.counts
+    assert counts["GET /Device"] <= 2 * 2 + 2 and not any(k.startswith("GET /Device/")
+                                                         for k in counts)
+    assert get("upgrades", "-o", "yaml") == 0
+    upgrades = yaml.safe_load(capsys.readouterr().out)
+    assert [(u["firmware"], u["version"], u["released"], u["files"]) for u in upgrades] == \
+        [("SENSORFW", "1.0.0", True, 1), ("SENSORFW", "1.1.0", False, 1)]
+    assert get("devices", "--template", "gateway01") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["UNIQUEID", "DISPLAYNAME", "TEMPLATE", "ENTITY", "ACTIVE"]
+    assert sorted(line.split()[0] for line in lines[1:]) == ["gw-0001", "gw-0002", "gw-0003"]
+    assert get("templates", "-o", "wide") == 0
+    assert "GUID" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_nothing_matching_is_a_note_and_bad_input_one_line(
+        applied: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert get("firmware", "NOPE*") == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "No firmware match 'NOPE*'.\n"
+    for args, message in ((["widgets"], "error: unknown kind 'widgets': expected one of "
+                           "templates, devices, firmware, upgrades"),
+                          (["devices", "lt-[0"], "error: bad glob 'lt-[0': a '[' is not "
+                           "closed")):
+        assert get(*args) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [message]
