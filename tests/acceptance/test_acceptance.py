@@ -53,6 +53,13 @@ def test_the_fleet_lifecycle(fleet: Fleet, api: IoTConnect,
     assert not upgrades["1.0.0"].draft and upgrades["1.1.0"].draft
     converged(capsys)
 
+    # export round trip: what the account holds, written back as manifests, plans clean
+    assert iotc("export", "exported", "--match", f"device/{fleet.prefix}-*", "--match",
+                f"firmware/{fleet.firmware}") == 0, capsys.readouterr()
+    assert main(["validate", "exported"]) == 0, capsys.readouterr()
+    assert iotc("plan", "exported", "--detailed-exitcode") == 0, capsys.readouterr().out
+    capsys.readouterr()
+
     fleet.write(version=2)  # every kind changed in place
     applied(capsys)
     template = api.templates.get_by_code(a)
