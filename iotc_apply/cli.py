@@ -17,16 +17,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .client import ApiError, IoTConnect
+from .client.errors import ApiError
 from .client.redact import redact_text
-from .client.session import ApiSession
-from .client.settings import Settings, TokenStore
+from .defaults import DEFAULT_EMULATOR_DB, DEFAULT_KEYS_DIR
 from .ui.console import error, make_console
 
+if TYPE_CHECKING:
+    from .client import IoTConnect
+
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_EMULATOR_DB = Path(".iotc") / "emulator.db"
 
 
 class UsageError(Exception):
@@ -49,6 +50,10 @@ class Options:
 def connect(opts: Options) -> Iterator[IoTConnect]:
     """An API client: to the real service (flags, env, stored login) or to an in-process
     emulator whose state lives in a SQLite file (`--emulator`)."""
+    from .client import IoTConnect
+    from .client.session import ApiSession
+    from .client.settings import Settings, TokenStore
+
     if opts.emulator_db is None:
         settings = Settings.from_env(os.environ, skey=getattr(opts.args, "skey", None),
                                      env=getattr(opts.args, "env", None),
@@ -375,6 +380,8 @@ def _prompt_password(opts: Options) -> str | None:
 
 
 def cmd_logout(opts: Options) -> int:
+    from .client.settings import Settings, TokenStore
+
     settings = Settings.from_env(os.environ)
     removed = TokenStore.for_settings(settings).clear()
     make_console().print("Logged out." if removed else "Not logged in.")
@@ -587,7 +594,6 @@ def _account_commands(sub: Any) -> None:
     login.set_defaults(run=cmd_login)
     sub.add_parser("logout", help="forget the stored token").set_defaults(run=cmd_logout)
     sub.add_parser("whoami", help="show the logged-in account").set_defaults(run=cmd_whoami)
-    from .apply.keys import DEFAULT_KEYS_DIR
 
     get = sub.add_parser("get", help="list templates, devices, firmware or upgrades")
     get.add_argument("kind", metavar="KIND", help="templates, devices, firmware or upgrades")
@@ -642,8 +648,6 @@ def _emulator_command(sub: Any) -> None:
 def _plan_arguments(parser: argparse.ArgumentParser,
                     paths_help: str = "manifest files or directories") -> None:
     """Arguments shared by plan, apply and destroy."""
-    from .apply.keys import DEFAULT_KEYS_DIR
-
     parser.add_argument("paths", nargs="+", metavar="PATH", help=paths_help)
     parser.add_argument("--target", action="append", metavar="ADDR",
                         help="only this address (and what it needs), e.g. device/lt-0001")

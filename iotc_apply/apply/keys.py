@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ..defaults import DEFAULT_KEYS_DIR
 from ..safefile import create_exclusive, sync_directory, write_private
 
-DEFAULT_KEYS_DIR = Path(".iotc") / "keys"
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 VALIDITY_DAYS = 3650
 

@@ -3,22 +3,40 @@
 `IoTConnect` bundles one `ApiSession` (discovery, auth, retries, paging, tracing) with a
 typed client per API area; every read returns `iotc_apply.model` values and every failure is
 an `ApiError` (see `errors.py` for the tree). Imports `model` only from the rest of iotc_apply.
+
+The package imports its parts when they are first used (PEP 562): `requests` costs a tenth
+of a second, and `iotc validate` or `iotc --help` never talk to the API.
 """
 
 from __future__ import annotations
 
-from .devices import DevicesClient, EntitiesClient, UsersClient
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import ApiError, ConfigError
-from .firmware import FIRMWARE_MODULE, FilesClient, FirmwareClient
-from .session import ApiSession
-from .settings import Settings, TokenStore
-from .templates import TemplatesClient
+
+if TYPE_CHECKING:
+    from .session import ApiSession
+    from .settings import Settings, TokenStore
+
+FIRMWARE_MODULE = "firmware"  # the file service's module type of firmware upgrade files
+_LAZY = {"ApiSession": "session", "Settings": "settings", "TokenStore": "settings"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class IoTConnect:
     """Everything the reconciler may ask of one account."""
 
     def __init__(self, session: ApiSession) -> None:
+        from .devices import DevicesClient, EntitiesClient, UsersClient
+        from .firmware import FilesClient, FirmwareClient
+        from .templates import TemplatesClient
+
         self.session = session
         self.templates = TemplatesClient(session)
         self.devices = DevicesClient(session)
@@ -30,6 +48,8 @@ class IoTConnect:
     @classmethod
     def connect(cls, settings: Settings, store: TokenStore | None = None,
                 pool_size: int = 32) -> IoTConnect:
+        from .session import ApiSession
+
         return cls(ApiSession(settings, store, pool_size=pool_size))
 
 

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..model import LiveFile, LiveFirmware, LiveUpgrade
+from . import FIRMWARE_MODULE  # noqa: F401  (defined once, in the package)
 from .errors import ABSENT, Conflict
 from .session import ApiSession
 from .session import guid_of as _guid
-
-FIRMWARE_MODULE = "firmware"
 
 
 def file_from_wire(item: dict[str, Any]) -> LiveFile:

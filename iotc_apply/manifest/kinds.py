@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
-
 from ..diagnostics import Diagnostic, Position
 from ..model import (
     AUTH_TYPE_NAMES,
@@ -202,6 +200,8 @@ def _certificate(doc: Document, mf: ManifestFile, out: Built, ref: str) -> Any:
     path = _file(doc, mf, out, where, ref)
     if path is None:
         return None
+    from cryptography import x509  # only manifests that name a certificate need it
+
     try:
         pem = read_limited(path, MAX_SIDE_FILE).decode("ascii")
         x509.load_pem_x509_certificate(pem.encode())

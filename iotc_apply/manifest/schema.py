@@ -17,11 +17,13 @@ import difflib
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 from ..diagnostics import Diagnostic
 from .yamlsafe import Document
@@ -40,6 +42,8 @@ def schema(name: str) -> dict[str, Any]:
 
 @cache
 def validator(kind: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # only a rejected document needs it
+
     return Draft202012Validator(schema(KIND_SCHEMAS[kind]))
 
 
@@ -70,7 +74,7 @@ def check(doc: Document, kind: str, value: Any = None, prefix: tuple[Any, ...] =
         return []
     v = validator(kind)
     if value is not None:
-        v = Draft202012Validator(_subschema(kind, prefix))
+        v = type(v)(_subschema(kind, prefix))
     out = []
     for err in sorted(v.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
         path = (*prefix, *err.absolute_path)

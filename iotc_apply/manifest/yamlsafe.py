@@ -45,8 +45,9 @@ class Document:
     value: Any
     file: str
     index: int
-    positions: dict[Path_, Position] = field(default_factory=dict)
-    key_positions: dict[Path_, Position] = field(default_factory=dict)
+    # (line, column), 1-based; a Position is made only when one is asked for (`where`)
+    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
 
     def where(self, path: Path_ | list[Any], key: bool = False) -> Position:
         """The position of the node at `path`, or of its nearest ancestor that has one."""
@@ -54,9 +55,10 @@ class Document:
         table = self.key_positions if key else self.positions
         while path not in table and path:
             if key and path in self.positions:
-                return self.positions[path]
+                return Position(self.file, *self.positions[path])
             path = path[:-1]
-        return table.get(path) or self.positions.get(path) or Position(self.file, 1, 1)
+        found = table.get(path) or self.positions.get(path) or (1, 1)
+        return Position(self.file, *found)
 
 
 class _Refused(Exception):
@@ -125,6 +127,11 @@ def load_text(text: str, shown: str) -> tuple[list[Document], list[Diagnostic]]:
     return docs, diags
 
 
+def _mark(event: yaml.Event) -> tuple[int, int]:
+    mark = event.start_mark
+    return mark.line + 1, mark.column + 1
+
+
 def _pos(shown: str, event: yaml.Event) -> Position:
     return Position(shown, event.start_mark.line + 1, event.start_mark.column + 1)
 
@@ -174,29 +181,31 @@ class _Builder:
                                             refused.message)
 
     def _feed(self, event: yaml.Event) -> None:
-        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+        kind = type(event)
+        if kind is yaml.ScalarEvent:  # the common case first
+            path = self._child_path(event)
+            value = self._scalar(event)  # type: ignore[arg-type]
+            if event.anchor is not None:
+                self.anchors[event.anchor] = (value, 1)
+            self._place(value, 1, event, path)
+            return
+        if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             done = self.stack.pop()
             if done.anchor is not None:
                 self.anchors[done.anchor] = (done.value, done.weight)
             self._place(done.value, done.weight, done.start)
             return
         path = self._child_path(event)
-        if isinstance(event, yaml.AliasEvent):
-            value, weight = self._alias(event)
+        if kind is yaml.AliasEvent:
+            value, weight = self._alias(event)  # type: ignore[arg-type]
             self._place(value, weight, event, path)
-            return
-        if isinstance(event, yaml.ScalarEvent):
-            value = self._scalar(event)
-            if event.anchor is not None:
-                self.anchors[event.anchor] = (value, 1)
-            self._place(value, 1, event, path)
             return
         if len(self.stack) >= MAX_DEPTH:
             self.too_deep = True
             raise _Refused(event, f"nested deeper than {MAX_DEPTH} levels")
         if event.tag not in (None, "!", SEQ, MAP):
             raise _Refused(event, f"unsupported YAML tag {event.tag!r}")
-        self.doc.positions[path] = _pos(self.doc.file, event)
+        self.doc.positions[path] = _mark(event)
         empty: Any = {} if isinstance(event, yaml.MappingStartEvent) else []
         self.stack.append(_Open(empty, path, event.anchor, event))
 
@@ -217,19 +226,19 @@ class _Builder:
         if not self.stack:
             self.doc.value = value
             if path is not None:
-                self.doc.positions[path] = _pos(self.doc.file, event)
+                self.doc.positions[path] = _mark(event)
             return
         top = self.stack[-1]
         top.weight += weight
         if isinstance(top.value, list):
             if path is not None:
-                self.doc.positions[path] = _pos(self.doc.file, event)
+                self.doc.positions[path] = _mark(event)
             top.value.append(value)
         elif top.key is None:
             top.key = self._key(value, event, top)
         else:
             if path is not None:
-                self.doc.positions[path] = _pos(self.doc.file, event)
+                self.doc.positions[path] = _mark(event)
             top.value[top.key] = value
             top.key = None
 
@@ -238,7 +247,7 @@ class _Builder:
             raise _Refused(event, "mapping keys must be strings (quote it)")
         if value in top.value:
             raise _Refused(event, f"duplicate key {value!r}")
-        self.doc.key_positions[(*top.path, value)] = _pos(self.doc.file, event)
+        self.doc.key_positions[(*top.path, value)] = _mark(event)
         return str(value)
 
     def _alias(self, event: yaml.AliasEvent) -> tuple[Any, int]:
@@ -258,7 +267,10 @@ class _Builder:
             return str(event.tag)
         if event.tag == "!" or not event.implicit[0]:
             return STR  # quoted, or the non-specific tag: a string
-        tag = self._resolved.get(event.value)
+        value = event.value
+        if value and value[0] not in _IMPLICIT_FIRST:
+            return STR  # no implicit type starts with this character
+        tag = self._resolved.get(value)
         if tag is None:
             tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, (True, False))
             if len(self._resolved) < 4096:
@@ -282,4 +294,5 @@ class _Builder:
 
 
 _RESOLVER = yaml.resolver.Resolver()
+_IMPLICIT_FIRST = frozenset(k for k in _RESOLVER.yaml_implicit_resolvers if k)
 _CONSTRUCTOR = SafeConstructor()
