@@ -178,7 +178,8 @@ def cmd_plan(opts: Options) -> int:
         return EXIT_ERROR
     if opts.args.out:
         planfile.write(plan, Path(opts.args.out), os.environ.get("IOTC_PLAN_KEY") or None)
-    return EXIT_CHANGES if opts.args.detailed_exitcode and plan.has_changes else EXIT_OK
+    drift = plan.has_changes or bool(plan.unmanaged)
+    return EXIT_CHANGES if opts.args.detailed_exitcode and drift else EXIT_OK
 
 
 def cmd_apply(opts: Options) -> int:

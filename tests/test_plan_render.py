@@ -112,3 +112,36 @@ def test_markdown_of_a_12000_device_plan_fits_a_comment() -> None:
     shown = text.count("\n+ device/lt-")
     assert 1000 < shown < 12_000
     assert f"_{12_000 - shown} more change(s) not shown;" in text
+
+
+def _fleet_plan(n: int) -> Plan:
+    changes = tuple(Change(Address(Kind.DEVICE, f"lt-{i:05d}"), Action.CREATE, Reason.NEW,
+                           None, {"duid": f"lt-{i:05d}", "template": "sensor01",
+                                  "entity": "Plant-A", "displayName": f"Sensor {i}",
+                                  "active": True}) for i in range(n))
+    warnings = tuple(f"device/gw-{i:04d}: exists, but its private key is not in the key store; "
+                     "the device cannot connect with a key from here" for i in range(n))
+    unmanaged = tuple(f"device/old-{i:04d}" for i in range(n))
+    return Plan(Account("aws", "poc", "CPID0001", False), changes, 0, warnings=warnings,
+                unmanaged=unmanaged)
+
+
+def test_repeated_warnings_and_unmanaged_objects_are_aggregated() -> None:
+    buffer = io.StringIO()
+    plan_text.render(Console(file=buffer, width=200, no_color=True), _fleet_plan(57))
+    lines = buffer.getvalue().splitlines()
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert warnings == ["warning: 57 devices: exists, but its private key is not in the key "
+                        "store; the device cannot connect with a key from here: gw-0000, "
+                        "gw-0001, gw-0002, ... (all in the JSON plan)"]
+    unmanaged = [line for line in lines if line.startswith("?")]
+    assert len(unmanaged) == 21 and unmanaged[-1] == \
+        "? ... and 37 more not in the manifests (all in the JSON plan)"
+    assert "+ device/lt-00001                  template=sensor01  entity=Plant-A  " \
+           'name="Sensor 1"' in lines
+
+
+def test_markdown_of_10000_devices_with_warnings_fits_a_comment() -> None:
+    text = plan_markdown.render(_fleet_plan(10_000))
+    assert len(text) < 65_000
+    assert "10000 devices: exists, but its private key" in text

@@ -104,6 +104,7 @@ class Plan:
     guids: dict[str, str] = field(default_factory=dict)
     destroy: bool = False
     source: Source | None = None
+    unmanaged: tuple[str, ...] = ()  # live objects in the manifests' scope nothing declares
 
     @property
     def counts(self) -> dict[Action, int]:

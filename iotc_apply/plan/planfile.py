@@ -47,6 +47,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
                     "replace": counts[Action.REPLACE], "delete": counts[Action.DELETE],
                     "unchanged": plan.unchanged},
         "changes": [_change(c) for c in plan.changes],
+        "unmanaged": list(plan.unmanaged),
         "warnings": list(plan.warnings),
         "errors": list(plan.errors),
         "fingerprint": dict(plan.fingerprint),
@@ -156,7 +157,8 @@ def _plan(data: dict[str, Any]) -> Plan:
                 changes=changes, unchanged=data["summary"]["unchanged"],
                 warnings=tuple(data["warnings"]), errors=tuple(data["errors"]),
                 fingerprint=dict(data["fingerprint"]), entities=dict(data["entities"]),
-                guids=dict(data["guids"]), destroy=bool(data["destroy"]), source=source)
+                guids=dict(data["guids"]), destroy=bool(data["destroy"]), source=source,
+                unmanaged=tuple(data["unmanaged"]))
 
 
 def stale(plan: Plan, fresh: dict[str, str]) -> list[str]:

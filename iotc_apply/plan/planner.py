@@ -9,6 +9,7 @@ caller passes which local keys exist. Imports `model`, `manifest.checks` (the
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class _Work:
     """The plan being assembled."""
 
     changes: dict[Address, Change] = field(default_factory=dict)
+    unmanaged: list[str] = field(default_factory=list)
     unchanged: int = 0
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -70,10 +72,12 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         if options.prune:
             _prune(desired, snap, project.prune, work)
         _removed_upgrades(desired, snap, work)
+        _unmanaged(desired, snap, work)
         _blockers(desired, snap, work)
         _external(desired, work)
         _warnings(desired, snap, options, work)
     _protect(project.protect, work)
+    _unknown_addresses(desired, snap, options, work)
     changes = _select(work.changes, options, work)
     read = set(desired.resources) | set(work.changes)
     return Plan(
@@ -83,7 +87,8 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         unchanged=work.unchanged, warnings=tuple(work.warnings), errors=tuple(work.errors),
         fingerprint={str(a): snap.fingerprint(a) for a in sorted(read)},
         entities={e.name: e.guid for e in snap.entities} | _root(snap),
-        guids=_guids(desired, snap), destroy=options.destroy)
+        guids=_guids(desired, snap), destroy=options.destroy,
+        unmanaged=() if options.targets else tuple(sorted(work.unmanaged)))
 
 
 def _guids(desired: Desired, snap: Snapshot) -> dict[str, str]:
@@ -270,6 +275,34 @@ def _prune(desired: Desired, snap: Snapshot, globs: Globs, work: _Work) -> None:
         if address not in desired.resources and not fw.deprecated and \
                 _matches(name, globs.firmwares):
             work.add(_deletion(address, Reason.PRUNE, views.live_firmware(fw, snap)))
+
+
+def _unmanaged(desired: Desired, snap: Snapshot, work: _Work) -> None:
+    """Live devices on a declared template that nothing declares and no prune glob takes:
+    shown (never silently left), since they are part of what the manifests describe."""
+    declared = {snap.templates[t.code].guid for t in desired.of(DesiredTemplate)
+                if t.code in snap.templates}
+    for duid, device in snap.devices.items():
+        address = Address(Kind.DEVICE, duid)
+        if device.template_guid in declared and address not in desired.resources and \
+                address not in work.changes:
+            work.unmanaged.append(str(address))
+
+
+def _unknown_addresses(desired: Desired, snap: Snapshot, options: PlanOptions,
+                       work: _Work) -> None:
+    """A --target or --exclude that names nothing declared or live is a typo: an error with
+    the nearest addresses, never a silent `No changes`."""
+    known = {str(a) for a in desired.resources} | {str(a) for a in work.changes}
+    known |= {f"device/{d}" for d in snap.devices} | {f"template/{t}" for t in snap.templates}
+    known |= {f"firmware/{f}" for f in snap.firmwares}
+    for flag, addresses in (("--target", options.targets), ("--exclude", options.excludes)):
+        for address in addresses:
+            if str(address) not in known:
+                near = difflib.get_close_matches(str(address), sorted(known), n=3, cutoff=0.6)
+                hint = f"; did you mean {', '.join(near)}?" if near else ""
+                work.errors.append(f"{flag} {address} matches nothing declared or in the "
+                                   f"account{hint}")
 
 
 def _removed_upgrades(desired: Desired, snap: Snapshot, work: _Work) -> None:

@@ -7,7 +7,7 @@ the listing and saying how many changes were left out. Pure function of the plan
 from __future__ import annotations
 
 from ..plan import Action, Plan
-from .plan_text import change_lines, header
+from .plan_text import change_lines, grouped_warnings, header, unmanaged_lines
 
 LIMIT = 65_000
 
@@ -25,7 +25,10 @@ def render(plan: Plan, limit: int = LIMIT) -> str:
                                                   Action.CREATE)]
     head.append("")
     if plan.warnings:
-        head += [f"- :warning: {_md(w)}" for w in plan.warnings] + [""]
+        head += [f"- :warning: {_md(w)}" for w in grouped_warnings(plan.warnings)] + [""]
+    if plan.unmanaged:
+        head += ["Not in the manifests (not pruned):", "", "```", *unmanaged_lines(plan),
+                 "```", ""]
     if not plan.changes:
         return "\n".join(head + ["No changes."]) + "\n"
     return "\n".join(head) + "\n" + _details(plan, limit - len("\n".join(head)) - 200)

@@ -39,12 +39,45 @@ def header(plan: Plan) -> str:
             f"({kind} instance)")
 
 
+SHOWN_NAMES = 5  # attribute names listed on a template's create line
+UNMANAGED_SHOWN = 20
+GROUPED = 3  # more warnings than this with one message become one line
+
+
+def created(after: dict[str, Any] | None) -> str:
+    """What a create makes, on its line: `template=pump01 entity=Plant-A name="Pump 1"`."""
+    a = after or {}
+    parts: list[str] = []
+    if "duid" in a:  # a device
+        parts += [f"template={a.get('template')}", f"entity={a.get('entity') or '(root)'}"]
+        if a.get("displayName") not in (None, a.get("duid")):
+            parts.append(f"name={json.dumps(a['displayName'], ensure_ascii=False)}")
+        if a.get("active") is False:
+            parts.append("active=false")
+    elif "attributes" in a:  # a template
+        names = list(a["attributes"])
+        shown = ", ".join(names[:SHOWN_NAMES]) + (f", +{len(names) - SHOWN_NAMES} more"
+                                                   if len(names) > SHOWN_NAMES else "")
+        parts += [f"name={json.dumps(a.get('name'), ensure_ascii=False)}",
+                  f"authType={a.get('authType')}", f"attributes=[{shown}]"]
+        if a.get("commands"):
+            parts.append(f"commands=[{', '.join(a['commands'])}]")
+    elif "hardware" in a:  # a firmware
+        parts += [f"template={a.get('template')}", f"hardware={a.get('hardware')}"]
+    elif "version" in a:  # an upgrade
+        parts.append(f"files=[{', '.join(f['name'] for f in a.get('files') or [])}]")
+        if a.get("release"):
+            parts.append("release=true")
+    return "  ".join(parts)
+
+
 def change_lines(change: Change) -> list[tuple[str, str]]:
     """(style, text) lines for one change: its headline, then its field changes."""
     style = STYLE[change.action]
     head = f"{change.action.symbol} {change.address}"
     if change.action is Action.CREATE and not change.fields:
-        return [(style, head)]
+        what = created(change.after)
+        return [(style, f"{head:<34} {what}" if what else head)]
     lines = [(style, f"{head:<34} {VERB[change.action]}: {change.reason.value}")]
     for f in change.fields:
         if f.before is None and isinstance(f.after, dict):
@@ -58,24 +91,55 @@ def change_lines(change: Change) -> list[tuple[str, str]]:
     return lines
 
 
+def unmanaged_lines(plan: Plan) -> list[str]:
+    """`?` lines for live objects nothing declares, aggregated past UNMANAGED_SHOWN."""
+    lines = [f"? {a:<32} not in the manifests; not pruned: add it to Project.prune to "
+             "delete it" for a in plan.unmanaged[:UNMANAGED_SHOWN]]
+    more = len(plan.unmanaged) - UNMANAGED_SHOWN
+    if more > 0:
+        lines.append(f"? ... and {more} more not in the manifests (all in the JSON plan)")
+    return lines
+
+
+def grouped_warnings(warnings: tuple[str, ...]) -> list[str]:
+    """Warnings as shown: `address: message` lines sharing a message past GROUPED become
+    `N objects: message: a, b, c, ... (all in the JSON plan)`; order of first appearance."""
+    groups: dict[str, list[str]] = {}
+    for w in warnings:
+        subject, sep, message = w.partition(": ")
+        key = message if sep and "/" in subject else w
+        groups.setdefault(key, []).append(subject if sep and "/" in subject else "")
+    out = []
+    for message, subjects in groups.items():
+        if len(subjects) <= GROUPED or not all(subjects):
+            out += [f"{s}: {message}" if s else message for s in subjects]
+            continue
+        names = ", ".join(s.partition("/")[2] for s in subjects[:GROUPED])
+        kind = subjects[0].partition("/")[0]
+        out.append(f"{len(subjects)} {kind}s: {message}: {names}, ... (all in the JSON plan)")
+    return out
+
+
 def render(console: Console, plan: Plan) -> None:
-    console.print(header(plan))
-    console.print()
+    """Sections (changes, unmanaged, warnings, errors, summary), one blank line apart."""
+    sections: list[list[str]] = [[escape(header(plan))]]
     if not plan.changes and not plan.errors:
-        console.print(f"No changes. {plan.unchanged} object(s) match the manifests.")
-    for change in plan.changes:
-        for style, text in change_lines(change):
-            console.print(f"[{style}]{escape(text)}[/]")
-    if plan.warnings:
-        console.print()
-        for w in plan.warnings:
-            console.print(f"[diag.warning]warning:[/] {escape(w)}")
-    if plan.errors:
-        console.print()
-        for e in plan.errors:
-            console.print(f"[diag.error]error:[/] {escape(e)}")
-        console.print(f"\n{len(plan.errors)} plan error(s): nothing can be applied.")
-        return
+        sections.append([f"No changes. {plan.unchanged} object(s) match the manifests."])
     if plan.changes:
-        console.print()
-        console.print(escape(plan.summary()))
+        sections.append([f"[{style}]{escape(text)}[/]" for change in plan.changes
+                         for style, text in change_lines(change)])
+    if plan.unmanaged:
+        sections.append([f"[diag.warning]{escape(line)}[/]" for line in unmanaged_lines(plan)])
+    if plan.warnings:
+        sections.append([f"[diag.warning]warning:[/] {escape(w)}"
+                         for w in grouped_warnings(plan.warnings)])
+    if plan.errors:
+        sections.append([f"[diag.error]error:[/] {escape(e)}" for e in plan.errors])
+        sections.append([f"{len(plan.errors)} plan error(s): nothing can be applied."])
+    elif plan.changes:
+        sections.append([escape(plan.summary())])
+    for i, section in enumerate(sections):
+        if i:
+            console.print()
+        for line in section:
+            console.print(line)
