@@ -178,6 +178,8 @@ def cmd_plan(opts: Options) -> int:
         return EXIT_ERROR
     if opts.args.out:
         planfile.write(plan, Path(opts.args.out), os.environ.get("IOTC_PLAN_KEY") or None)
+        make_console().print(f"\nSaved the plan to {opts.args.out}. To apply it: iotc apply "
+                             f"{opts.args.out}", highlight=False)
     drift = plan.has_changes or bool(plan.unmanaged)
     return EXIT_CHANGES if opts.args.detailed_exitcode and drift else EXIT_OK
 
@@ -340,7 +342,8 @@ def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any
     if not result.interrupted:
         result = result.confirmed({c.address: c.action for c in replan().changes})
     out.print()
-    apply_report.render(out, result)
+    apply_report.render(out, result, destroy=plan.destroy, keys_written=keys.written,
+                        keys_dir=f"{keys.root}/")
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok else EXIT_ERROR

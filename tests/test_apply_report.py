@@ -49,7 +49,7 @@ def test_small_results_are_listed_one_per_change() -> None:
         "exists.",
         "+ device/d001                      done",
         "",
-        "Apply incomplete: 1 done, 1 failed (1.2 s).",
+        "Apply incomplete: 1 created, 1 failed (1.2 s).",
         "Fix what failed and run apply again: it converges without duplicates."]
 
 
@@ -59,4 +59,19 @@ def test_big_results_are_grouped_with_every_failure_listed() -> None:
     lines = out.getvalue().splitlines()
     assert lines[:2] == ["   498 device create: done", "     2 device create: failed"]
     assert lines[2] == "failed: device/d000: POST /Device: HTTP 409: Unique Id already exists."
-    assert lines[-2] == "Apply incomplete: 498 done, 2 failed (1.2 s)."
+    assert lines[-2] == "Apply incomplete: 498 created, 2 failed (1.2 s)."
+
+
+def test_the_verdict_says_what_was_done_and_where_the_keys_went() -> None:
+    results = tuple(ChangeResult(Address(Kind.DEVICE, f"d{i}"), action, Status.DONE)
+                    for i, action in enumerate([Action.CREATE] * 3 + [Action.UPDATE]))
+    out = io.StringIO()
+    apply_report.render(Console(file=out, width=200), ApplyResult(results, False, 0.5),
+                        keys_written=3, keys_dir=".iotc/keys/CPID-poc/")
+    assert out.getvalue().splitlines()[-1] == (
+        "Apply complete: 3 created, 1 updated; 3 private key(s) written to "
+        ".iotc/keys/CPID-poc/, back them up (0.5 s).")
+    out = io.StringIO()
+    apply_report.render(Console(file=out, width=200), ApplyResult(results, False, 0.5),
+                        destroy=True)
+    assert out.getvalue().splitlines()[-1] == "Destroy complete: 4 removed (0.5 s)."

@@ -48,7 +48,7 @@ def live(server: EmulatorServer) -> dict[str, list[dict]]:  # type: ignore[type-
 def test_apply_plan_edit_apply_destroy(work: Path, server: EmulatorServer,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert iotc("apply", "m", "--auto-approve") == 0
-    assert "Apply complete: 65 done" in capsys.readouterr().out
+    assert "Apply complete: 65 created" in capsys.readouterr().out
     assert iotc("plan", "m", "--detailed-exitcode") == 0
     assert "No changes. 65 object(s) match the manifests." in capsys.readouterr().out
 
@@ -63,7 +63,7 @@ def test_apply_plan_edit_apply_destroy(work: Path, server: EmulatorServer,
     assert iotc("plan", "m", "--detailed-exitcode") == 0
 
     assert iotc("destroy", "m", "--auto-approve") == 0
-    assert "Apply complete: 63 done" in capsys.readouterr().out
+    assert "Destroy complete: 63 removed" in capsys.readouterr().out
     state = live(server)
     assert "template" not in state and "device" not in state and "attribute" not in state
     # firmware cannot be deleted, only deprecated: that is all that is left of the fleet
@@ -217,7 +217,7 @@ def test_template_replacement_cascade_and_device_move_apply_cleanly(
     out = capsys.readouterr().out
     assert "Plan: 0 to create, 0 to update, 5 to replace, 0 to delete; 60 unchanged." in out
     assert iotc("apply", "m", "--auto-approve") == 0
-    assert "Apply complete: 5 done" in capsys.readouterr().out
+    assert "Apply complete: 5 replaced" in capsys.readouterr().out
     assert iotc("plan", "m", "--detailed-exitcode") == 0
     now = {d["uniqueId"]: d for d in live(server)["device"]}
     replaced = sorted(duid for duid, guid in old.items() if now[duid]["guid"] != guid)

@@ -24,7 +24,7 @@ def test_lifecycle_under_reworded_refusals_and_lost_creates(
         work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     hostile(server)
     assert iotc("apply", "m", "--auto-approve") == 0
-    assert "Apply complete: 65 done" in capsys.readouterr().out
+    assert "Apply complete: 65 created" in capsys.readouterr().out
     state = live(server)
     assert len(state["device"]) == 60 and len(state["template"]) == 2
     assert len({d["uniqueId"].lower() for d in state["device"]}) == 60  # no duplicates
@@ -40,7 +40,7 @@ def test_lifecycle_under_reworded_refusals_and_lost_creates(
     gone = next(d for d in state["device"] if d["uniqueId"] == "th-lab-02")
     server.emulator.state.devices.delete_device(gone["guid"])  # out of band
     assert iotc("apply", "m", "--auto-approve") == 0
-    assert "Apply complete: 1 done" in capsys.readouterr().out
+    assert "Apply complete: 1 created" in capsys.readouterr().out
     assert iotc("plan", "m", "--detailed-exitcode") == 0
 
     assert iotc("destroy", "m", "--auto-approve") == 0

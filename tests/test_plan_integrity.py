@@ -107,7 +107,7 @@ def test_every_edit_of_a_saved_plan_is_refused_and_nothing_changes(
 def test_the_untouched_plan_applies(planned: Path, server: EmulatorServer,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert iotc("apply", "plan.json") == 0
-    assert "Apply complete: 1 done" in capsys.readouterr().out
+    assert "Apply complete: 1 updated" in capsys.readouterr().out
     names = {d["uniqueId"]: d["displayName"] for d in live(server)["device"]}
     assert names["th-lab-02"] == "Lab sensor two"
 
@@ -138,7 +138,7 @@ def test_a_plan_applies_in_another_checkout_with_manifests(
     assert "error: plan.json: the manifests it was made from (m) do not load" in \
         capsys.readouterr().err
     assert iotc("apply", "plan.json", "--manifests", "fleet") == 0
-    assert "Apply complete: 1 done" in capsys.readouterr().out
+    assert "Apply complete: 1 updated" in capsys.readouterr().out
 
 
 def test_with_a_plan_key_plans_are_signed_and_unsigned_ones_refused(

@@ -68,6 +68,7 @@ class KeyStore:
         self.account = account
         self.root = base / account if account else base
         self._lock = threading.Lock()
+        self.written = 0  # keys this store created (for the apply report)
 
     def folder(self, duid: str) -> Path:
         return self.root / duid
@@ -124,6 +125,8 @@ class KeyStore:
         with another certificate: a kept key must be one a device can use."""
         if identity.reused:
             return
+        with self._lock:
+            self.written -= 1
         for name in ("iotcDeviceConfig.json", "cert.pem", "key.pem"):
             with contextlib.suppress(FileNotFoundError):
                 (identity.key_path.parent / name).unlink()
@@ -160,6 +163,9 @@ class KeyStore:
                       (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
         write_private(cert_path, cert.encode(), sync_dir=False)
         sync_directory(folder)  # one fsync makes the key and both renames durable
+        if created:
+            with self._lock:
+                self.written += 1
         return DeviceIdentity(duid, cert, key_path, reused=not created)
 
 

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..apply.executor import ApplyResult, Hooks, Status
 from ..apply.graph import Step
+from ..plan import Action
 
 GROUP_ABOVE = 40
 STATUS_STYLE = {Status.DONE: "ok", Status.FAILED: "diag.error", Status.SKIPPED: "diag.warning",
@@ -54,7 +55,25 @@ class ProgressHooks(Hooks):
         self.progress.stop()
 
 
-def render(console: Console, result: ApplyResult) -> None:
+DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.REPLACE: "replaced",
+        Action.DELETE: "deleted", Action.DEPRECATE: "deprecated"}
+
+
+def summary(result: ApplyResult, destroy: bool = False) -> str:
+    """`60 created, 5 updated, 1 failed`: what was done, by verb, then what was not."""
+    done = [r for r in result.results if r.status is Status.DONE]
+    if destroy:
+        parts = [f"{len(done)} removed"] if done else []
+    else:
+        counts = Counter(r.action for r in done)
+        parts = [f"{counts[a]} {verb}" for a, verb in DONE.items() if counts[a]]
+    parts += [f"{result.count(s)} {s.value}" for s in Status
+              if s is not Status.DONE and result.count(s)]
+    return ", ".join(parts)
+
+
+def render(console: Console, result: ApplyResult, destroy: bool = False,
+           keys_written: int = 0, keys_dir: str = "") -> None:
     if len(result.results) > GROUP_ABOVE:
         _grouped(console, result)
     else:
@@ -67,9 +86,12 @@ def render(console: Console, result: ApplyResult) -> None:
     if result.interrupted:
         console.print("[diag.warning]Interrupted:[/] no new changes were started; the ones in "
                       "flight finished. Run apply again to finish the job.")
-    summary = ", ".join(f"{result.count(s)} {s.value}" for s in Status if result.count(s))
-    verdict = "Apply complete" if result.ok else "Apply incomplete"
-    console.print(f"{verdict}: {summary or 'nothing to do'} ({result.seconds:.1f} s).")
+    verb = "Destroy" if destroy else "Apply"
+    verdict = f"{verb} complete" if result.ok else f"{verb} incomplete"
+    keys = f"; {keys_written} private key(s) written to {keys_dir}, back them up" \
+        if keys_written else ""
+    console.print(escape(f"{verdict}: {summary(result, destroy) or 'nothing to do'}{keys} "
+                         f"({result.seconds:.1f} s)."))
     if not result.ok and not result.interrupted:
         console.print("Fix what failed and run apply again: it converges without duplicates.")
 
