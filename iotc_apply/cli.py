@@ -61,10 +61,8 @@ def connect(opts: Options) -> Iterator[IoTConnect]:
                                      username=getattr(opts.args, "user", None))
         yield IoTConnect(ApiSession(settings, TokenStore.for_settings(settings)))
         return
-    from .emulator import EmulatorServer
-
-    opts.emulator_db.parent.mkdir(parents=True, exist_ok=True)
-    with EmulatorServer(db=str(opts.emulator_db)) as server:
+    server = _embedded_emulator(opts.emulator_db)
+    with server:
         acc = server.emulator.state.account
         settings = Settings(discovery_url=server.discovery_url, skey=acc.solution_key,
                             env=acc.env, pf=acc.pf, username=acc.user_email,
@@ -74,6 +72,22 @@ def connect(opts: Options) -> Iterator[IoTConnect]:
 
 
 # -- commands ------------------------------------------------------------------------------------
+
+
+def _embedded_emulator(db: Path) -> Any:
+    """The in-process emulator over a SQLite file; a path that cannot hold one is a
+    one-line error."""
+    import sqlite3
+
+    from .emulator import EmulatorServer
+
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return EmulatorServer(db=str(db))
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"--emulator={db}: cannot keep the emulator's state there "
+                         f"({reason})") from None
 
 
 def cmd_validate(opts: Options) -> int:
@@ -168,6 +182,9 @@ def show_plan(plan: Any, fmt: str) -> None:
 def cmd_plan(opts: Options) -> int:
     from .plan import planfile
 
+    if opts.args.out and Path(opts.args.out).is_dir():
+        raise UsageError(f"--out {opts.args.out} is a folder; name the plan file, e.g. "
+                         f"--out {Path(opts.args.out) / 'plan.json'}")
     loaded = _load(opts)
     if loaded is None:
         return EXIT_ERROR
@@ -177,7 +194,11 @@ def cmd_plan(opts: Options) -> int:
     if plan.errors:
         return EXIT_ERROR
     if opts.args.out:
-        planfile.write(plan, Path(opts.args.out), os.environ.get("IOTC_PLAN_KEY") or None)
+        try:
+            planfile.write(plan, Path(opts.args.out), os.environ.get("IOTC_PLAN_KEY") or None)
+        except OSError as exc:
+            raise UsageError(f"cannot write the plan to {opts.args.out}: {exc.strerror}") \
+                from None
         make_console().print(f"\nSaved the plan to {opts.args.out}. To apply it: iotc apply "
                              f"{opts.args.out}", highlight=False)
     drift = plan.has_changes or bool(plan.unmanaged)
@@ -689,6 +710,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[Options], int] = args.run
     err = make_console(sys.stderr)
     try:
+        if opts.emulator_db is not None and opts.emulator_db.is_dir():
+            raise UsageError(f"--emulator={emulator_db} is a folder; name a file for the "
+                             f"emulator's state, e.g. --emulator={opts.emulator_db / 'e.db'}")
         return run(opts)
     except (ApiError, UsageError) as exc:
         error(err, redact_text(str(exc)))

@@ -345,10 +345,11 @@ class ApiSession:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 never_sent = _never_sent(exc)
                 self._trace(f"<- {method} {shown}: {type(exc).__name__}")
-                if (may_repeat or never_sent) and attempt + 1 < attempts:
+                refused = _refused(exc)
+                if (may_repeat or never_sent) and attempt + 1 < attempts and not refused:
                     self._sleep(self._backoff(attempt))
                     continue
-                raise TransportError(_describe(exc), method, shown,
+                raise TransportError(_describe(exc, url), method, shown,
                                      ambiguous=not may_repeat and not never_sent) from None
             self._trace_response(resp, shown, time.monotonic() - started)
             self._last_date = resp.headers.get("Date") or self._last_date
@@ -485,10 +486,35 @@ def _never_sent(exc: Exception) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-def _describe(exc: Exception) -> str:
+def _refused(exc: Exception) -> bool:
+    """Nothing listens there, or the name does not exist: retrying cannot help, and
+    waiting only hides the cause."""
+    text = str(exc)
+    return _never_sent(exc) and any(s in text for s in (
+        "Connection refused", "Errno 111", "Name or service not known",
+        "nodename nor servname provided"))
+
+
+def _describe(exc: Exception, url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    where = f"{parts.scheme}://{parts.netloc}"  # never the path: discovery's holds the skey
     if isinstance(exc, requests.Timeout):
-        return "timed out"
+        return f"{where} did not answer in time"
+    if _refused(exc) and "refused" in str(exc).lower() or "Errno 111" in str(exc):
+        hint = " (for the bundled emulator: start it with 'iotc emulator serve', or pass " \
+               "--emulator)" if parts.hostname in LOOPBACK else ""
+        return f"cannot connect to {where}: connection refused; is the service up?{hint}"
     if _never_sent(exc):
-        return "connection refused"
-    return "connection dropped before an answer"
+        return f"cannot connect to {where} ({_cause(exc)})"
+    return f"{where} dropped the connection before answering"
+
+
+def _cause(exc: Exception) -> str:
+    """The innermost reason a connection failed, in a few words (e.g. name not known)."""
+    text = str(exc)
+    for known in ("Name or service not known", "No route to host", "Network is unreachable",
+                  "certificate verify failed", "nodename nor servname provided"):
+        if known in text:
+            return known.lower()
+    return type(exc).__name__
 

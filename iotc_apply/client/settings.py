@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..safefile import write_private
+from .errors import ConfigError
 
 DEFAULT_DISCOVERY = "https://discovery.iotconnect.io/api/uisdk"
 
@@ -112,10 +113,18 @@ class TokenStore:
     def save(self, login: Login) -> None:
         if self.path is None:
             return
-        write_private(self.path, json.dumps(asdict(login), indent=2).encode())
+        try:
+            write_private(self.path, json.dumps(asdict(login), indent=2).encode())
+        except OSError as exc:
+            raise ConfigError(f"cannot keep the login token in {self.path.parent}: "
+                              f"{exc.strerror}; set IOTC_CONFIG_DIR to a folder you can "
+                              "write") from None
 
     def clear(self) -> bool:
         if self.path is None or not self.path.exists():
             return False
-        self.path.unlink()
+        try:
+            self.path.unlink()
+        except OSError as exc:
+            raise ConfigError(f"cannot remove {self.path}: {exc.strerror}") from None
         return True
