@@ -200,3 +200,17 @@ def test_the_compiled_and_the_wording_schema_checks_agree() -> None:
             checked += 1
             valid += full
     assert checked > 100 and 0 < valid < checked
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a:\n\tb: 1\n", "f.yaml:2:1: error: invalid YAML: found character that cannot start any "
+     "token; YAML indents with spaces; replace the tab"),
+    ("spec:\n  name: x\n bad: 1\n", "f.yaml:3:2: error: invalid YAML: did not find expected "
+     "key; indent this line like the lines above it at the same level, or quote a value that "
+     "contains ': '"),
+    ("a: 1\nb: \"open\nc: 2\nd: 3\ne: 4\nf: 5\n", "f.yaml:2:4: error: invalid YAML: a quoted "
+     "string is not closed; add the closing quote"),
+])
+def test_yaml_mistakes_get_a_hint_where_they_start(text: str, expected: str) -> None:
+    docs, diags = load_text(text, "f.yaml")
+    assert [str(d) for d in diags] == [expected]

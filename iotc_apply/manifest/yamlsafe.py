@@ -118,13 +118,35 @@ def load_text(text: str, shown: str) -> tuple[list[Document], list[Diagnostic]]:
                     diags.append(builder.refused)  # type: ignore[arg-type]
                     return docs, diags
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Position(shown, mark.line + 1, mark.column + 1) if mark else Position(shown)
-        problem = exc.problem or exc.context or "invalid YAML"
-        diags.append(Diagnostic.error(where, f"invalid YAML: {problem}"))
+        diags.append(_syntax_error(exc, shown, text))
     except yaml.YAMLError as exc:
         diags.append(Diagnostic.error(Position(shown), f"invalid YAML: {exc}"))
     return docs, diags
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, shown: str, text: str) -> Diagnostic:
+    """PyYAML's complaint, at the line where the problem starts, with a hint for the three
+    mistakes people make: a tab, an indentation step, an unclosed quote."""
+    problem = exc.problem or exc.context or "invalid YAML"
+    mark = exc.problem_mark or exc.context_mark
+    hint = ""
+    if exc.context == "while scanning a quoted scalar" and exc.context_mark is not None:
+        mark = exc.context_mark  # where the quote opened, not where the file ended
+        problem, hint = "a quoted string is not closed", "add the closing quote"
+    elif mark is not None and "\t" in _line(text, mark.line)[:mark.column + 1]:
+        hint = "YAML indents with spaces; replace the tab"
+    elif problem in ("did not find expected key", "did not find expected '-' indicator",
+                     "mapping values are not allowed in this context",
+                     "expected <block end>, but found '<block mapping start>'"):
+        hint = "indent this line like the lines above it at the same level, or quote a " \
+               "value that contains ': '"
+    where = Position(shown, mark.line + 1, mark.column + 1) if mark else Position(shown)
+    return Diagnostic.error(where, f"invalid YAML: {problem}" + (f"; {hint}" if hint else ""))
+
+
+def _line(text: str, index: int) -> str:
+    lines = text.splitlines()
+    return lines[index] if 0 <= index < len(lines) else ""
 
 
 def _mark(event: yaml.Event) -> tuple[int, int]:
