@@ -62,13 +62,27 @@ def _document(doc: Document, mf: ManifestFile, built: Built) -> list[Diagnostic]
         return [Diagnostic.error(doc.where(()), "a manifest document must be a mapping with "
                                                "apiVersion, kind, metadata and spec")]
     problems = _envelope(doc, value)
+    if not problems:
+        problems = schema.check(doc, value["kind"])
     if problems:
+        _declare_broken(value, built)
         return problems
-    problems = schema.check(doc, value["kind"])
-    if problems:
-        return problems
+    before = len(built.templates)
     BUILDERS[value["kind"]](doc, mf, built)
+    if value["kind"] == "Template" and len(built.templates) == before:
+        _declare_broken(value, built)
     return []
+
+
+def _declare_broken(value: dict[str, object], built: Built) -> None:
+    """A template document that failed still declares its name, so the devices and firmware
+    that refer to it report nothing more: one mistake, one error (the root cause)."""
+    kind = str(value.get("kind") or "")
+    meta = value.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    looks_like = difflib.get_close_matches(kind.lower(), ["template"], n=1, cutoff=0.6)
+    if isinstance(name, str) and looks_like:
+        built.broken_templates.add(name)
 
 
 def _envelope(doc: Document, value: dict[str, object]) -> list[Diagnostic]:

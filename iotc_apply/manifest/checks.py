@@ -59,7 +59,7 @@ def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
         resources[address], origins[address] = resource, where
         return True
 
-    templates: dict[str, DesiredTemplate] = {}
+    templates: dict[str, DesiredTemplate | None] = dict.fromkeys(built.broken_templates)
     for template, where, _ in built.templates:
         if claim(template.address, template, where):
             templates[template.code] = template
@@ -77,18 +77,21 @@ def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
     return Desired(ordered, {a: origins[a] for a in ordered}, project), diags
 
 
-def _reference(name: str, templates: dict[str, DesiredTemplate], where: Position,
+def _reference(name: str, templates: dict[str, DesiredTemplate | None], where: Position,
                diags: list[Diagnostic]) -> DesiredTemplate | None:
+    """The referred template; None, with an error unless the template's own document
+    failed (then that document's error is the one to fix)."""
     if name in templates:
         return templates[name]
-    match = difflib.get_close_matches(name, list(templates), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(name, [n for n, t in templates.items() if t], n=1,
+                                      cutoff=0.6)
     hint = f" (did you mean '{match[0]}'?)" if match else ""
     diags.append(Diagnostic.error(where, f"template '{name}' is not declared{hint}"))
     return None
 
 
 def _check_firmware(firmware: DesiredFirmware, where: Position,
-                    templates: dict[str, DesiredTemplate],
+                    templates: dict[str, DesiredTemplate | None],
                     resources: dict[Address, DesiredResource], diags: list[Diagnostic]) -> None:
     if _reference(firmware.template, templates, where, diags) is None:
         return
@@ -101,7 +104,7 @@ def _check_firmware(firmware: DesiredFirmware, where: Position,
 
 
 def _check_device(device: DesiredDevice, where: Position, template_where: Position,
-                  templates: dict[str, DesiredTemplate], diags: list[Diagnostic]) -> bool:
+                  templates: dict[str, DesiredTemplate | None], diags: list[Diagnostic]) -> bool:
     template = _reference(device.template, templates, template_where, diags)
     if template is None:
         return False

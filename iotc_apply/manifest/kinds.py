@@ -44,6 +44,8 @@ class Built:
     firmwares: list[tuple[DesiredFirmware, Position, Document]] = field(default_factory=list)
     projects: list[tuple[DesiredProject, Position, Document]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # names of Template documents that failed: references to them get no second error
+    broken_templates: set[str] = field(default_factory=set)
 
 
 Builder = Callable[[Document, ManifestFile, Built], None]
