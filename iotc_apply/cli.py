@@ -139,7 +139,7 @@ def _plan_options(opts: Options, destroy: bool, keys: Any) -> Any:
         excludes = tuple(Address.parse(t) for t in a.exclude or ())
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return PlanOptions(destroy=destroy, prune=not a.no_prune, targets=targets,
+    return PlanOptions(destroy=destroy, prune=not getattr(a, "no_prune", False), targets=targets,
                        excludes=excludes, local_keys=keys.duids())
 
 
@@ -271,7 +271,7 @@ def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> tuple[Any, Callab
     from .plan import planfile
 
     a = opts.args
-    if a.target or a.exclude or a.no_prune:
+    if a.target or a.exclude or getattr(a, "no_prune", False):
         raise UsageError("a saved plan carries its own --target/--exclude/--no-prune; run "
                          "'iotc plan' with them instead")
     try:
@@ -389,10 +389,27 @@ def _migrate(keys: Any) -> None:
 def cmd_login(opts: Options) -> int:
     out = make_console()
     with connect(opts) as api:
-        password = os.environ.get("IOTC_PASS") or _prompt_password(opts)
+        password = _stdin_password() if opts.args.password_stdin else \
+            os.environ.get("IOTC_PASS") or _prompt_password(opts)
         identity = api.session.login(password=password)
     out.print(f"Logged in as {identity.username} (pf={identity.pf}, env={identity.env}, "
               f"cpId={identity.cpid}).")
+    return EXIT_OK
+
+
+def _stdin_password() -> str:
+    """The first line of standard input, without its newline (`echo pw | iotc login`)."""
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        raise UsageError("--password-stdin: standard input holds no password")
+    return line
+
+
+def cmd_completion(opts: Options) -> int:
+    """A completion script for the shell, from the parser itself (shtab)."""
+    import shtab
+
+    sys.stdout.write(shtab.complete(build_parser(), shell=opts.args.shell))
     return EXIT_OK
 
 
@@ -558,29 +575,99 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+HELP: dict[str, tuple[str, str]] = {
+    # command: (description, examples)
+    "validate": ("Check manifests against their schemas and each other (references, "
+                 "duplicates, files). Reads no account: safe in any pull request.",
+                 "iotc validate fleet/\niotc validate fleet/devices.yaml fleet/templates.yaml"),
+    "plan": ("Compare the manifests with the live account and show what apply would change: "
+             "destroys first, then replacements (-/+), updates (~) and creates (+); objects "
+             "in the account that nothing declares are listed with ?.",
+             "iotc plan fleet/\niotc plan fleet/ --out plan.json      # then: iotc apply "
+             "plan.json\niotc plan fleet/ --format markdown > comment.md\n"
+             "iotc plan fleet/ --detailed-exitcode  # exit 2 when something would change\n"
+             "iotc plan fleet/ --target device/lt-0001"),
+    "apply": ("Make the account match the manifests: plan, confirm, execute in dependency "
+              "order (independent changes in parallel), then read the account back. With a "
+              "saved plan file, apply exactly that plan, only if it is still the plan.",
+              "iotc apply fleet/\niotc apply fleet/ --auto-approve        # CI, no terminal\n"
+              "iotc apply plan.json --manifests fleet/\niotc --emulator apply examples/manifests"),
+    "destroy": ("Delete every declared object that exists (firmware is deprecated: IoTConnect "
+                "cannot delete it). Shows the plan and asks first.",
+                "iotc destroy fleet/\niotc destroy fleet/ --target device/lt-0001 "
+                "--auto-approve"),
+    "login": ("Log in and keep a token (mode 0600) in the config folder; the password is "
+              "never stored. CI can skip this: IOTC_USER/IOTC_PASS/IOTC_SKEY log in by "
+              "themselves.",
+              "iotc login --user me@example.com --skey SKEY --env poc --pf aws\n"
+              "echo \"$PASSWORD\" | iotc login --user me@example.com --password-stdin"),
+    "logout": ("Forget the stored token.", "iotc logout"),
+    "whoami": ("Show the account the stored login or the environment reaches.",
+               "iotc whoami\niotc --emulator whoami"),
+    "get": ("List the account's templates, devices, firmware or upgrades, streamed from the "
+            "same list endpoints a plan reads. Fields are stable for scripts (-o json|yaml).",
+            "iotc get devices 'lt-*'\niotc get devices --template sensor01 -o wide\n"
+            "iotc get upgrades -o json"),
+    "export": ("Write manifests for what the account holds, so that validate and plan of "
+               "them find nothing to do: adopt an existing account, or back one up. Upgrade "
+               "files are downloaded and checked; keys are never written.",
+               "iotc export adopted/ && iotc plan adopted/\n"
+               "iotc export pumps/ --match 'device/pump-*'"),
+    "doctor": ("Check, read-only, everything a run needs: discovery, login, token refresh, "
+               "clock, list permissions, the key store. One line per check; exit 1 on a "
+               "failure.", "iotc doctor\niotc --emulator doctor"),
+    "completion": ("Print a shell completion script generated from this command line.",
+                   "iotc completion bash > ~/.local/share/bash-completion/completions/iotc\n"
+                   "iotc completion zsh > \"${fpath[1]}/_iotc\""),
+    "emulator": ("The bundled IoTConnect emulator: same paths, casing, status codes and "
+                 "refusals as the real service, state in SQLite.",
+                 "iotc emulator serve --port 8080"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from rich_argparse import RawDescriptionRichHelpFormatter
+
     common = _common()
     parser = argparse.ArgumentParser(
-        prog="iotc", description="Declarative reconciler for Avnet IoTConnect.",
-        parents=[common])
+        prog="iotc", description="Declarative reconciler for Avnet IoTConnect: keep templates, "
+        "devices and firmware in YAML and let plan/apply make the account match.",
+        parents=[common], formatter_class=RawDescriptionRichHelpFormatter,
+        epilog="Start offline: iotc --emulator apply examples/manifests --auto-approve")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser = _with_parents(sub.add_parser, common)  # type: ignore[method-assign]
     _manifest_commands(sub)
     _account_commands(sub)
     _emulator_command(sub)
+    completion = sub.add_parser("completion", api=False,
+                                help="print a shell completion script (bash, zsh)")
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
+    completion.set_defaults(run=cmd_completion)
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("iotc-apply")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _manifest_commands(sub: Any) -> None:
-    validate = sub.add_parser("validate", help="check manifests (schema, references); "
-                                               "no network")
+    validate = sub.add_parser("validate", api=False,
+                              help="check manifests (schema, references); no network")
     validate.add_argument("paths", nargs="+", metavar="PATH",
                           help="manifest files or directories (searched for *.yaml, *.yml)")
     validate.set_defaults(run=cmd_validate)
     plan = sub.add_parser("plan", help="show what would change in the account")
     _plan_arguments(plan)
     plan.add_argument("--out", metavar="FILE", help="save the plan for 'iotc apply FILE'")
-    plan.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    plan.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                      help="text for a terminal (default), markdown for a pull-request "
+                           "comment, json (schemas/plan.schema.json) for tools")
     plan.add_argument("--detailed-exitcode", action="store_true",
                       help="exit 2 when there are changes, 0 when there are none")
     plan.add_argument("--destroy", action="store_true",
@@ -597,7 +684,7 @@ def _manifest_commands(sub: Any) -> None:
     _lock_argument(apply)
     apply.set_defaults(run=cmd_apply)
     destroy = sub.add_parser("destroy", help="delete everything the manifests declare")
-    _plan_arguments(destroy)
+    _plan_arguments(destroy, prune=False)
     destroy.add_argument("--auto-approve", action="store_true",
                          help="do not ask for confirmation (needed without a terminal)")
     _lock_argument(destroy)
@@ -616,8 +703,11 @@ def _account_commands(sub: Any) -> None:
     login.add_argument("--skey", help="solution key (default $IOTC_SKEY)")
     login.add_argument("--env", help="environment, e.g. poc, prod, avnet (default $IOTC_ENV)")
     login.add_argument("--pf", choices=("aws", "az"), help="platform (default $IOTC_PF)")
+    login.add_argument("--password-stdin", action="store_true",
+                       help="read the password from standard input (for scripts)")
     login.set_defaults(run=cmd_login)
-    sub.add_parser("logout", help="forget the stored token").set_defaults(run=cmd_logout)
+    sub.add_parser("logout", api=False,
+                   help="forget the stored token").set_defaults(run=cmd_logout)
     sub.add_parser("whoami", help="show the logged-in account").set_defaults(run=cmd_whoami)
 
     get = sub.add_parser("get", help="list templates, devices, firmware or upgrades")
@@ -639,7 +729,8 @@ def _account_commands(sub: Any) -> None:
     export.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",
                         help="key store: devices without a key here are exported with "
                              "certificate: external")
-    export.add_argument("--parallelism", type=int, default=10, metavar="N")
+    export.add_argument("--parallelism", type=int, default=10, metavar="N",
+                        help="concurrent requests (default 10)")
     export.set_defaults(run=cmd_export)
     doctor = sub.add_parser("doctor", help="check discovery, login, token refresh, clock, list "
                                            "permissions and the key store (read-only)")
@@ -649,9 +740,16 @@ def _account_commands(sub: Any) -> None:
 
 
 def _emulator_command(sub: Any) -> None:
-    emulator = sub.add_parser("emulator", help="the local IoTConnect emulator")
-    esub = emulator.add_subparsers(dest="emulator_command", metavar="ACTION", required=True)
-    serve = esub.add_parser("serve", help="serve the emulator on 127.0.0.1")
+    emulator = sub.add_parser("emulator", api=False, help="the local IoTConnect emulator")
+    esub = emulator.add_subparsers(dest="emulator_command", metavar="ACTION", required=True,
+                                   help="serve: run it on 127.0.0.1")
+    serve = esub.add_parser(
+        "serve", help="serve the emulator on 127.0.0.1",
+        description="Serve the emulator over HTTP on 127.0.0.1 and print the environment "
+        "that points iotc (or the official client) at it.",
+        epilog="examples:\n  iotc emulator serve --port 8080\n  iotc emulator serve --db "
+        ":memory: --latency 20 --rate-limit 5\n  iotc emulator serve --fault 'POST "
+        "/Device=0.2:503,drop'", formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     serve.add_argument("--db", default=str(DEFAULT_EMULATOR_DB), help="SQLite state file")
     serve.add_argument("--latency", type=float, default=0.0, metavar="MS",
@@ -665,21 +763,23 @@ def _emulator_command(sub: Any) -> None:
                        help="answer 429 with Retry-After above this request rate")
     serve.add_argument("--page-size", type=int, default=None, metavar="N",
                        help="cap every page at N items, silently")
-    serve.add_argument("--token-lifetime", type=int, default=86400, metavar="S")
+    serve.add_argument("--token-lifetime", type=int, default=86400, metavar="S",
+                       help="seconds an access token lives (default 86400, as the service)")
     serve.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     serve.set_defaults(run=cmd_emulator_serve)
 
 
 def _plan_arguments(parser: argparse.ArgumentParser,
-                    paths_help: str = "manifest files or directories") -> None:
-    """Arguments shared by plan, apply and destroy."""
+                    paths_help: str = "manifest files or directories", prune: bool = True) -> None:
+    """Arguments shared by plan, apply and destroy (destroy ignores prune globs)."""
     parser.add_argument("paths", nargs="+", metavar="PATH", help=paths_help)
     parser.add_argument("--target", action="append", metavar="ADDR",
                         help="only this address (and what it needs), e.g. device/lt-0001")
     parser.add_argument("--exclude", action="append", metavar="ADDR",
                         help="leave this address (and what needs it) out")
-    parser.add_argument("--no-prune", action="store_true",
-                        help="do not delete undeclared objects matching Project.prune")
+    if prune:
+        parser.add_argument("--no-prune", action="store_true",
+                            help="do not delete undeclared objects matching Project.prune")
     parser.add_argument("--parallelism", type=int, default=10, metavar="N",
                         help="concurrent requests (default 10)")
     parser.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",
@@ -688,8 +788,18 @@ def _plan_arguments(parser: argparse.ArgumentParser,
 
 def _with_parents(add: Callable[..., Any], common: argparse.ArgumentParser) -> \
         Callable[..., Any]:
-    def add_parser(name: str, **kwargs: Any) -> Any:
-        return add(name, parents=[common], **kwargs)
+    """Every subcommand gets its description, examples and the rich help formatter; the
+    ones that talk to an account (`api`) also get `--emulator`."""
+    from rich_argparse import RawDescriptionRichHelpFormatter
+
+    def add_parser(name: str, api: bool = True, **kwargs: Any) -> Any:
+        description, examples = HELP.get(name, ("", ""))
+        kwargs.setdefault("description", description or kwargs.get("help"))
+        if examples:
+            kwargs.setdefault("epilog", "examples:\n" + "\n".join(
+                f"  {line}" for line in examples.splitlines()))
+        return add(name, parents=[common] if api else [],
+                   formatter_class=RawDescriptionRichHelpFormatter, **kwargs)
     return add_parser
 
 
