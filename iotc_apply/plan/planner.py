@@ -345,11 +345,13 @@ def _destroy(desired: Desired, snap: Snapshot, work: _Work) -> None:
         else:
             continue
         work.add(_deletion(address, Reason.DESTROY, before))
-    _blockers(desired, snap, work)
+    _blockers(desired, snap, work, destroying=True)
 
 
-def _blockers(desired: Desired, snap: Snapshot, work: _Work) -> None:
+def _blockers(desired: Desired, snap: Snapshot, work: _Work, destroying: bool = False) -> None:
     """A template leaving the account must take its devices and firmware with it."""
+    remedy = "declare them, or keep the template: --exclude template/{code}" if destroying \
+        else "declare or prune them"
     leaving = {c.address.name for c in work.changes.values() if c.address.kind is
                Kind.TEMPLATE and c.action in (Action.DELETE, Action.REPLACE)}
     for code in sorted(leaving):
@@ -360,7 +362,7 @@ def _blockers(desired: Desired, snap: Snapshot, work: _Work) -> None:
             work.errors.append(
                 f"template/{code}: cannot be removed while {len(staying)} device(s) not in this "
                 f"plan are on it ({', '.join(staying[:3])}{'...' if len(staying) > 3 else ''})"
-                "; declare or prune them")
+                f"; {remedy.format(code=code)}")
         for name, fw in snap.firmwares.items():
             change = work.changes.get(Address(Kind.FIRMWARE, name))
             if fw.template_guid == guid and not fw.deprecated and (
