@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .client.errors import ApiError
-from .client.redact import redact_text
+from .client.redact import redact_text, remember
 from .defaults import DEFAULT_EMULATOR_DB, DEFAULT_KEYS_DIR
 from .ui.console import error, make_console
 
@@ -95,7 +95,7 @@ def cmd_validate(opts: Options) -> int:
     from .manifest import load
     from .ui import diagnostics as show
 
-    loaded = load(opts.args.paths)
+    loaded = load(opts.args.paths, _given(opts))
     err, out = make_console(sys.stderr), make_console()
     show.render(err, loaded.diagnostics)
     line = show.summary(loaded.diagnostics, loaded.files, loaded.documents,
@@ -104,17 +104,33 @@ def cmd_validate(opts: Options) -> int:
     return EXIT_OK if loaded.ok else EXIT_ERROR
 
 
-def _load(opts: Options) -> Any:
+def _given(opts: Options, recorded: dict[str, Any] | None = None) -> Any:
+    """Variable values from --var, --var-file and IOTC_VAR_* (a saved plan's recorded values
+    count as --var; its sensitive ones, recorded masked, must come from elsewhere)."""
+    from .manifest.variables import MASK, Given, parse_flags
+
+    try:
+        flags = parse_flags(getattr(opts.args, "var", None) or [])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if recorded is not None:
+        flags = {**{k: str(v) for k, v in recorded.items() if v != MASK}, **flags}
+    environ = {k: v for k, v in os.environ.items() if k.startswith("IOTC_VAR_")}
+    return Given(flags, tuple(getattr(opts.args, "var_file", None) or ()), environ)
+
+
+def _load(opts: Options, recorded: dict[str, Any] | None = None) -> Any:
     """Load and validate the manifests; on errors print them and return None."""
     from .manifest import load
     from .ui import diagnostics as show
 
-    loaded = load(opts.args.paths)
+    loaded = load(opts.args.paths, _given(opts, recorded))
     if not loaded.ok:
         err = make_console(sys.stderr)
         show.render(err, loaded.diagnostics)
         err.print(show.summary(loaded.diagnostics, loaded.files, loaded.documents, 0))
         return None
+    remember(*loaded.variables.secrets())
     return loaded
 
 
@@ -163,14 +179,18 @@ def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool) -> Any
     recorded = {"destroy": options.destroy, "prune": options.prune,
                 "targets": [str(t) for t in options.targets],
                 "excludes": [str(e) for e in options.excludes]}
-    digest = planfile.source_digest(loaded.digest, recorded)
-    return dataclasses.replace(plan, source=Source(tuple(opts.args.paths), digest, recorded))
+    variables = loaded.variables.recorded()
+    digest = planfile.source_digest(loaded.digest, recorded, variables)
+    return dataclasses.replace(plan, source=Source(tuple(opts.args.paths), digest, recorded,
+                                                   variables),
+                               secrets=frozenset(loaded.variables.secrets()))
 
 
 def show_plan(plan: Any, fmt: str) -> None:
     from .plan import planfile
     from .ui import plan_markdown, plan_text
 
+    plan = planfile.masked(plan)
     if fmt == "json":
         sys.stdout.write(planfile.dumps(plan))
     elif fmt == "markdown":
@@ -286,11 +306,12 @@ def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> tuple[Any, Callab
                          "--out'")
     _check_account(api, saved)
     manifests = list(a.manifests or saved.source.paths)
-    loaded = _load(replace_args(opts, paths=manifests))
+    loaded = _load(replace_args(opts, paths=manifests), saved.source.variables)
     if loaded is None:
         raise UsageError(f"{path}: the manifests it was made from ({' '.join(manifests)}) "
                          "do not load")
-    if planfile.source_digest(loaded.digest, saved.source.options) != saved.source.digest:
+    if planfile.source_digest(loaded.digest, saved.source.options,
+                              loaded.variables.recorded()) != saved.source.digest:
         raise UsageError(f"{path}: the manifests in {' '.join(manifests)} (or the plan's "
                          "options) differ from the ones the plan was made from; run 'iotc "
                          "plan' again (or pass --manifests PATH)")
@@ -661,6 +682,7 @@ def _manifest_commands(sub: Any) -> None:
                               help="check manifests (schema, references); no network")
     validate.add_argument("paths", nargs="+", metavar="PATH",
                           help="manifest files or directories (searched for *.yaml, *.yml)")
+    _var_arguments(validate)
     validate.set_defaults(run=cmd_validate)
     plan = sub.add_parser("plan", help="show what would change in the account")
     _plan_arguments(plan)
@@ -769,10 +791,20 @@ def _emulator_command(sub: Any) -> None:
     serve.set_defaults(run=cmd_emulator_serve)
 
 
+def _var_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--var", action="append", metavar="NAME=VALUE",
+                        help="a variable's value (beats --var-file and IOTC_VAR_NAME); "
+                             "repeatable")
+    parser.add_argument("--var-file", action="append", metavar="FILE",
+                        help="variable values from a YAML mapping (later files win); "
+                             "repeatable")
+
+
 def _plan_arguments(parser: argparse.ArgumentParser,
                     paths_help: str = "manifest files or directories", prune: bool = True) -> None:
     """Arguments shared by plan, apply and destroy (destroy ignores prune globs)."""
     parser.add_argument("paths", nargs="+", metavar="PATH", help=paths_help)
+    _var_arguments(parser)
     parser.add_argument("--target", action="append", metavar="ADDR",
                         help="only this address (and what it needs), e.g. device/lt-0001")
     parser.add_argument("--exclude", action="append", metavar="ADDR",

@@ -12,13 +12,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..diagnostics import Diagnostic, has_errors
 from . import schema
 from .checks import Desired, assemble
 from .files import ManifestFile, discover, file_digest_line
 from .kinds import BUILDERS, Built
+from .variables import Given, Resolved, declarations, resolve, substitute
 from .yamlsafe import Document, load_file
 
 API_VERSION = "iotc/v1"
@@ -31,28 +32,48 @@ class Loaded:
     files: int
     documents: int
     digest: str = ""
+    variables: Resolved = field(default_factory=Resolved)
 
     @property
     def ok(self) -> bool:
         return not has_errors(self.diagnostics)
 
 
-def load(paths: Sequence[str]) -> Loaded:
+def load(paths: Sequence[str], given: Given | None = None) -> Loaded:
+    """Every manifest under `paths`: Variables documents first (their values resolved from
+    `given`), then every other document with its references substituted, checked, built."""
     files, diags = discover(list(paths))
     built = Built()
-    documents = 0
     digest = hashlib.sha256()
+    loaded: list[tuple[Document, ManifestFile]] = []
     for mf in files:
         digest.update(file_digest_line(mf, list(paths)))
         docs, problems = load_file(mf.path, mf.shown)
         diags += problems
-        documents += len(docs)
-        for doc in docs:
-            diags += _document(doc, mf, built)
+        loaded += [(doc, mf) for doc in docs]
+    declared: list[Document] = []
+    for doc, _ in loaded:
+        if _kind(doc) == "Variables":
+            problems = _envelope(doc, doc.value) or schema.check(doc, "Variables")
+            diags += problems
+            declared += [] if problems else [doc]
+    variables, problems = declarations(declared)
+    resolved, more = resolve(variables, given or Given())
+    diags += problems + more
+    for doc, mf in loaded:
+        if _kind(doc) != "Variables":
+            problems, complete = substitute(doc, resolved.values, variables)
+            if not complete and isinstance(doc.value, dict):
+                _declare_broken(doc.value, built)
+            diags += _document(doc, mf, built) if complete else problems
     desired, problems = assemble(built)
     everything = sorted(set(diags + built.diagnostics + problems), key=Diagnostic.order)
-    return Loaded(desired, tuple(everything), len(files), documents,
-                  "sha256:" + digest.hexdigest())
+    return Loaded(desired, tuple(everything), len(files), len(loaded),
+                  "sha256:" + digest.hexdigest(), resolved)
+
+
+def _kind(doc: Document) -> object:
+    return doc.value.get("kind") if isinstance(doc.value, dict) else None
 
 
 def _document(doc: Document, mf: ManifestFile, built: Built) -> list[Diagnostic]:

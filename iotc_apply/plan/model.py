@@ -90,6 +90,7 @@ class Source:
     paths: tuple[str, ...]
     digest: str
     options: dict[str, Any]
+    variables: dict[str, Any] = field(default_factory=dict)  # sensitive ones masked
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class Plan:
     destroy: bool = False
     source: Source | None = None
     unmanaged: tuple[str, ...] = ()  # live objects in the manifests' scope nothing declares
+    # values of sensitive variables: in memory only, masked wherever the plan is shown/saved
+    secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def counts(self) -> dict[Action, int]:

@@ -14,6 +14,7 @@ document (`difference`). Imports `model` and the plan package.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -21,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..manifest.variables import MASK
 from ..model import Address
 from ..safefile import write_private
 from .model import Account, Action, Change, FieldChange, Plan, Reason, Source
@@ -36,7 +38,33 @@ class PlanFileError(Exception):
     """A plan file that cannot be used (unreadable, wrong version, stale)."""
 
 
+def masked(plan: Plan) -> Plan:
+    """The plan as it may be shown or saved: every sensitive variable's value replaced."""
+    if not plan.secrets:
+        return plan
+    secrets = sorted(plan.secrets, key=len, reverse=True)
+
+    def hide(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in secrets:
+                value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, dict):
+            return {k: hide(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(hide(v) for v in value)
+        return value
+
+    changes = tuple(dataclasses.replace(
+        c, before=hide(c.before), after=hide(c.after), note=hide(c.note),
+        fields=tuple(dataclasses.replace(f, before=hide(f.before), after=hide(f.after))
+                     for f in c.fields)) for c in plan.changes)
+    return dataclasses.replace(plan, changes=changes, warnings=hide(plan.warnings),
+                               errors=hide(plan.errors), secrets=frozenset())
+
+
 def to_json(plan: Plan) -> dict[str, Any]:
+    plan = masked(plan)
     counts = plan.counts
     return {
         "format_version": FORMAT_VERSION,
@@ -54,7 +82,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "entities": dict(plan.entities),
         "guids": dict(plan.guids),
         **({"source": {"paths": list(plan.source.paths), "digest": plan.source.digest,
-                       "options": plan.source.options}} if plan.source else {}),
+                       "options": plan.source.options, "variables": plan.source.variables}}
+           if plan.source else {}),
     }
 
 
@@ -79,10 +108,13 @@ def write(plan: Plan, path: Path, key: str | None = None) -> None:
     write_private(path, dumps(plan, key).encode("utf-8"), mode=0o644)
 
 
-def source_digest(files_digest: str, options: dict[str, Any]) -> str:
-    """The digest a plan records: its manifest files' digest and its options, together, so
-    neither can be edited in a saved plan without the digest differing."""
-    text = files_digest + "\n" + json.dumps(options, sort_keys=True, separators=(",", ":"))
+def source_digest(files_digest: str, options: dict[str, Any],
+                  variables: dict[str, Any]) -> str:
+    """The digest a plan records: its manifest files' digest, its options and its variable
+    values (sensitive ones masked), together, so none can be edited in a saved plan without
+    the digest differing."""
+    text = files_digest + "\n" + json.dumps([options, variables], sort_keys=True,
+                                            separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -152,7 +184,8 @@ def _plan(data: dict[str, Any]) -> Plan:
         depends_on=tuple(Address.parse(a) for a in c["depends_on"]), note=c.get("note"))
         for c in data["changes"])
     src = data.get("source")
-    source = Source(tuple(src["paths"]), src["digest"], dict(src["options"])) if src else None
+    source = Source(tuple(src["paths"]), src["digest"], dict(src["options"]),
+                    dict(src["variables"])) if src else None
     return Plan(account=Account(acc["pf"], acc["env"], acc["cpid"], acc["dedicated"]),
                 changes=changes, unchanged=data["summary"]["unchanged"],
                 warnings=tuple(data["warnings"]), errors=tuple(data["errors"]),

@@ -1,0 +1,103 @@
+"""Variables: environments and throw-away fleets from one manifest tree."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from iotc_apply.cli import main
+from iotc_apply.emulator import EmulatorServer
+from iotc_apply.manifest import load
+from iotc_apply.manifest.variables import Given
+from iotc_apply.model import DesiredDevice
+
+from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_FLEET = ROOT / "examples" / "test-fleet"
+
+
+def test_two_runs_coexist_and_destroy_independently(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    shutil.copytree(TEST_FLEET, work / "tf")
+    assert iotc("apply", "tf", "--var", "run=pra", "--auto-approve") == 0
+    assert iotc("apply", "tf", "--var", "run=prb", "--var", "count=3", "--auto-approve") == 0
+    duids = sorted(d["uniqueId"] for d in live(server)["device"])
+    assert duids == [f"pra-lt-00{i}" for i in range(1, 6)] + \
+        [f"prb-lt-00{i}" for i in range(1, 4)]
+    assert iotc("plan", "tf", "--var", "run=pra", "--detailed-exitcode") == 0
+    assert iotc("destroy", "tf", "--var", "run=pra", "--auto-approve") == 0
+    state = live(server)
+    assert sorted(d["uniqueId"] for d in state["device"]) == [f"prb-lt-00{i}" for i in (1, 2, 3)]
+    assert [t["code"] for t in state["template"]] == ["prbt"]
+
+
+def test_sources_rank_flags_files_environment_defaults(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "one.yaml").write_text("run: filev\ncount: 2\n")
+    (tmp_path / "two.yaml").write_text("count: 4\n")
+    monkeypatch.chdir(tmp_path)
+
+    def devices(given: Given) -> list[str]:
+        loaded = load([str(TEST_FLEET)], given)
+        assert loaded.ok, [str(d) for d in loaded.diagnostics]
+        return sorted(d.duid for d in loaded.desired.of(DesiredDevice))
+
+    env = {"IOTC_VAR_run": "envv", "IOTC_VAR_count": "1"}
+    assert devices(Given(environ=env)) == ["envv-lt-001"]
+    assert devices(Given(files=("one.yaml", "two.yaml"), environ=env)) == \
+        [f"filev-lt-00{i}" for i in range(1, 5)]  # files beat env, later files win
+    assert devices(Given({"run": "flagv"}, ("one.yaml",), env)) == ["flagv-lt-001", "flagv-lt-002"]
+
+
+def test_escapes_types_and_index_beside_variables(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Variables\nmetadata: {name: v}\nspec:\n  variables:\n"
+        "    site: {type: string, default: north}\n    live: {type: boolean, default: false}\n"
+        "---\napiVersion: iotc/v1\nkind: Template\nmetadata: {name: t1}\nspec:\n"
+        "  name: 'Costs $${var.site} and ${var.site}'\n  authType: self-signed\n"
+        "  attributes: [{name: a, type: DECIMAL}]\n"
+        "---\napiVersion: iotc/v1\nkind: DeviceSet\nmetadata: {name: s}\nspec:\n"
+        "  count: 2\n  uniqueId: '${var.site}-{index:02}'\n  template: t1\n"
+        "  displayName: '{index} at ${var.site}'\n  active: ${var.live}\n")
+    loaded = load([str(tmp_path)])
+    assert loaded.ok, [str(d) for d in loaded.diagnostics]
+    devices = loaded.desired.of(DesiredDevice)
+    assert [(d.duid, d.display_name, d.active) for d in devices] == [
+        ("north-01", "1 at north", False), ("north-02", "2 at north", False)]
+    template = next(iter(r for r in loaded.desired.resources.values()
+                         if getattr(r, "code", None) == "t1"))
+    assert template.name == "Costs ${var.site} and north"
+
+
+def test_a_sensitive_value_leaves_no_trace_in_plans(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (work / "s").mkdir()
+    (work / "s" / "m.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Variables\nmetadata: {name: v}\nspec:\n  variables:\n"
+        "    owner: {type: string, sensitive: true}\n    run: {type: string}\n"
+        "---\napiVersion: iotc/v1\nkind: Template\nmetadata: {name: t1}\nspec:\n"
+        "  name: T\n  authType: self-signed\n  attributes: [{name: a, type: DECIMAL}]\n"
+        "---\napiVersion: iotc/v1\nkind: Device\nmetadata: {name: '${var.run}-d1'}\nspec:\n"
+        "  template: t1\n  displayName: 'Owned by ${var.owner}'\n")
+    secret = "Zq9-unguessable-owner"
+    monkeypatch.setenv("IOTC_VAR_owner", secret)
+    assert iotc("plan", "s", "--var", "run=pr1", "--out", "p.json") == 0
+    assert iotc("plan", "s", "--var", "run=pr1", "--format", "json") == 0
+    out = capsys.readouterr().out
+    saved = Path("p.json").read_text()
+    assert secret not in saved and secret not in out
+    assert "Owned by (sensitive)" in saved
+    source = json.loads(saved)["source"]
+    assert source["variables"] == {"owner": "(sensitive)", "run": "pr1"}
+    assert iotc("apply", "p.json") == 0  # no --var: run is recorded, owner from the environment
+    assert "Apply complete: 2 created" in capsys.readouterr().out
+    names = {d["uniqueId"]: d["displayName"] for d in live(server)["device"]}
+    assert names == {"pr1-d1": f"Owned by {secret}"}  # the account gets the real value
+    assert main(["validate", "s", "--var", "nosuch=1"]) == 1
+    assert "'nosuch' is not a declared variable (declared: owner, run)" in \
+        capsys.readouterr().err
