@@ -230,7 +230,59 @@ def cmd_apply(opts: Options) -> int:
 
 
 def cmd_destroy(opts: Options) -> int:
+    a = opts.args
+    if a.match:
+        return _apply(opts, destroy=True)
+    if a.older_than:
+        raise UsageError("--older-than goes with --match: iotc destroy --match 'template/pr*' "
+                         "--older-than 24h")
+    if not a.paths:
+        raise UsageError("destroy needs manifests (PATH...) or --match ADDR-GLOB")
     return _apply(opts, destroy=True)
+
+
+def _sweep_plan(api: IoTConnect, opts: Options) -> tuple[Any, Callable[[], Any]]:
+    """`destroy --match`: live objects by address glob, declared or not; the Project of any
+    manifests given still protects."""
+    import datetime
+
+    from . import snapshot
+    from .model import Globs
+    from .plan import make_sweep
+
+    a = opts.args
+    cutoff = None
+    if a.older_than:
+        if any(not g.startswith(("template/", "firmware/")) for g in a.match):
+            raise UsageError("--older-than: IoTConnect reports no creation time for devices, "
+                             "so only template/ and firmware/ globs can be aged; sweep "
+                             "devices by name (e.g. --match 'device/pr42-*')")
+        cutoff = datetime.datetime.now(datetime.UTC) - _duration(a.older_than)
+    protect = Globs()
+    if a.paths:
+        loaded = _load(opts)
+        if loaded is None:
+            raise UsageError("the manifests given for their Project.protect do not load")
+        if loaded.desired.project is not None:
+            protect = loaded.desired.project.protect
+
+    def plan() -> Any:
+        snap = snapshot.take(api, None, None, parallelism=a.parallelism)
+        return make_sweep(snap, tuple(a.match), protect, cutoff)
+    return plan(), plan
+
+
+def _duration(text: str) -> Any:
+    """`90m`, `24h`, `7d`, `2w` as a timedelta; UsageError otherwise."""
+    import datetime
+    import re
+
+    found = re.fullmatch(r"(\d{1,6})([smhdw])", text.strip())
+    if found is None:
+        raise UsageError(f"--older-than {text!r}: expected a number and a unit, e.g. 90m, "
+                         "24h, 7d, 2w")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+    return datetime.timedelta(**{unit[found.group(2)]: int(found.group(1))})
 
 
 def _apply(opts: Options, destroy: bool) -> int:
@@ -266,6 +318,13 @@ def _apply_locked(opts: Options, destroy: bool) -> int:
         if saved is not None:
             plan, replan = _saved_plan(api, saved, opts)
             show_plan(plan, "text")
+        elif destroy and opts.args.match:
+            plan, replan = _sweep_plan(api, opts)
+            show_plan(plan, "text")
+            if plan.errors or not plan.has_changes:
+                return EXIT_ERROR if plan.errors else EXIT_OK
+            if not _confirm(opts, destroy):
+                return EXIT_ERROR
         else:
             loaded = _load(opts)
             if loaded is None:
@@ -613,10 +672,13 @@ HELP: dict[str, tuple[str, str]] = {
               "saved plan file, apply exactly that plan, only if it is still the plan.",
               "iotc apply fleet/\niotc apply fleet/ --auto-approve        # CI, no terminal\n"
               "iotc apply plan.json --manifests fleet/\niotc --emulator apply examples/manifests"),
-    "destroy": ("Delete every declared object that exists (firmware is deprecated: IoTConnect "
-                "cannot delete it). Shows the plan and asks first.",
-                "iotc destroy fleet/\niotc destroy fleet/ --target device/lt-0001 "
-                "--auto-approve"),
+    "destroy": ("Delete every declared object that exists, or with --match every live object "
+                "whose address matches, declared or not (devices before their template; "
+                "firmware is deprecated: IoTConnect cannot delete it). Shows the plan and asks "
+                "first; Project.protect globs of the PATHs given still win.",
+                "iotc destroy fleet/\niotc destroy fleet/ --var run=pr42 --auto-approve\n"
+                "iotc destroy --match 'device/pr*' --match 'template/pr*' fleet/\n"
+                "iotc destroy --match 'template/pr*' --older-than 24h --auto-approve"),
     "login": ("Log in and keep a token (mode 0600) in the config folder; the password is "
               "never stored. CI can skip this: IOTC_USER/IOTC_PASS/IOTC_SKEY log in by "
               "themselves.",
@@ -705,8 +767,16 @@ def _manifest_commands(sub: Any) -> None:
                        help="do not ask for confirmation (needed without a terminal)")
     _lock_argument(apply)
     apply.set_defaults(run=cmd_apply)
-    destroy = sub.add_parser("destroy", help="delete everything the manifests declare")
-    _plan_arguments(destroy, prune=False)
+    destroy = sub.add_parser("destroy", help="delete everything the manifests declare, or "
+                                             "what --match names")
+    _plan_arguments(destroy, prune=False, paths="*")
+    destroy.add_argument("--match", action="append", metavar="ADDR-GLOB",
+                         help="delete live objects whose address matches, declared or not "
+                              "(e.g. 'device/pr42-*'); PATHs then only lend their "
+                              "Project.protect; repeatable")
+    destroy.add_argument("--older-than", metavar="DURATION",
+                         help="with --match: only objects created longer ago, e.g. 24h, 7d "
+                              "(templates and firmware: the service reports no device ages)")
     destroy.add_argument("--auto-approve", action="store_true",
                          help="do not ask for confirmation (needed without a terminal)")
     _lock_argument(destroy)
@@ -801,9 +871,10 @@ def _var_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _plan_arguments(parser: argparse.ArgumentParser,
-                    paths_help: str = "manifest files or directories", prune: bool = True) -> None:
+                    paths_help: str = "manifest files or directories", prune: bool = True,
+                    paths: str = "+") -> None:
     """Arguments shared by plan, apply and destroy (destroy ignores prune globs)."""
-    parser.add_argument("paths", nargs="+", metavar="PATH", help=paths_help)
+    parser.add_argument("paths", nargs=paths, metavar="PATH", help=paths_help)
     _var_arguments(parser)
     parser.add_argument("--target", action="append", metavar="ADDR",
                         help="only this address (and what it needs), e.g. device/lt-0001")

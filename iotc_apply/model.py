@@ -113,6 +113,7 @@ class LiveTemplate:
     message_version: str
     firmware_guid: str | None = None
     commands: tuple[LiveCommand, ...] | None = None
+    created: str | None = None  # ISO-8601 `createdDate` of the list item
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class LiveFirmware:
     deprecated: bool
     description: str | None
     upgrades: tuple[LiveUpgrade, ...] | None = None
+    created: str | None = None  # ISO-8601 `createdDate` of the list item
 
 
 # -- desired values (what the manifests declare) ---------------------------------------------

@@ -101,3 +101,52 @@ def test_a_sensitive_value_leaves_no_trace_in_plans(
     assert main(["validate", "s", "--var", "nosuch=1"]) == 1
     assert "'nosuch' is not a declared variable (declared: owner, run)" in \
         capsys.readouterr().err
+
+
+def test_a_sweep_removes_exactly_the_left_overs(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """A crashed run's fleet is swept by name; a protected device and the other run stay."""
+    shutil.copytree(TEST_FLEET, work / "tf")
+    assert iotc("apply", "tf", "--var", "run=pra", "--auto-approve") == 0
+    assert iotc("apply", "tf", "--var", "run=prb", "--var", "count=2", "--auto-approve") == 0
+    (work / "guard").mkdir()
+    (work / "guard" / "project.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Project\nmetadata: {name: guard}\n"
+        "spec:\n  protect: {devices: [pra-lt-003]}\n")
+    capsys.readouterr()
+    assert iotc("destroy", "guard", "--match", "device/pra-*", "--auto-approve") == 0
+    out = capsys.readouterr().out
+    assert "warning: device/pra-lt-003: protected (Project.protect); left in place" in out
+    assert "Destroy complete: 4 removed" in out
+    assert sorted(d["uniqueId"] for d in live(server)["device"]) == \
+        ["pra-lt-003", "prb-lt-001", "prb-lt-002"]
+
+
+def test_older_than_ages_templates_and_refuses_devices(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    import time
+
+    ctx = server.emulator.state.ctx
+    shutil.copytree(TEST_FLEET, work / "tf")
+    real = ctx.clock
+    try:
+        ctx.clock = lambda: real() - 3 * 3600  # made 3 hours ago
+        assert iotc("apply", "tf", "--var", "run=old", "--var", "count=1",
+                    "--auto-approve") == 0
+        ctx.clock = lambda: real() - 3600  # made 1 hour ago
+        assert iotc("apply", "tf", "--var", "run=new", "--var", "count=1",
+                    "--auto-approve") == 0
+    finally:
+        ctx.clock = real
+    assert time.time() - real() < 5
+    capsys.readouterr()
+    assert iotc("destroy", "--match", "device/*", "--older-than", "2h") == 1
+    assert "IoTConnect reports no creation time for devices" in capsys.readouterr().err
+    assert iotc("destroy", "--match", "device/old-*", "--auto-approve") == 0
+    assert iotc("destroy", "--match", "template/*", "--older-than", "2h",
+                "--auto-approve") == 0
+    out = capsys.readouterr().out
+    assert "- template/oldt" in out and "newt" not in out
+    assert sorted(t["code"] for t in live(server)["template"]) == ["newt"]
+    assert iotc("destroy", "--match", "template/*", "--older-than", "2 days") == 1
+    assert "expected a number and a unit" in capsys.readouterr().err

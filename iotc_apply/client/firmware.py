@@ -46,7 +46,7 @@ def firmware_from_wire(item: dict[str, Any]) -> LiveFirmware:
         template_code=item.get("deviceTemplateCode"),
         deprecated=bool(item.get("isDeprecated")),
         description=item.get("description") or item.get("firmwareDescription") or None,
-        upgrades=upgrades)
+        upgrades=upgrades, created=item.get("createdDate") or None)
 
 
 class FirmwareClient:

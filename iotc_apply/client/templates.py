@@ -37,6 +37,7 @@ def template_from_wire(item: dict[str, Any]) -> LiveTemplate:
         firmware_guid=_guid(item.get("firmwareGuid")) or None,
         commands=tuple(command_from_wire(c) for c in commands) if isinstance(commands, list)
         else None,
+        created=item.get("createdDate") or None,
     )
 
 

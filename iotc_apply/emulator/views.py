@@ -102,8 +102,7 @@ def device_detail(d: Record, t: Record, entity: Record, cpid: str) -> dict[str, 
         "isIotEdgeEnable": False, "isLowBandwidth": False, "isSolutionTemplate": False,
         "messageVersion": t["messageVersion"], "parentDeviceGuid": None, "tag": None,
         "properties": [], "deviceStatus": "Released", "lastConnection": None,
-        "createdDate": d["createdDate"],
-    }
+    }  # no createdDate: neither the DeviceInformation schema nor a capture shows one
 
 
 def entity_item(e: Record) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Plans: what would change, why, and the plan file. The planner is pure (no I/O)."""
 
 from .model import Account, Action, Change, FieldChange, Plan, Reason
-from .planner import PlanOptions, make_plan
+from .planner import PlanOptions, make_plan, make_sweep
 
 __all__ = ["Account", "Action", "Change", "FieldChange", "Plan", "PlanOptions", "Reason",
-           "make_plan"]
+           "make_plan", "make_sweep"]

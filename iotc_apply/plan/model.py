@@ -45,6 +45,7 @@ class Reason(StrEnum):
     DESTROY = "destroy requested"
     PRUNE = "not declared, matches a prune glob"
     REMOVED = "removed from its firmware's upgrade list"
+    SWEEP = "matches destroy --match"
 
 
 @dataclass(frozen=True)

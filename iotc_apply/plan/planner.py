@@ -9,6 +9,7 @@ caller passes which local keys exist. Imports `model`, `manifest.checks` (the
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import fnmatch
 from collections.abc import Iterable
@@ -98,6 +99,58 @@ def _guids(desired: Desired, snap: Snapshot) -> dict[str, str]:
     out |= {f"firmware/{n}": f.guid for n, f in snap.firmwares.items()
             if Address(Kind.FIRMWARE, n) in desired.resources and not f.deprecated}
     return out
+
+
+def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
+               older_than: datetime.datetime | None = None) -> Plan:
+    """`destroy --match`: every live object whose address matches a glob, declared or not,
+    in dependency order (the executor deletes devices before their template; firmware is
+    deprecated). `older_than` keeps objects created at or after it (only kinds whose
+    listing reports a creation time can be aged: the CLI refuses the others)."""
+    work = _Work()
+
+    def wanted(address: Address, created: str | None) -> bool:
+        if not any(fnmatch.fnmatchcase(str(address), g) for g in globs):
+            return False
+        return older_than is None or (created is not None and _before(created, older_than))
+
+    for code, template in snap.templates.items():
+        address = Address(Kind.TEMPLATE, code)
+        if wanted(address, template.created):
+            work.add(_deletion(address, Reason.SWEEP, views.live_template(template, snap)))
+    for duid, device in snap.devices.items():
+        address = Address(Kind.DEVICE, duid)
+        if wanted(address, None):
+            work.add(_deletion(address, Reason.SWEEP, views.live_device(device, snap)))
+    for name, fw in snap.firmwares.items():
+        address = Address(Kind.FIRMWARE, name)
+        if not fw.deprecated and wanted(address, fw.created):
+            work.add(_deletion(address, Reason.SWEEP, views.live_firmware(fw, snap)))
+    by_kind = {Kind.TEMPLATE: protect.templates, Kind.DEVICE: protect.devices,
+               Kind.FIRMWARE: protect.firmwares}
+    for address in sorted(work.changes):
+        if _matches(address.name, by_kind.get(address.kind, ())):
+            del work.changes[address]  # protect wins: a sweep leaves it, and says so
+            work.warnings.append(f"{address}: protected (Project.protect); left in place")
+    _blockers(Desired({}, {}, None), snap, work)
+    return Plan(
+        account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
+                        snap.identity.dedicated),
+        changes=tuple(sorted(work.changes.values(), key=lambda c: c.sort_key)),
+        unchanged=0, warnings=tuple(work.warnings), errors=tuple(work.errors),
+        fingerprint={str(a): snap.fingerprint(a) for a in sorted(work.changes)},
+        entities={e.name: e.guid for e in snap.entities} | _root(snap), guids={},
+        destroy=True)
+
+
+def _before(created: str, cutoff: datetime.datetime) -> bool:
+    try:
+        when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return False  # an unreadable time is never old enough to delete
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when < cutoff
 
 
 def _root(snap: Snapshot) -> dict[str, str]:
