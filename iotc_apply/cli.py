@@ -134,13 +134,19 @@ def _load(opts: Options, recorded: dict[str, Any] | None = None) -> Any:
     return loaded
 
 
-def key_store(api: IoTConnect, opts: Options) -> Any:
-    """The logged-in account's part of the key store (`KEYS_DIR/<cpId>-<env>/`)."""
-    from .apply.keys import KeyStore, KeyStoreError, account_folder
+def key_store(api: IoTConnect, opts: Options, project: Any = None) -> Any:
+    """The logged-in account's part of the key store (`KEYS_DIR/<cpId>-<env>/`), sealed to
+    the age recipients of --keys-recipient / IOTC_KEYS_RECIPIENTS, else of the Project."""
+    from .apply.keys import KeyStore, KeyStoreError, account_folder, recipients
 
     me = api.session.identity()
+    given = list(getattr(opts.args, "keys_recipient", None) or [])
+    given += os.environ.get("IOTC_KEYS_RECIPIENTS", "").replace(",", " ").split()
+    if not given and project is not None:
+        given = list(project.recipients)
     try:
-        return KeyStore(Path(opts.args.keys_dir), account_folder(me.cpid, me.env))
+        return KeyStore(Path(opts.args.keys_dir), account_folder(me.cpid, me.env),
+                        recipients(given))
     except KeyStoreError as exc:
         raise UsageError(str(exc)) from None
 
@@ -315,8 +321,9 @@ def _apply_locked(opts: Options, destroy: bool) -> int:
         raise UsageError("--manifests goes with a saved plan file: iotc apply PLAN.json "
                          "--manifests PATH")
     with connect(opts) as api:
+        project = None
         if saved is not None:
-            plan, replan = _saved_plan(api, saved, opts)
+            plan, replan, project = _saved_plan(api, saved, opts)
             show_plan(plan, "text")
         elif destroy and opts.args.match:
             plan, replan = _sweep_plan(api, opts)
@@ -336,10 +343,12 @@ def _apply_locked(opts: Options, destroy: bool) -> int:
             if not _confirm(opts, destroy):
                 return EXIT_ERROR
             replan = lambda: make_plan(api, loaded, opts, destroy=destroy)  # noqa: E731
-        return _execute(api, plan, opts, replan)
+            project = loaded.desired.project
+        return _execute(api, plan, opts, replan, project)
 
 
-def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> tuple[Any, Callable[[], Any]]:
+def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> \
+        tuple[Any, Callable[[], Any], Any]:
     """A saved plan, only if it is exactly what the same manifests and options give now.
 
     The file is untrusted (an artifact between CI jobs): it must parse, match the schema and
@@ -383,7 +392,8 @@ def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> tuple[Any, Callab
     if differs:
         raise UsageError(f"{path}: not the plan the manifests and the account give now: "
                          f"{differs}; run 'iotc plan' again")
-    return fresh, lambda: make_plan(api, loaded, again, destroy=recorded["destroy"])
+    return fresh, lambda: make_plan(api, loaded, again, destroy=recorded["destroy"]), \
+        loaded.desired.project
 
 
 def replace_args(opts: Options, **changes: Any) -> Options:
@@ -426,14 +436,15 @@ def _confirm(opts: Options, destroy: bool) -> bool:
     return True
 
 
-def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any]) -> int:
+def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any],
+             project: Any = None) -> int:
     """Execute, then read the account back: `done` only where it shows the change."""
     from .apply.actions import Actions
     from .apply.executor import execute
     from .ui import apply_report
 
     out = make_console()
-    keys = key_store(api, opts)
+    keys = key_store(api, opts, project)
     _migrate(keys)
     hooks = apply_report.ProgressHooks(out)
     try:
@@ -598,6 +609,123 @@ def cmd_get(opts: Options) -> int:
     return EXIT_OK
 
 
+def _offline_store(opts: Options, sealed_to: tuple[Any, ...] = ()) -> Any:
+    """The key store without an account: --account CPID-ENV, or the only account folder."""
+    from .apply.keys import KeyStore, KeyStoreError
+
+    base = Path(opts.args.keys_dir)
+    account = opts.args.account
+    if account is None:
+        folders = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink()
+                         and not p.name.startswith(".")) if base.is_dir() else []
+        if len(folders) != 1:
+            raise UsageError(f"{base} holds {len(folders)} account folder(s); name one with "
+                             "--account CPID-ENV")
+        account = folders[0]
+    try:
+        return KeyStore(base, account, sealed_to)
+    except KeyStoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_keys(opts: Options) -> int:
+    """keys list | verify | unseal | seal."""
+    from .apply import keys
+
+    a = opts.args
+    try:
+        if a.keys_command == "seal":
+            store = _offline_store(opts, keys.recipients(a.recipient))
+            done = [d for d in sorted(store.duids()) if keys.seal(store, d)]
+            make_console().print(f"Sealed {len(done)} key(s) in {store.root}/; no plaintext "
+                                 "key is left there.", highlight=False)
+            return EXIT_OK
+        if a.keys_command == "unseal":
+            return _unseal(opts, keys)
+        if a.keys_command == "list":
+            return _keys_list(opts, keys)
+        return _keys_verify(opts, keys)
+    except keys.KeyStoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _unseal(opts: Options, keys: Any) -> int:
+    """Write the named devices' keys (and certificates, configs) into --out, for the person
+    who provisions hardware; only into a folder nobody else can read, never over a file."""
+    import stat
+
+    from .safefile import create_exclusive
+
+    a = opts.args
+    out = Path(a.out)
+    if not out.is_dir():
+        raise UsageError(f"--out {out}: not a folder (create it with mode 700)")
+    mode = stat.S_IMODE(out.stat().st_mode)
+    if mode & 0o077:
+        raise UsageError(f"--out {out} is readable by others (mode {mode:o}); run: "
+                         f"chmod 700 {out}")
+    store = _offline_store(opts)
+    identity = keys.identities(Path(a.identity))
+    pems = {duid: keys.private_key(store, duid, identity) for duid in a.devices}
+    for duid, pem in pems.items():
+        folder = out / duid
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for name, data in (("key.pem", pem),
+                           ("cert.pem", (store.folder(duid) / "cert.pem").read_bytes()),
+                           ("iotcDeviceConfig.json",
+                            (store.folder(duid) / "iotcDeviceConfig.json").read_bytes())):
+            if not create_exclusive(folder / name, data):
+                raise UsageError(f"{folder / name} exists; nothing is overwritten")
+    make_console().print(f"Unsealed {len(pems)} key(s) into {out}/.", highlight=False)
+    return EXIT_OK
+
+
+def _keys_list(opts: Options, keys: Any) -> int:
+    import fnmatch
+
+    with connect(opts) as api:
+        store = key_store(api, opts)
+        live = {d.duid for t in api.templates.list() for d in api.devices.list(t.guid)}
+    out = make_console()
+    rows = [k for k in keys.kept(store) if fnmatch.fnmatchcase(k.duid, opts.args.glob)]
+    out.print(f"{'DEVICE':<24} {'FORM':<7} {'NOT AFTER':<11} {'LIVE':<5} SUBJECT",
+              highlight=False)
+    for k in rows:
+        out.print(f"{k.duid:<24} {k.form:<7} {k.not_after:<11} "
+                  f"{'yes' if k.duid in live else 'no':<5} {k.subject}", highlight=False)
+    return EXIT_OK
+
+
+def _keys_verify(opts: Options, keys: Any) -> int:
+    """Every readable kept pair matches; every live device of a self-signed template has a
+    kept key. One line per problem, exit 1 if any."""
+    a = opts.args
+    identity = keys.identities(Path(a.identity)) if a.identity else None
+    with connect(opts) as api:
+        store = key_store(api, opts)
+        generating = [t for t in api.templates.list() if t.auth_type == 3]
+        live = {d.duid for t in generating for d in api.devices.list(t.guid)}
+    problems: list[str] = []
+    checked = 0
+    for k in keys.kept(store):
+        if k.form == "sealed" and identity is None:
+            continue
+        try:
+            keys.private_key(store, k.duid, identity)
+            checked += 1
+        except keys.KeyStoreError as exc:
+            problems.append(str(exc))
+    missing = sorted(live - store.duids())
+    problems += [f"device/{d}: live on a self-signed template, no key kept in {store.root}/"
+                 for d in missing]
+    err = make_console(sys.stderr)
+    for line in problems:
+        err.print(f"problem: {line}", highlight=False)
+    make_console().print(f"{checked} key/certificate pair(s) match; {len(problems)} "
+                         "problem(s).", highlight=False)
+    return EXIT_ERROR if problems else EXIT_OK
+
+
 def cmd_doctor(opts: Options) -> int:
     """One line per check (ok/warn/fail); exit 1 on any failure. Read-only."""
     import dataclasses
@@ -702,6 +830,11 @@ HELP: dict[str, tuple[str, str]] = {
     "completion": ("Print a shell completion script generated from this command line.",
                    "iotc completion bash > ~/.local/share/bash-completion/completions/iotc\n"
                    "iotc completion zsh > \"${fpath[1]}/_iotc\""),
+    "keys": ("The device key store, plain (key.pem, mode 0600) or sealed (key.pem.age, "
+             "encrypted with age to recipients, safe to commit).",
+             "iotc keys list\niotc keys verify --identity ~/.age/iotc.txt\n"
+             "iotc keys unseal lt-0001 --identity ~/.age/iotc.txt --out provisioning/\n"
+             "iotc keys seal --recipient age1..."),
     "emulator": ("The bundled IoTConnect emulator: same paths, casing, status codes and "
                  "refusals as the real service, state in SQLite.",
                  "iotc emulator serve --port 8080"),
@@ -765,6 +898,10 @@ def _manifest_commands(sub: Any) -> None:
                             "paths it records, relative to the working directory)")
     apply.add_argument("--auto-approve", action="store_true",
                        help="do not ask for confirmation (needed without a terminal)")
+    apply.add_argument("--keys-recipient", action="append", metavar="AGE1...",
+                       help="keep new device keys only sealed to this age recipient (also "
+                            "IOTC_KEYS_RECIPIENTS, or Project.spec.keys.recipients); "
+                            "repeatable")
     _lock_argument(apply)
     apply.set_defaults(run=cmd_apply)
     destroy = sub.add_parser("destroy", help="delete everything the manifests declare, or "
@@ -824,11 +961,63 @@ def _account_commands(sub: Any) -> None:
     export.add_argument("--parallelism", type=int, default=10, metavar="N",
                         help="concurrent requests (default 10)")
     export.set_defaults(run=cmd_export)
+    _keys_commands(sub)
     doctor = sub.add_parser("doctor", help="check discovery, login, token refresh, clock, list "
                                            "permissions and the key store (read-only)")
     doctor.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",
                         help=f"the key store to check (default {DEFAULT_KEYS_DIR})")
     doctor.set_defaults(run=cmd_doctor)
+
+
+def _keys_commands(sub: Any) -> None:
+    keys = sub.add_parser("keys", api=False, help="the device key store: list, verify, "
+                                                  "unseal, seal")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True,
+                               help="list, verify, unseal or seal")
+    common = {"formatter_class": argparse.RawDescriptionHelpFormatter}
+
+    def store_args(parser: argparse.ArgumentParser, account: bool) -> None:
+        parser.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",
+                            help=f"the key store (default {DEFAULT_KEYS_DIR})")
+        if account:
+            parser.add_argument("--account", metavar="CPID-ENV",
+                                help="the account folder (default: the only one there)")
+
+    listing = ksub.add_parser("list", parents=[_common()], help="kept keys: form, "
+                              "certificate, whether the device exists live",
+                              description="List the kept keys of the logged-in account.",
+                              epilog="examples:\n  iotc keys list 'lt-*'", **common)
+    listing.add_argument("glob", nargs="?", default="*", metavar="GLOB",
+                         help="only devices matching")
+    store_args(listing, False)
+    verify = ksub.add_parser("verify", parents=[_common()], help="kept pairs match; live "
+                             "devices have keys", description="Check every kept key against "
+                             "its certificate (sealed ones with --identity) and that every "
+                             "live device of a self-signed template has a kept key.",
+                             epilog="examples:\n  iotc keys verify\n  iotc keys verify "
+                             "--identity ~/.age/iotc.txt", **common)
+    verify.add_argument("--identity", metavar="FILE", help="age identity file, to check "
+                                                           "sealed keys too")
+    store_args(verify, False)
+    unseal = ksub.add_parser("unseal", help="write devices' keys for provisioning",
+                             description="Decrypt sealed keys into a private folder, for the "
+                             "person who provisions hardware. Never overwrites a file.",
+                             epilog="examples:\n  mkdir -m 700 out && iotc keys unseal "
+                             "lt-0001 lt-0002 --identity ~/.age/iotc.txt --out out", **common)
+    unseal.add_argument("devices", nargs="+", metavar="DEVICE", help="device unique ids")
+    unseal.add_argument("--identity", required=True, metavar="FILE",
+                        help="age identity file (AGE-SECRET-KEY-1...)")
+    unseal.add_argument("--out", required=True, metavar="DIR",
+                        help="folder to write into (mode 700)")
+    store_args(unseal, True)
+    seal = ksub.add_parser("seal", help="convert a plain store to the sealed form",
+                           description="Encrypt every plain key.pem to the recipients and "
+                           "remove the plaintext (after the sealed file is durable).",
+                           epilog="examples:\n  iotc keys seal --recipient age1...", **common)
+    seal.add_argument("--recipient", action="append", required=True, metavar="AGE1...",
+                      help="age recipient; repeatable")
+    store_args(seal, True)
+    keys.set_defaults(run=cmd_keys)
 
 
 def _emulator_command(sub: Any) -> None:

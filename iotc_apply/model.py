@@ -273,6 +273,7 @@ class DesiredProject:
     name: str
     prune: Globs = Globs()
     protect: Globs = Globs()
+    recipients: tuple[str, ...] = ()  # age recipients: keys are kept sealed to them
 
 
 DesiredResource = DesiredTemplate | DesiredDevice | DesiredFirmware | DesiredUpgrade

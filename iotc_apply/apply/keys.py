@@ -25,6 +25,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -60,12 +61,32 @@ def account_folder(cpid: str, env: str) -> str:
     return name
 
 
+SEALED = "key.pem.age"
+
+
+def recipients(texts: list[str] | tuple[str, ...]) -> tuple[Any, ...]:
+    """age recipients (`age1...`), parsed; KeyStoreError naming the first bad one."""
+    from pyrage import RecipientError, x25519
+
+    out = []
+    for text in texts:
+        try:
+            out.append(x25519.Recipient.from_str(text.strip()))
+        except (RecipientError, ValueError) as exc:
+            raise KeyStoreError(f"{text.strip()[:20]!r} is not an age recipient (age1...): "
+                                f"{exc}") from None
+    return tuple(out)
+
+
 class KeyStore:
-    def __init__(self, base: Path = DEFAULT_KEYS_DIR, account: str | None = None) -> None:
+    def __init__(self, base: Path = DEFAULT_KEYS_DIR, account: str | None = None,
+                 sealed_to: tuple[Any, ...] = ()) -> None:
         """`base` is the keys dir; `account` (`account_folder`) the folder inside it that
-        holds this account's devices (None: `base` itself, for tools and tests)."""
+        holds this account's devices (None: `base` itself, for tools and tests);
+        `sealed_to` the age recipients new keys are sealed to (none: plain keys)."""
         self.base = base
         self.account = account
+        self.sealed_to = sealed_to
         self.root = base / account if account else base
         self._lock = threading.Lock()
         self.written = 0  # keys this store created (for the apply report)
@@ -74,7 +95,8 @@ class KeyStore:
         return self.root / duid
 
     def has_key(self, duid: str) -> bool:
-        return (self.folder(duid) / "key.pem").is_file()
+        folder = self.folder(duid)
+        return (folder / "key.pem").is_file() or (folder / SEALED).is_file()
 
     def duids(self) -> frozenset[str]:
         """DUIDs with a stored key (one directory listing, for the plan's warnings), including
@@ -127,7 +149,7 @@ class KeyStore:
             return
         with self._lock:
             self.written -= 1
-        for name in ("iotcDeviceConfig.json", "cert.pem", "key.pem"):
+        for name in ("iotcDeviceConfig.json", "cert.pem", "key.pem", SEALED):
             with contextlib.suppress(FileNotFoundError):
                 (identity.key_path.parent / name).unlink()
         with contextlib.suppress(OSError):
@@ -149,6 +171,8 @@ class KeyStore:
             folder.mkdir(mode=0o700, exist_ok=True)
         _refuse_symlink(folder)
         os.chmod(folder, 0o700, follow_symlinks=False)
+        if self.sealed_to and not key_path.exists() and not key_path.is_symlink():
+            return self._ensure_sealed(duid, folder, common_name, device_config)
         key = ec.generate_private_key(ec.SECP256R1())
         created = create_exclusive(key_path, key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -169,12 +193,67 @@ class KeyStore:
         return DeviceIdentity(duid, cert, key_path, reused=not created)
 
 
+    def _ensure_sealed(self, duid: str, folder: Path, common_name: str,
+                       device_config: dict[str, object]) -> DeviceIdentity:
+        """Sealed form: the key exists on disk only encrypted to the recipients.
+
+        Order matters: the certificate (made in memory from the new key) is written first,
+        then the sealed key with O_EXCL, then one folder fsync, all before the device is
+        registered. A crash between the two leaves a certificate whose key was never kept;
+        the next run replaces it, and no device can hold it (registration comes later).
+        A kept sealed key cannot be read back here (no identity), so its certificate is
+        trusted as kept; `iotc keys verify --identity` checks the pair.
+        """
+        import pyrage
+
+        sealed, cert_path = folder / SEALED, folder / "cert.pem"
+        if sealed.exists() or sealed.is_symlink():
+            _refuse_symlink(sealed)
+            kept = _kept_cert_text(cert_path)
+            if kept is None:
+                raise KeyStoreError(f"{sealed} has no cert.pem beside it; restore the "
+                                    "device's certificate (it cannot be rebuilt without "
+                                    "unsealing the key)")
+            return DeviceIdentity(duid, kept, sealed, reused=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self_signed(key, common_name)
+        write_private(folder / "iotcDeviceConfig.json",
+                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
+        write_private(cert_path, cert.encode(), sync_dir=False)
+        plain = key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption())
+        if not create_exclusive(sealed, pyrage.encrypt(plain, list(self.sealed_to)),
+                                sync_dir=False):
+            raise KeyStoreError(f"{sealed} appeared while this run wrote it; run again")
+        del plain, key
+        sync_directory(folder)
+        with self._lock:
+            self.written += 1
+        return DeviceIdentity(duid, cert, sealed, reused=False)
+
+
+def _kept_cert_text(path: Path) -> str | None:
+    """A kept certificate (parsed, never a symlink); None when there is none."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    _refuse_symlink(path)
+    text = path.read_text()
+    try:
+        x509.load_pem_x509_certificate(text.encode())
+    except ValueError as exc:
+        raise KeyStoreError(f"{path} is not a PEM certificate") from exc
+    return text
+
+
 def _key_folders(folder: Path) -> set[str]:
-    """Names of the real (not symlinked) sub-folders of `folder` that hold a key.pem."""
+    """Names of the real (not symlinked) sub-folders of `folder` that hold a key, plain or
+    sealed."""
     if not folder.is_dir() or folder.is_symlink():
         return set()
     return {p.name for p in folder.iterdir()
-            if not p.is_symlink() and p.is_dir() and (p / "key.pem").is_file()}
+            if not p.is_symlink() and p.is_dir() and ((p / "key.pem").is_file() or
+                                                      (p / SEALED).is_file())}
 
 
 def _config_account(folder: Path) -> str | None:
@@ -257,3 +336,104 @@ def device_config(duid: str, cpid: str, env: str, pf: str, dedicated: bool,
     """`iotcDeviceConfig.json` for the Python Lite SDK."""
     return {"ver": "2.1", "pf": pf, "cpid": cpid, "env": env, "uid": duid,
             "did": common_name(duid, cpid, dedicated), "at": auth_type}
+
+
+# -- custody: list, verify, unseal, seal --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeptKey:
+    duid: str
+    form: str  # "plain" or "sealed"
+    subject: str
+    not_after: str
+
+
+def kept(store: KeyStore) -> list[KeptKey]:
+    """Every device folder of the store with its key's form and certificate facts."""
+    out = []
+    for duid in sorted(store.duids()):
+        folder = store.folder(duid)
+        form = "sealed" if (folder / SEALED).is_file() else "plain"
+        text = _kept_cert_text(folder / "cert.pem")
+        if text is None:
+            out.append(KeptKey(duid, form, "(no cert.pem)", "-"))
+            continue
+        cert = x509.load_pem_x509_certificate(text.encode())
+        out.append(KeptKey(duid, form, cert.subject.rfc4514_string(),
+                           cert.not_valid_after_utc.strftime("%Y-%m-%d")))
+    return out
+
+
+def identities(path: Path) -> list[Any]:
+    """The age identities (`AGE-SECRET-KEY-1...` lines) of an identity file."""
+    from pyrage import IdentityError, x25519
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyStoreError(f"{path}: cannot read the identity file ({exc})") from None
+    found = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            found.append(x25519.Identity.from_str(line))
+        except (IdentityError, ValueError):
+            raise KeyStoreError(f"{path}:{number}: not an age identity (AGE-SECRET-KEY-1...)") \
+                from None
+    if not found:
+        raise KeyStoreError(f"{path}: holds no age identity")
+    return found
+
+
+def private_key(store: KeyStore, duid: str, keys: list[Any] | None) -> bytes:
+    """A device's private key (PEM), checked against its kept certificate. Sealed keys need
+    `keys` (identities); a wrong identity, a damaged file or a mismatch is KeyStoreError."""
+    import pyrage
+
+    folder = store.folder(duid)
+    _refuse_symlink(folder)
+    sealed, plain = folder / SEALED, folder / "key.pem"
+    if sealed.is_file() and not sealed.is_symlink():
+        if not keys:
+            raise KeyStoreError(f"{duid}: the key is sealed; give --identity FILE")
+        try:
+            pem = pyrage.decrypt(sealed.read_bytes(), keys)
+        except pyrage.DecryptError as exc:
+            reason = "no identity given matches it" if "No matching keys" in str(exc) else \
+                "the file is damaged"
+            raise KeyStoreError(f"{sealed}: cannot unseal: {reason}") from None
+    elif plain.is_file():
+        _load_key(plain)  # refuses loose permissions and garbage
+        pem = plain.read_bytes()
+    else:
+        raise KeyStoreError(f"{duid}: no key in {store.root}")
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise KeyStoreError(f"{duid}: the unsealed key is not a private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or \
+            _kept_certificate(folder / "cert.pem", key) is None:
+        raise KeyStoreError(f"{duid}: no certificate beside the key")
+    return pem
+
+
+def seal(store: KeyStore, duid: str) -> bool:
+    """Convert one plain key to the sealed form: the sealed file is durable before the
+    plain one goes. False when it was sealed already."""
+    import pyrage
+
+    folder = store.folder(duid)
+    plain, sealed = folder / "key.pem", folder / SEALED
+    if not plain.is_file():
+        return False
+    key = _load_key(plain)
+    _kept_certificate(folder / "cert.pem", key)
+    pem = plain.read_bytes()
+    if not create_exclusive(sealed, pyrage.encrypt(pem, list(store.sealed_to))):
+        raise KeyStoreError(f"{sealed} exists beside a plain key.pem; keep one of them")
+    os.unlink(plain)
+    sync_directory(folder)
+    return True

@@ -302,7 +302,8 @@ def build_project(doc: Document, mf: ManifestFile, out: Built) -> None:
         return Globs(tuple(part.get("templates", ())), tuple(part.get("devices", ())),
                      tuple(part.get("firmwares", ())))
 
-    project = DesiredProject(doc.value["metadata"]["name"], globs("prune"), globs("protect"))
+    project = DesiredProject(doc.value["metadata"]["name"], globs("prune"), globs("protect"),
+                             tuple((spec.get("keys") or {}).get("recipients", ())))
     out.projects.append((project, doc.where(("metadata", "name")), doc))
 
 
