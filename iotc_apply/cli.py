@@ -134,7 +134,8 @@ def _load(opts: Options, recorded: dict[str, Any] | None = None) -> Any:
     return loaded
 
 
-def key_store(api: IoTConnect, opts: Options, project: Any = None) -> Any:
+def key_store(api: IoTConnect, opts: Options, project: Any = None,
+              issuing: bool = False) -> Any:
     """The logged-in account's part of the key store (`KEYS_DIR/<cpId>-<env>/`), sealed to
     the age recipients of --keys-recipient / IOTC_KEYS_RECIPIENTS, else of the Project."""
     from .apply.keys import KeyStore, KeyStoreError, account_folder, recipients
@@ -146,9 +147,23 @@ def key_store(api: IoTConnect, opts: Options, project: Any = None) -> Any:
         given = list(project.recipients)
     try:
         return KeyStore(Path(opts.args.keys_dir), account_folder(me.cpid, me.env),
-                        recipients(given))
+                        recipients(given), _issuer(opts) if issuing else None)
     except KeyStoreError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _issuer(opts: Options) -> Any:
+    """Self-signed, or signed by the CA of --ca-cert/--ca-key (IOTC_CA_CERT, IOTC_CA_KEY,
+    passphrase from IOTC_CA_KEY_PASSPHRASE); the CA key is read, never copied."""
+    from .apply.keys import load_issuer
+
+    a = opts.args
+    cert = getattr(a, "ca_cert", None) or os.environ.get("IOTC_CA_CERT")
+    key = getattr(a, "ca_key", None) or os.environ.get("IOTC_CA_KEY")
+    passphrase = os.environ.get("IOTC_CA_KEY_PASSPHRASE")
+    remember(passphrase)
+    return load_issuer(getattr(a, "cert_days", None) or 3650, Path(cert) if cert else None,
+                       Path(key) if key else None, passphrase)
 
 
 def _plan_options(opts: Options, destroy: bool, keys: Any) -> Any:
@@ -161,8 +176,10 @@ def _plan_options(opts: Options, destroy: bool, keys: Any) -> Any:
         excludes = tuple(Address.parse(t) for t in a.exclude or ())
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    ca = bool(getattr(a, "ca_cert", None) or os.environ.get("IOTC_CA_CERT"))
     return PlanOptions(destroy=destroy, prune=not getattr(a, "no_prune", False), targets=targets,
-                       excludes=excludes, local_keys=keys.duids())
+                       excludes=excludes, local_keys=keys.duids(), ca=ca,
+                       expiring=keys.expiring(getattr(a, "expiry_warning", None) or 30))
 
 
 def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool) -> Any:
@@ -444,7 +461,7 @@ def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any
     from .ui import apply_report
 
     out = make_console()
-    keys = key_store(api, opts, project)
+    keys = key_store(api, opts, project, issuing=True)
     _migrate(keys)
     hooks = apply_report.ProgressHooks(out)
     try:
@@ -889,6 +906,12 @@ def _manifest_commands(sub: Any) -> None:
                       help="exit 2 when there are changes, 0 when there are none")
     plan.add_argument("--destroy", action="store_true",
                       help="plan the teardown of everything declared")
+    plan.add_argument("--expiry-warning", type=int, default=30, metavar="DAYS",
+                      help="warn about kept certificates that expire within DAYS "
+                           "(default 30)")
+    plan.add_argument("--ca-cert", metavar="FILE",
+                      help="the CA apply will sign with (ca-individual devices then need "
+                           "no certificate file; also IOTC_CA_CERT)")
     plan.set_defaults(run=cmd_plan)
     apply = sub.add_parser("apply", help="make the changes (plans first, or applies a saved "
                                          "plan file exactly)")
@@ -898,6 +921,7 @@ def _manifest_commands(sub: Any) -> None:
                             "paths it records, relative to the working directory)")
     apply.add_argument("--auto-approve", action="store_true",
                        help="do not ask for confirmation (needed without a terminal)")
+    _certificate_arguments(apply)
     apply.add_argument("--keys-recipient", action="append", metavar="AGE1...",
                        help="keep new device keys only sealed to this age recipient (also "
                             "IOTC_KEYS_RECIPIENTS, or Project.spec.keys.recipients); "
@@ -1048,6 +1072,17 @@ def _emulator_command(sub: Any) -> None:
                        help="seconds an access token lives (default 86400, as the service)")
     serve.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     serve.set_defaults(run=cmd_emulator_serve)
+
+
+def _certificate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ca-cert", metavar="FILE",
+                        help="sign device certificates of ca-signed and ca-individual "
+                             "templates with this CA (also IOTC_CA_CERT)")
+    parser.add_argument("--ca-key", metavar="FILE",
+                        help="the CA's private key (also IOTC_CA_KEY; an encrypted one's "
+                             "passphrase from IOTC_CA_KEY_PASSPHRASE); never copied")
+    parser.add_argument("--cert-days", type=int, default=3650, metavar="N",
+                        help="validity of generated certificates (default 3650)")
 
 
 def _var_arguments(parser: argparse.ArgumentParser) -> None:

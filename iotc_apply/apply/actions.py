@@ -31,6 +31,7 @@ from .keys import (
 )
 
 SELF_SIGNED = "self-signed"
+CA_TYPES = ("ca-signed", "ca-individual")
 
 
 class StepFailed(Exception):
@@ -132,6 +133,8 @@ class Actions:
             raise StepFailed(f"entity '{after['entity']}' does not exist")
         identity = self._identity(after)
         pem = identity.certificate_pem if identity else after.get("certificatePem")
+        if identity is not None and self._template_auth(after["template"]) == "ca-signed":
+            pem = None  # the CA registered for the account vouches; no device cert is sent
         guid = _create_or_find(
             lambda: self.api.devices.create(template_guid, after["duid"], after["displayName"],
                                             entity, pem),
@@ -142,18 +145,19 @@ class Actions:
             self.api.devices.set_active(guid, False)
 
     def _identity(self, after: dict[str, Any]) -> DeviceIdentity | None:
-        """The key store's identity for a generating (self-signed) device, else None."""
+        """The key store's identity for a device whose key apply makes: self-signed ones,
+        and CA templates' when a CA was given (`--ca-cert/--ca-key`); else None."""
         if after.get("certificatePem"):
             return None  # the manifest names the certificate; its key is the user's
         auth = self._template_auth(after["template"])
-        if auth != SELF_SIGNED:
-            return None  # CA-signed, TPM and symmetric-key devices send no certificate
+        if auth != SELF_SIGNED and not (auth in CA_TYPES and self.keys.issuer.has_ca):
+            return None  # TPM and symmetric-key devices, and CA ones without a CA here
         acc = self.plan.account
         try:
             return self.keys.ensure(
                 after["duid"], common_name(after["duid"], acc.cpid, acc.dedicated),
                 device_config(after["duid"], acc.cpid, acc.env, acc.pf, acc.dedicated,
-                              AUTH_TYPE_CODES[SELF_SIGNED]))
+                              AUTH_TYPE_CODES[auth]))
         except KeyStoreError as exc:
             raise StepFailed(str(exc)) from exc
 

@@ -80,13 +80,14 @@ def recipients(texts: list[str] | tuple[str, ...]) -> tuple[Any, ...]:
 
 class KeyStore:
     def __init__(self, base: Path = DEFAULT_KEYS_DIR, account: str | None = None,
-                 sealed_to: tuple[Any, ...] = ()) -> None:
+                 sealed_to: tuple[Any, ...] = (), issuer: Issuer | None = None) -> None:
         """`base` is the keys dir; `account` (`account_folder`) the folder inside it that
         holds this account's devices (None: `base` itself, for tools and tests);
         `sealed_to` the age recipients new keys are sealed to (none: plain keys)."""
         self.base = base
         self.account = account
         self.sealed_to = sealed_to
+        self.issuer = issuer or Issuer()
         self.root = base / account if account else base
         self._lock = threading.Lock()
         self.written = 0  # keys this store created (for the apply report)
@@ -105,6 +106,20 @@ class KeyStore:
         if self.account:
             found |= {name for name, owner in self._flat().items() if owner == self.account}
         return frozenset(found)
+
+    def expiring(self, within_days: int) -> frozenset[str]:
+        """DUIDs whose kept certificate expires within the days given (for plan warnings)."""
+        cutoff = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=within_days)
+        out = set()
+        for duid in self.duids():
+            path = self.folder(duid) / "cert.pem"
+            try:
+                cert = x509.load_pem_x509_certificate(path.read_bytes())
+            except (OSError, ValueError):
+                continue  # apply refuses an unreadable certificate with its own message
+            if cert.not_valid_after_utc <= cutoff:
+                out.add(duid)
+        return frozenset(out)
 
     def migrate(self) -> tuple[dict[str, int], list[str]]:
         """Move device folders of the flat layout into their account's folder.
@@ -182,7 +197,7 @@ class KeyStore:
             kept = _kept_certificate(cert_path, key)
             if kept is not None:
                 return DeviceIdentity(duid, kept, key_path, reused=True)
-        cert = self_signed(key, common_name)
+        cert = self.issuer.certificate(key, common_name)
         write_private(folder / "iotcDeviceConfig.json",
                       (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
         write_private(cert_path, cert.encode(), sync_dir=False)
@@ -216,7 +231,7 @@ class KeyStore:
                                     "unsealing the key)")
             return DeviceIdentity(duid, kept, sealed, reused=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = self_signed(key, common_name)
+        cert = self.issuer.certificate(key, common_name)
         write_private(folder / "iotcDeviceConfig.json",
                       (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
         write_private(cert_path, cert.encode(), sync_dir=False)
@@ -315,15 +330,70 @@ def _kept_certificate(path: Path, key: ec.EllipticCurvePrivateKey) -> str | None
     return text
 
 
-def self_signed(key: ec.EllipticCurvePrivateKey, common_name: str) -> str:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=VALIDITY_DAYS))
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+def self_signed(key: ec.EllipticCurvePrivateKey, common_name: str,
+                days: int = VALIDITY_DAYS) -> str:
+    return Issuer(days).certificate(key, common_name)
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """Who signs the certificates the store makes: the device key itself (self-signed), or
+    the user's CA (`ca_cert` and `ca_key`, read by the CLI, never copied anywhere)."""
+
+    days: int = VALIDITY_DAYS
+    ca_cert: x509.Certificate | None = None
+    ca_key: Any = None
+
+    @property
+    def has_ca(self) -> bool:
+        return self.ca_cert is not None
+
+    def certificate(self, key: ec.EllipticCurvePrivateKey, common_name: str) -> str:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (x509.CertificateBuilder().subject_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=self.days)))
+        if self.ca_cert is None:
+            cert = builder.issuer_name(name).sign(key, hashes.SHA256())
+        else:
+            ski = x509.SubjectKeyIdentifier.from_public_key(self.ca_key.public_key())
+            cert = (builder.issuer_name(self.ca_cert.subject)
+                    .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                                   critical=True)
+                    .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                        ski), critical=False)
+                    .sign(self.ca_key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def load_issuer(days: int, ca_cert: Path | None, ca_key: Path | None,
+                passphrase: str | None) -> Issuer:
+    """The issuer the CLI asked for; KeyStoreError in one line for anything unusable."""
+    if days < 1 or days > 36500:
+        raise KeyStoreError(f"--cert-days {days}: between 1 and 36500")
+    if (ca_cert is None) != (ca_key is None):
+        raise KeyStoreError("--ca-cert and --ca-key go together")
+    if ca_cert is None or ca_key is None:
+        return Issuer(days)
+    try:
+        cert = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeyStoreError(f"--ca-cert {ca_cert}: not a readable PEM certificate ({exc})") \
+            from None
+    try:
+        key = serialization.load_pem_private_key(
+            ca_key.read_bytes(), password=passphrase.encode() if passphrase else None)
+    except TypeError:
+        raise KeyStoreError(f"--ca-key {ca_key} is encrypted: set IOTC_CA_KEY_PASSPHRASE") \
+            from None
+    except (OSError, ValueError):
+        raise KeyStoreError(f"--ca-key {ca_key}: not a readable private key (or the "
+                            "passphrase is wrong)") from None
+    if cert.public_key().public_numbers() != key.public_key().public_numbers():
+        raise KeyStoreError(f"--ca-key {ca_key} does not belong to --ca-cert {ca_cert}")
+    return Issuer(days, cert, key)
 
 
 def common_name(duid: str, cpid: str, dedicated: bool) -> str:

@@ -113,12 +113,6 @@ def _check_device(device: DesiredDevice, where: Position, template_where: Positi
             where, f"device '{device.duid}' is {len(device.duid)} characters; certificate "
                    f"devices allow at most {MAX_CERT_DUID}"))
         return False
-    if device.certificate is None and template.auth_type == "ca-individual":
-        what = f"DeviceSet {device.device_set}" if device.device_set else f"device '{device.duid}'"
-        diags.append(Diagnostic.error(
-            where, f"{what}: template '{template.code}' uses ca-individual authentication, so "
-                   "each device needs its CA-signed certificate: certificate: {file: ...}"))
-        return False
     if device.certificate is not None and template.auth_type not in CERT_AUTH_TYPES:
         diags.append(Diagnostic.error(
             where, f"device '{device.duid}' has a certificate file but template "

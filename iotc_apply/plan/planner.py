@@ -43,6 +43,8 @@ class PlanOptions:
     targets: tuple[Address, ...] = ()
     excludes: tuple[Address, ...] = ()
     local_keys: frozenset[str] = frozenset()
+    ca: bool = False  # apply can sign device certificates with a CA (--ca-cert/--ca-key)
+    expiring: frozenset[str] = frozenset()  # kept certificates that expire soon
 
 
 @dataclass
@@ -76,6 +78,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         _unmanaged(desired, snap, work)
         _blockers(desired, snap, work)
         _external(desired, work)
+        _unsigned(desired, options, work)
         _warnings(desired, snap, options, work)
     _protect(project.protect, work)
     _unknown_addresses(desired, snap, options, work)
@@ -439,6 +442,23 @@ def _external(desired: Desired, work: _Work) -> None:
                 "declare it with certificate: auto or {file: cert.pem}")
 
 
+def _unsigned(desired: Desired, options: PlanOptions, work: _Work) -> None:
+    """A ca-individual device to be created needs a CA-signed certificate: from a file in
+    the manifests, or signed by apply with --ca-cert/--ca-key."""
+    if options.ca:
+        return
+    for device in desired.of(DesiredDevice):
+        change = work.changes.get(device.address)
+        template = desired.resources.get(Address(Kind.TEMPLATE, device.template))
+        if device.certificate is None and change is not None and \
+                change.action in (Action.CREATE, Action.REPLACE) and \
+                isinstance(template, DesiredTemplate) and template.auth_type == "ca-individual":
+            work.errors.append(
+                f"{device.address}: template '{device.template}' uses ca-individual "
+                "authentication: give the device its CA-signed certificate (certificate: "
+                "{file: ...}) or let apply sign one with --ca-cert FILE --ca-key FILE")
+
+
 def _warnings(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Work) -> None:
     for device in desired.of(DesiredDevice):
         change = work.changes.get(device.address)
@@ -448,6 +468,10 @@ def _warnings(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Wor
                 device.duid not in options.local_keys:
             work.warnings.append(f"{device.address}: exists, but its private key is not in the "
                                  "key store; the device cannot connect with a key from here")
+        if device.duid in options.expiring and device.duid in snap.devices:
+            work.warnings.append(f"{device.address}: its kept certificate expires soon; "
+                                 "replace the device before it does (the service cannot "
+                                 "renew a registered certificate)")
     for change in work.changes.values():
         if change.address.kind is Kind.TEMPLATE and change.action is Action.REPLACE:
             cascaded = sum(1 for c in work.changes.values() if c.reason is Reason.CASCADE and
