@@ -571,7 +571,12 @@ def cmd_export(opts: Options) -> int:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
         header = (f"Exported by iotc export from {me.pf}/{me.env} cpId {me.cpid} "
                   f"({me.username}) at {stamp}.")
-        result = export.export(snap, key_store(api, opts).duids(), globs, header)
+        try:
+            kept = key_store(api, opts).duids()
+        except OSError as exc:
+            raise UsageError(f"cannot read the key store {opts.args.keys_dir}: "
+                             f"{exc.strerror}") from None
+        result = export.export(snap, kept, globs, header)
 
         def fetch(item: Any) -> tuple[str, bytes]:
             data = api.files.download(item.file.url or "")
@@ -584,6 +589,7 @@ def cmd_export(opts: Options) -> int:
 
         with ThreadPoolExecutor(max_workers=max(1, a.parallelism)) as pool:
             downloads = list(pool.map(fetch, result.fetch))
+    out.mkdir(parents=True, exist_ok=True)
     for name, text in sorted(result.files.items()):
         write_private(out / name, text.encode(), mode=0o644)
     for name, data in downloads:

@@ -59,8 +59,9 @@ def export(snap: Snapshot, keys: Iterable[str], match: tuple[str, ...], header: 
     codes |= {f.template_code or snap.template_code(f.template_guid) or "" for f in firmwares}
     codes.discard("")
     out: dict[str, str] = {}
-    if codes:
-        out["templates.yaml"] = _render(header, [_template(snap, c) for c in sorted(codes)])
+    # always written, even empty: an export of an empty account (or of a --match that takes
+    # nothing) is still a manifest folder that validates and plans clean
+    out["templates.yaml"] = _render(header, [_template(snap, c) for c in sorted(codes)])
     by_template: dict[str, list[LiveDevice]] = defaultdict(list)
     for device in devices:
         by_template[snap.template_code(device.template_guid) or ""].append(device)
@@ -85,7 +86,7 @@ def _matches(address: str, match: tuple[str, ...]) -> bool:
 
 def _render(header: str, docs: list[dict[str, object]]) -> str:
     body = yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True, width=100,
-                              explicit_start=True)
+                              explicit_start=True) if docs else ""
     return "".join(f"# {line}\n" for line in header.splitlines()) + body
 
 

@@ -164,3 +164,10 @@ def test_export_refusals_are_one_line(
     assert not Path("o3").exists()  # nothing written
     assert iotc("export", "busy", "--force") == 1  # same file, same refusal, even with force
     assert Path("busy/note.txt").read_text() == "mine"
+
+
+def test_the_seed_account_exports_and_plans_clean(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    kinds = round_trip(capsys)
+    del kinds["_line"]
+    assert kinds == {} and Path("out/templates.yaml").read_text().startswith("# Exported by")
