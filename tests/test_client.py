@@ -151,8 +151,38 @@ def test_a_429_with_retry_after_is_honoured(server: EmulatorServer, settings: Se
     started = time.monotonic()
     for _ in range(4):
         api.entities.list()
-    assert sleeps and min(sleeps) >= 1.0  # Retry-After: 1 (whole seconds) was waited out
+    # Retry-After: 1 (whole seconds) was waited out, counted from the 429's arrival
+    assert sleeps and min(sleeps) > 0.9
     assert time.monotonic() - started >= 1.0
+
+
+def test_throttled_requests_wait_together_and_never_fail(
+        server: EmulatorServer, settings: Settings) -> None:
+    """AIMD: at 5 requests/s, 60 reads from 10 threads all succeed; the limit halved."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = client(settings, Sleeps(real=True), pool_size=10)
+    api.entities.root()
+    server.emulator.traffic.configure(Knobs(rate_limit=20.0))
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: api.entities.list(), range(60)))
+    assert all(results)
+    throttle = api.session._throttle
+    assert throttle.limit < throttle.ceiling and throttle.inflight == 0
+
+
+def test_a_retry_after_over_the_cap_is_an_error_not_a_silent_wait(
+        server: EmulatorServer, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    sleeps = Sleeps()
+    api = client(dataclasses.replace(settings, max_retry_after=0.5), sleeps)
+    api.entities.root()
+    server.emulator.traffic.configure(Knobs(rate_limit=0.01))  # Retry-After: about 100 s
+    with pytest.raises(TransportError, match=r"asks to wait \d+ s before trying again "
+                                             r"\(more than the 0.5 s allowed"):
+        api.entities.list()
+    assert sleeps == []
 
 
 def test_a_read_timeout_on_get_is_retried(server: EmulatorServer, settings: Settings) -> None:

@@ -70,6 +70,47 @@ class Envelope:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_THROTTLED = 60  # 429s waited out per request before its 429 is final
+
+
+class Throttle:
+    """Requests in flight, limited by additive increase, multiplicative decrease (AIMD).
+
+    Starts at the pool's size; each answer that is not a 429 raises the limit by 1/limit
+    (about one more request per round trip), each 429 halves it (never below 1) and pauses
+    every thread until its Retry-After has passed, so a rate-limited service sees the
+    client slow down together instead of ten threads retrying blindly.
+    """
+
+    def __init__(self, ceiling: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ceiling = float(max(1, ceiling))
+        self.limit = self.ceiling
+        self.inflight = 0
+        self.paused_until = 0.0
+        self._clock = clock
+        self._cond = threading.Condition()
+
+    def acquire(self, sleep: Callable[[float], None]) -> None:
+        while True:
+            with self._cond:
+                wait = self.paused_until - self._clock()
+                if wait <= 0:
+                    if self.inflight < int(self.limit):
+                        self.inflight += 1
+                        return
+                    self._cond.wait(0.05)
+                    continue
+            sleep(wait)  # outside the lock: the pause is shared, each thread sleeps it
+
+    def release(self, throttled_for: float | None) -> None:
+        with self._cond:
+            self.inflight -= 1
+            if throttled_for is None:
+                self.limit = min(self.ceiling, self.limit + 1.0 / self.limit)
+            else:
+                self.limit = max(1.0, self.limit / 2)
+                self.paused_until = max(self.paused_until, self._clock() + throttled_for)
+            self._cond.notify_all()
 MAX_PAGES = 10_000  # a million items at 100 a page; beyond that a listing is broken
 
 
@@ -91,6 +132,7 @@ class ApiSession:
         self._sleep = sleep
         self._clock = clock
         self._trace_stream = trace_stream
+        self._throttle = Throttle(pool_size)
         self._lock = threading.RLock()
         self._login: Login | None = None
         self._last_date: str | None = None
@@ -334,32 +376,54 @@ class ApiSession:
 
     def _send(self, method: str, url: str, shown: str, kwargs: dict[str, Any]) -> \
             requests.Response:
-        """Send with retries where safe; `shown` names the request in errors and traces."""
+        """Send with retries where safe; `shown` names the request in errors and traces.
+
+        Every request passes the shared throttle (AIMD concurrency and a pause after a 429).
+        A 429 is an instruction, not a failure: it is waited out (Retry-After, shared by all
+        threads) and retried up to MAX_THROTTLED times without using the retry budget of
+        other errors; a Retry-After above the cap is an error, never hours of silence.
+        """
         may_repeat = method in SAFE_METHODS
         attempts = self.settings.max_retries + 1
-        for attempt in range(attempts):
+        attempt = throttled = 0
+        while True:
+            self._throttle.acquire(self._sleep)
             self._trace_request(method, url, kwargs)
             started = time.monotonic()
             try:
                 resp = self.http.request(method, url, timeout=self.settings.timeout, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self._throttle.release(None)
                 never_sent = _never_sent(exc)
                 self._trace(f"<- {method} {shown}: {type(exc).__name__}")
                 refused = _refused(exc)
                 if (may_repeat or never_sent) and attempt + 1 < attempts and not refused:
                     self._sleep(self._backoff(attempt))
+                    attempt += 1
                     continue
                 raise TransportError(_describe(exc, url), method, shown,
                                      ambiguous=not may_repeat and not never_sent) from None
             self._trace_response(resp, shown, time.monotonic() - started)
             self._last_date = resp.headers.get("Date") or self._last_date
-            retryable = resp.status_code in RETRY_STATUSES and (
-                may_repeat or resp.status_code == 429)
+            if resp.status_code == 429:
+                wait = _retry_after(resp) or self._backoff(attempt)
+                self._throttle.release(wait)
+                cap = self.settings.max_retry_after
+                if wait > cap:
+                    raise TransportError(f"the service asks to wait {wait:.0f} s before "
+                                         f"trying again (more than the {cap:g} s allowed: "
+                                         "IOTC_MAX_RETRY_AFTER)", method, shown)
+                if throttled < MAX_THROTTLED:
+                    throttled += 1
+                    continue
+                return resp
+            self._throttle.release(None)
+            retryable = resp.status_code in RETRY_STATUSES and may_repeat
             if retryable and attempt + 1 < attempts:
                 self._sleep(max(_retry_after(resp), self._backoff(attempt)))
+                attempt += 1
                 continue
             return resp
-        raise AssertionError("unreachable")
 
     def _backoff(self, attempt: int) -> float:
         """Capped exponential backoff with full jitter over its upper half."""

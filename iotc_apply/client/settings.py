@@ -37,6 +37,7 @@ class Settings:
     trace: bool = False
     token_refresh: bool = True
     max_retries: int = 5
+    max_retry_after: float = 120.0  # seconds; a longer Retry-After is an error
     config_dir: Path = field(default_factory=lambda: default_config_dir(os.environ))
 
     @classmethod
@@ -51,6 +52,7 @@ class Settings:
             password=environ.get("IOTC_PASS") or None,
             trace=bool(environ.get("IOTC_API_TRACE")),
             token_refresh=not environ.get("IOTC_API_NO_TOKEN_REFRESH"),
+            max_retry_after=_seconds(environ.get("IOTC_MAX_RETRY_AFTER"), 120.0),
             config_dir=default_config_dir(environ),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -58,6 +60,13 @@ class Settings:
     @property
     def api_version(self) -> str:
         return "2.1" if self.pf == "aws" else "2"
+
+
+def _seconds(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text else default
+    except ValueError:
+        raise ConfigError(f"IOTC_MAX_RETRY_AFTER={text!r}: expected seconds") from None
 
 
 def default_config_dir(environ: Mapping[str, str]) -> Path:
