@@ -177,9 +177,10 @@ def _plan_options(opts: Options, destroy: bool, keys: Any) -> Any:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     ca = bool(getattr(a, "ca_cert", None) or os.environ.get("IOTC_CA_CERT"))
+    kept = keys.duids()
     return PlanOptions(destroy=destroy, prune=not getattr(a, "no_prune", False), targets=targets,
-                       excludes=excludes, local_keys=keys.duids(), ca=ca,
-                       expiring=keys.expiring(getattr(a, "expiry_warning", None) or 30))
+                       excludes=excludes, local_keys=kept, ca=ca,
+                       expiring=keys.expiring(getattr(a, "expiry_warning", None) or 30, kept))
 
 
 def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool) -> Any:

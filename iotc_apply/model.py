@@ -114,6 +114,7 @@ class LiveTemplate:
     firmware_guid: str | None = None
     commands: tuple[LiveCommand, ...] | None = None
     created: str | None = None  # ISO-8601 `createdDate` of the list item
+    device_count: int | None = None  # the list item's `deviceCount`: a paging hint only
 
 
 @dataclass(frozen=True)
@@ -311,6 +312,14 @@ class Snapshot:
 
     def fingerprint(self, address: Address) -> str:
         """A digest of the live object at an address ('absent' when there is none)."""
+        if address.kind is Kind.DEVICE:  # the bulk: a flat record, hashed without asdict
+            device = self.devices.get(address.name)
+            if device is None:
+                return "absent"
+            text = json.dumps([device.guid, device.duid, device.display_name,
+                               device.template_guid, device.active, device.entity_name,
+                               device.entity_guid])
+            return hashlib.sha256(text.encode()).hexdigest()[:16]
         value = self._live(address)
         if value is None:
             return "absent"
@@ -320,8 +329,9 @@ class Snapshot:
     def _live(self, address: Address) -> Any:
         name = address.name
         if address.kind is Kind.TEMPLATE and name in self.templates:
-            return [asdict(self.templates[name]), [asdict(a) for a in
-                                                   self.attributes.get(name, ())]]
+            template = {k: v for k, v in asdict(self.templates[name]).items()
+                        if k != "device_count"}  # moves with every device: not the template
+            return [template, [asdict(a) for a in self.attributes.get(name, ())]]
         if address.kind is Kind.DEVICE and name in self.devices:
             return asdict(self.devices[name])
         if address.kind is Kind.FIRMWARE and name in self.firmwares:

@@ -49,22 +49,28 @@ def create_exclusive(path: Path, data: bytes, sync_dir: bool = True) -> bool:
     """Create a 0600 file only if nothing (not even a dangling symlink) is at `path`.
 
     True when this call created it; False when something was already there, which is then
-    left exactly as it was. Durable before returning (file fsync, and the folder's unless
+    left exactly as it was. All or nothing: the content goes to a temp file (O_EXCL, in the
+    same folder) that is fsynced and then hard-linked to `path`, which fails if anything is
+    there, so a process killed half-way never leaves a truncated key that a later run would
+    take for a kept one. Durable before returning (file fsync, and the folder's unless
     `sync_dir=False` leaves it to a caller who syncs the folder once for several files).
     """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
+    if os.path.lexists(path):
         return False
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
-    os.close(fd)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     if sync_dir:
         sync_directory(path.parent)
     return True

@@ -35,7 +35,8 @@ def take(api: IoTConnect, templates: Iterable[str] | None, firmwares: Iterable[s
         wanted_firmwares = None if firmwares is None else set(firmwares)
         details = _map(pool, lambda code: _template_detail(api, live_templates[code]),
                        [c for c in live_templates if c in wanted_templates])
-        device_pages = _map(pool, lambda t: list(api.devices.list(t.guid, page_size)),
+        device_pages = _map(pool, lambda t: list(api.devices.list(t.guid, page_size,
+                                                                  t.device_count)),
                             list(live_templates.values()))
         # a name may belong to deprecated firmware and to the one in use: the latter wins
         live_firmwares = {f.name: f for f in sorted(firmware_list.result(),

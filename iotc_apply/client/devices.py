@@ -31,10 +31,13 @@ class DevicesClient:
     def __init__(self, session: ApiSession) -> None:
         self.session = session
 
-    def list(self, template_guid: str | None = None, page_size: int = 100) -> \
-            Iterator[LiveDevice]:
+    def list(self, template_guid: str | None = None, page_size: int = 100,
+             expect: int | None = None) -> Iterator[LiveDevice]:
+        """Devices (of one template); `expect`, its `deviceCount`, lets pages come in
+        parallel (a hint only: the listing still ends on an empty page)."""
         params = {"TemplateGuid": template_guid} if template_guid else {}
-        for item in self.session.pages("device", "/Device", params, page_size=page_size):
+        for item in self.session.pages("device", "/Device", params, page_size=page_size,
+                                       expect=expect):
             yield device_from_wire(item)
 
     def get_by_duid(self, duid: str) -> LiveDevice | None:

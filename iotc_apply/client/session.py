@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
@@ -335,31 +336,47 @@ class ApiSession:
         raise AssertionError("unreachable")
 
     def pages(self, service: str, path: str, params: dict[str, Any] | None = None,
-              page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Every item of a list endpoint, page by page.
+              page_size: int = 100, expect: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of a list endpoint, page by page, in order.
 
         Ends on an empty page (or a 204) or when the reported `count` is reached, never on a
         short page: the service may cap the page size silently. A listing that never ends
         (a page served again, or more than MAX_PAGES pages) is an error, not a hang.
+        `expect` (how many items another listing says there are, e.g. a template's
+        `deviceCount`) lets the pages it implies be fetched concurrently; it is only a
+        hint: the listing still ends by the rules above, reading on one page at a time.
         """
-        seen, number, previous = 0, 1, None
-        while True:
+        ahead = max(0, -(-(expect or 0) // page_size))  # pages the hint implies
+
+        def get(number: int) -> Envelope:
             query = {**(params or {}), "pageNumber": number, "pageSize": page_size}
-            envelope = self.call(service, "GET", path, params=query, ok=(200, 204))
-            items = envelope.items()
-            if not items:
-                return
-            if items == previous:
-                raise TransportError(f"page {number} repeats page {number - 1}; the listing "
-                                     "would never end", "GET", path)
-            if number > MAX_PAGES:
-                raise TransportError(f"more than {MAX_PAGES:,} pages ({seen:,} items); "
-                                     "stopped reading a listing that does not end", "GET", path)
-            yield from items
-            seen += len(items)
-            if envelope.count is not None and 0 <= envelope.count <= seen:
-                return
-            number, previous = number + 1, items
+            return self.call(service, "GET", path, params=query, ok=(200, 204))
+
+        seen, number, previous = 0, 1, None
+        with ThreadPoolExecutor(max_workers=max(1, min(ahead, 16))) as pool:
+            pending = {n: pool.submit(get, n) for n in range(1, ahead + 1)}
+            try:
+                while True:
+                    envelope = (pending.pop(number) if number in pending
+                                else pool.submit(get, number)).result()
+                    items = envelope.items()
+                    if not items:
+                        return
+                    if items == previous:
+                        raise TransportError(f"page {number} repeats page {number - 1}; the "
+                                             "listing would never end", "GET", path)
+                    if number > MAX_PAGES:
+                        raise TransportError(f"more than {MAX_PAGES:,} pages ({seen:,} items);"
+                                             " stopped reading a listing that does not end",
+                                             "GET", path)
+                    yield from items
+                    seen += len(items)
+                    if envelope.count is not None and 0 <= envelope.count <= seen:
+                        return
+                    number, previous = number + 1, items
+            finally:
+                for future in pending.values():
+                    future.cancel()
 
     def fetch(self, url: str) -> bytes:
         """GET a signed download URL (retried like any GET); its bytes, or TransportError."""

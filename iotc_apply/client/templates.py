@@ -38,7 +38,13 @@ def template_from_wire(item: dict[str, Any]) -> LiveTemplate:
         commands=tuple(command_from_wire(c) for c in commands) if isinstance(commands, list)
         else None,
         created=item.get("createdDate") or None,
+        device_count=_count(item.get("deviceCount")),
     )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
 
 
 def aggregates_from_wire(value: Any) -> tuple[str, ...]:
