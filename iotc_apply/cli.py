@@ -96,11 +96,17 @@ def cmd_validate(opts: Options) -> int:
     from .ui import diagnostics as show
 
     loaded = load(opts.args.paths, _given(opts))
-    err, out = make_console(sys.stderr), make_console()
-    show.render(err, loaded.diagnostics)
-    line = show.summary(loaded.diagnostics, loaded.files, loaded.documents,
-                        len(loaded.desired.resources))
-    (out if loaded.ok else err).print(line)
+    resources = len(loaded.desired.resources)
+    if opts.args.format == "github":
+        sys.stdout.write(show.github(loaded.diagnostics))
+    elif opts.args.format == "json":
+        sys.stdout.write(show.as_json(loaded.diagnostics, loaded.files, loaded.documents,
+                                      resources))
+    else:
+        err, out = make_console(sys.stderr), make_console()
+        show.render(err, loaded.diagnostics)
+        line = show.summary(loaded.diagnostics, loaded.files, loaded.documents, resources)
+        (out if loaded.ok else err).print(line)
     return EXIT_OK if loaded.ok else EXIT_ERROR
 
 
@@ -902,6 +908,9 @@ def _manifest_commands(sub: Any) -> None:
     validate.add_argument("paths", nargs="+", metavar="PATH",
                           help="manifest files or directories (searched for *.yaml, *.yml)")
     _var_arguments(validate)
+    validate.add_argument("--format", choices=("text", "github", "json"), default="text",
+                          help="text (default), github (workflow commands that annotate a "
+                               "pull request), json (schemas/diagnostics.schema.json)")
     validate.set_defaults(run=cmd_validate)
     plan = sub.add_parser("plan", help="show what would change in the account")
     _plan_arguments(plan)

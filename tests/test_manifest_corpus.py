@@ -63,3 +63,33 @@ def test_broken_manifest(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert lines[-1].startswith("1 error in ")
     assert "Traceback" not in captured.err and "internal error" not in captured.err
     assert captured.out == ""
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_broken_manifest_as_json_and_github(case: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The same first problem, as documented JSON and as a GitHub annotation."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    work = tmp_path / "bad"
+    shutil.copytree(CORPUS / case, work / case)
+    _complete(work / case, tmp_path / "outside.bin")
+    monkeypatch.chdir(work)
+    expected = (work / case / "expected.txt").read_text().strip()
+    (work / case / "expected.txt").unlink()
+    assert main(["validate", case, "--format", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    schema = json.loads((Path(__file__).parent.parent / "schemas" /
+                         "diagnostics.schema.json").read_text())
+    Draft202012Validator(schema).validate(report)
+    first = report["diagnostics"][0]
+    where = f"{first['file']}:{first['line']}:{first['column']}" if first["line"] else \
+        first["file"]
+    assert f"{where}: {first['severity']}: {first['message']}" == expected
+    assert report["valid"] is False
+    assert main(["validate", case, "--format", "github"]) == 1
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(f"::error file={first['file'].replace(':', '%3A')}")

@@ -37,3 +37,36 @@ def summary(diagnostics: Sequence[Diagnostic], files: int, documents: int,
             f" in {scanned}."
     return f"Valid: {scanned}, {resources} resource{'s' * (resources != 1)}" + \
         (f" ({warnings} warning{'s' * (warnings != 1)})." if warnings else ".")
+
+
+def github(diagnostics: Sequence[Diagnostic]) -> str:
+    """GitHub Actions workflow commands: each problem annotates its line in the pull request.
+    Values are escaped as the runner requires (%, CR, LF; also `,` and `:` in properties)."""
+    lines = []
+    for d in diagnostics:
+        p = d.position
+        props = f"file={_prop(p.file)}" + (f",line={p.line},col={p.column}" if p.line else "")
+        lines.append(f"::{d.severity.value} {props}::{_data(d.message)}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _prop(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def as_json(diagnostics: Sequence[Diagnostic], files: int, documents: int,
+            resources: int) -> str:
+    """The documented JSON (schemas/diagnostics.schema.json)."""
+    import json
+
+    errors = any(d.severity is Severity.ERROR for d in diagnostics)
+    return json.dumps({
+        "valid": not errors, "files": files, "documents": documents,
+        "resources": resources if not errors else 0,
+        "diagnostics": [{"file": d.position.file, "line": d.position.line,
+                         "column": d.position.column, "severity": d.severity.value,
+                         "message": d.message} for d in diagnostics]}, indent=2) + "\n"
