@@ -179,7 +179,9 @@ def _declared(desired: Desired, snap: Snapshot, work: _Work) -> None:
 
 def _diff(before: dict[str, Any], after: dict[str, Any],
           forces: Iterable[str] = ()) -> tuple[FieldChange, ...]:
-    """Field changes between two views; nested maps (attributes, commands) by key."""
+    """Field changes between two views, at leaf level: nested maps (attributes, commands)
+    by key, then each record's own fields (`attributes.temp.unit`), lists of names
+    (aggregate types) as sets, item by item."""
     out = []
     for key in sorted(set(before) | set(after)):
         if key in IGNORED_FIELDS:
@@ -188,10 +190,33 @@ def _diff(before: dict[str, Any], after: dict[str, Any],
         if isinstance(old, dict) and isinstance(new, dict):
             for sub in sorted(set(old) | set(new)):
                 if old.get(sub) != new.get(sub):
-                    out.append(FieldChange(f"{key}.{sub}", old.get(sub), new.get(sub)))
+                    out += _leaves(f"{key}.{sub}", old.get(sub), new.get(sub))
         elif old != new:
             out.append(FieldChange(key, old, new, key in forces))
     return tuple(out)
+
+
+def _leaves(name: str, old: Any, new: Any) -> list[FieldChange]:
+    """A record that changed, as the leaves that changed (deepdiff, order ignored in lists);
+    a record that appears or goes stays whole."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [FieldChange(name, old, new)]
+    from deepdiff import DeepDiff
+
+    out = []
+    tree = DeepDiff(old, new, ignore_order=True, verbose_level=2).tree
+    for kind, levels in tree.items():
+        for level in levels:
+            path = ".".join(str(p) for p in level.path(output_format="list")
+                            if not isinstance(p, int))
+            t1 = None if type(level.t1).__name__ == "NotPresent" else level.t1
+            t2 = None if type(level.t2).__name__ == "NotPresent" else level.t2
+            if kind.startswith("iterable_item"):
+                out.append(FieldChange(f"{name}.{path}", t1 if kind.endswith("removed")
+                                       else None, t2 if kind.endswith("added") else None))
+            else:
+                out.append(FieldChange(f"{name}.{path}", t1, t2))
+    return sorted(out, key=lambda f: (f.name, str(f.before), str(f.after)))
 
 
 # Auth types each platform offers (AE template swagger: AWS documents 2, 3 and 7).

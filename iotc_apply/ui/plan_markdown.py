@@ -38,7 +38,7 @@ def _details(plan: Plan, budget: int) -> str:
     opening = f"<details><summary>{len(plan.changes)} change(s), destroys first</summary>\n\n"
     body, used, shown = [], 0, 0
     for change in plan.changes:
-        lines = [text for _, text in change_lines(change)]
+        lines = [_coloured(text) for _, text in change_lines(change)]
         size = sum(len(line) + 1 for line in lines)
         if used + size > budget:
             break
@@ -49,6 +49,19 @@ def _details(plan: Plan, budget: int) -> str:
     tail = f"\n_{cut} more change(s) not shown; `iotc plan --format json` lists them all._\n" \
         if cut else ""
     return opening + "```diff\n" + "\n".join(body) + "\n```\n" + tail + "\n</details>\n"
+
+
+def _coloured(line: str) -> str:
+    """GitHub colours the `+` and `-` lines of a diff block and marks `!` ones, only when the
+    sign is the line's first character: updates are written `!` (a `~` stays grey) and a
+    field's sign moves to the front (`+     attributes.temp...`)."""
+    stripped = line.lstrip(" ")
+    sign, rest = stripped[:1], stripped[1:]
+    if sign == "~":
+        sign = "!"
+    if sign in ("+", "-", "!") and rest[:1] in (" ", "/"):
+        return sign + " " * (len(line) - len(stripped)) + rest
+    return line
 
 
 def _md(text: str) -> str:

@@ -80,10 +80,12 @@ def change_lines(change: Change) -> list[tuple[str, str]]:
         return [(style, f"{head:<34} {what}" if what else head)]
     lines = [(style, f"{head:<34} {VERB[change.action]}: {change.reason.value}")]
     for f in change.fields:
-        if f.before is None and isinstance(f.after, dict):
+        if f.before is None and f.after is not None and not f.forces:
             lines.append(("plan.create", f"    + {f.name}: {value(f.after)}"))
         elif f.after is None and isinstance(f.before, dict):
             lines.append(("plan.delete", f"    - {f.name}"))
+        elif f.after is None and f.before is not None and not f.forces:
+            lines.append(("plan.delete", f"    - {f.name}: {value(f.before)}"))
         else:
             forces = " (forces replacement)" if f.forces else ""
             lines.append(("plan.update",
