@@ -145,3 +145,12 @@ def test_markdown_of_10000_devices_with_warnings_fits_a_comment() -> None:
     text = plan_markdown.render(_fleet_plan(10_000))
     assert len(text) < 65_000
     assert "10000 devices: exists, but its private key" in text
+
+
+def test_markdown_groups_many_devices_under_their_template() -> None:
+    text = plan_markdown.render(_fleet_plan(2_000))
+    summary = text.split("<details>")[0]
+    assert "+ 2000 device(s) on template/sensor01 (declared, not in the account): lt-00000, " \
+           "lt-00001, lt-00002, ..., lt-01999" in summary
+    assert summary.count("\n+ device/") == 0  # the one-by-one list is folded below
+    assert "+ device/lt-00000" in text.split("<details>")[1] and len(text) < 65_000

@@ -6,7 +6,8 @@ the listing and saying how many changes were left out. Pure function of the plan
 
 from __future__ import annotations
 
-from ..plan import Action, Plan
+from ..model import Kind
+from ..plan import Action, Change, Plan
 from .plan_text import change_lines, grouped_warnings, header, unmanaged_lines
 
 LIMIT = 65_000
@@ -31,11 +32,48 @@ def render(plan: Plan, limit: int = LIMIT) -> str:
                  "```", ""]
     if not plan.changes:
         return "\n".join(head + ["No changes."]) + "\n"
-    return "\n".join(head) + "\n" + _details(plan, limit - len("\n".join(head)) - 200)
+    budget = limit - len("\n".join(head)) - 400
+    summary = _summary(plan)
+    return "\n".join(head) + "\n" + summary + _details(plan, budget - len(summary))
+
+
+GROUP = 10  # device changes of one kind on one template, past which they read as one line
+
+
+def _template_of(change: Change) -> str:
+    side = change.after or change.before or {}
+    return str(side.get("template") or "?")
+
+
+def _summary(plan: Plan) -> str:
+    """The changes as a reviewer reads them: every object but devices, and devices grouped
+    per template and action once there are more than GROUP (`+ 2000 device(s) on
+    template/sensor01: lt-0001, lt-0002, lt-0003, ..., lt-2000`)."""
+    groups: dict[tuple[Action, str], list[Change]] = {}
+    for c in plan.changes:
+        if c.address.kind is Kind.DEVICE:
+            groups.setdefault((c.action, _template_of(c)), []).append(c)
+    lines: list[str] = []
+    done: set[tuple[Action, str]] = set()
+    for c in plan.changes:
+        key = (c.action, _template_of(c))
+        if c.address.kind is Kind.DEVICE and len(groups[key]) > GROUP:
+            if key not in done:
+                done.add(key)
+                members = [m.address.name for m in groups[key]]
+                lines.append(f"{c.action.symbol} {len(members)} device(s) on template/{key[1]}"
+                             f" ({c.reason.value}): {', '.join(members[:3])}, ..., "
+                             f"{members[-1]}")
+            continue
+        lines += [_coloured(text) for _, text in change_lines(c)]
+    if not done:
+        return ""  # nothing grouped: the full listing below says it all
+    return "```diff\n" + "\n".join(_coloured(line) for line in lines) + "\n```\n\n"
 
 
 def _details(plan: Plan, budget: int) -> str:
-    opening = f"<details><summary>{len(plan.changes)} change(s), destroys first</summary>\n\n"
+    opening = f"<details><summary>{len(plan.changes)} change(s), one by one, destroys first" \
+              "</summary>\n\n"
     body, used, shown = [], 0, 0
     for change in plan.changes:
         lines = [_coloured(text) for _, text in change_lines(change)]
