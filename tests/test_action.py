@@ -1,0 +1,99 @@
+"""The GitHub Action: its structure is sound and its script does what its outputs promise.
+
+actionlint cannot run here (its Python package fetches the binary from GitHub at install
+time); these checks cover what it would catch for this action (a composite `run` step
+without `shell`, an input or step output referenced but not declared), and the command
+script itself runs in bash against the emulator, as the runner would run it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iotc_apply.emulator import EmulatorServer
+
+from .test_hardening import _env
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
+WORKFLOWS = sorted((ROOT / "examples" / "github-actions").glob("*.yml"))
+
+
+def test_the_composite_action_is_well_formed() -> None:
+    assert ACTION["runs"]["using"] == "composite"
+    steps = ACTION["runs"]["steps"]
+    ids = {s["id"] for s in steps if "id" in s}
+    for step in steps:
+        if "run" in step:
+            assert step.get("shell") == "bash", step.get("name")
+    text = (ROOT / "action.yml").read_text()
+    for name in re.findall(r"inputs\.([a-z-]+)", text):
+        assert name in ACTION["inputs"], name
+    for step_id, output in re.findall(r"steps\.([a-z-]+)\.outputs\.([a-z-]+)", text):
+        assert step_id in ids, step_id
+        assert f"{output}=" in text, output  # written to $GITHUB_OUTPUT somewhere
+    assert set(ACTION["outputs"]) == {"exitcode", "has-changes", "plan-file"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_example_workflows_are_well_formed(path: Path) -> None:
+    workflow = yaml.safe_load(path.read_text())
+    assert workflow["jobs"] and (True in workflow or "on" in workflow)
+    for name, job in workflow["jobs"].items():
+        assert job.get("runs-on") == "ubuntu-latest", name
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), (name, step)
+            if "iotc-apply/iotc-apply" in step.get("uses", ""):
+                assert set(step.get("with", {})) <= set(ACTION["inputs"]), step
+    text = path.read_text()
+    assert "${{ secrets.IOTC_PASS }}" in text  # credentials only from secrets, via env
+
+
+def test_the_per_pr_fleet_is_destroyed_whatever_happens() -> None:
+    fleet = yaml.safe_load((ROOT / "examples" / "github-actions" / "test-fleet.yml")
+                           .read_text())
+    last = fleet["jobs"]["fleet"]["steps"][-1]
+    assert last["if"] == "always()" and "iotc destroy" in last["run"]
+
+
+def _script() -> str:
+    return next(s["run"] for s in ACTION["runs"]["steps"] if s.get("id") == "run")
+
+
+def _run(tmp_path: Path, env: dict[str, str], **inputs: str) -> tuple[int, dict[str, str]]:
+    output = tmp_path / "github_output"
+    output.write_text("")
+    runner = {**env, "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output),
+              "COMMAND": inputs.get("command", "plan"), "MANIFESTS": inputs.get("path", "m"),
+              "VARS": inputs.get("vars", ""), "ARGS": inputs.get("args", "--keys-dir keys")}
+    done = subprocess.run(["bash", "-c", _script()], cwd=tmp_path, env=runner,
+                          capture_output=True, text=True)
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    return done.returncode, outputs
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the action's script is bash")
+def test_the_action_script_plans_and_applies_against_the_emulator(
+        server: EmulatorServer, tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "examples" / "test-fleet", tmp_path / "m")
+    env = {**_env(server, tmp_path / "config"), "PATH": f"{Path(os.sys.executable).parent}"
+           f"{os.pathsep}{os.environ['PATH']}"}
+    code, out = _run(tmp_path, env, vars="run=pr7\ncount=2")
+    assert code == 0 and out["exitcode"] == "2" and out["has-changes"] == "true"
+    assert Path(out["plan-file"]).is_file()
+    assert "### iotc plan: 3 to create" in (tmp_path / "iotc-plan.md").read_text()
+    code, out = _run(tmp_path, env, command="apply", vars="run=pr7\ncount=2")
+    assert code == 0 and out["exitcode"] == "0"
+    code, out = _run(tmp_path, env, vars="run=pr7\ncount=2")
+    assert out["exitcode"] == "0" and out["has-changes"] == "false"
+    code, out = _run(tmp_path, env, command="validate", vars="run=PR7", args="")
+    assert code == 1 and out["exitcode"] == "1"
+    code, _ = _run(tmp_path, env, command="destroy")
+    assert code == 1
