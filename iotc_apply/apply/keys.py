@@ -90,6 +90,7 @@ class KeyStore:
         self.issuer = issuer or Issuer()
         self.root = base / account if account else base
         self._lock = threading.Lock()
+        self._ready = False
         self.written = 0  # keys this store created (for the apply report)
 
     def folder(self, duid: str) -> Path:
@@ -177,10 +178,12 @@ class KeyStore:
         if not duid or duid in (".", "..") or any(c in duid for c in "/\\\0\n\r"):
             raise KeyStoreError(f"{duid!r} cannot name a key folder")
         with self._lock:
-            self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _refuse_symlink(self.base)
-            self.root.mkdir(exist_ok=True, mode=0o700)
-            _refuse_symlink(self.root)
+            if not self._ready:  # once per store: two syscalls less per device
+                self.base.mkdir(parents=True, exist_ok=True, mode=0o700)
+                _refuse_symlink(self.base)
+                self.root.mkdir(exist_ok=True, mode=0o700)
+                _refuse_symlink(self.root)
+                self._ready = True
         folder = self.folder(duid)
         key_path, cert_path = folder / "key.pem", folder / "cert.pem"
         if not folder.is_symlink():
