@@ -24,8 +24,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet_bench import MANIFEST, control  # noqa: E402
-from plan_bench import serve  # noqa: E402
+from fleet_bench import MANIFEST, control, serve  # noqa: E402
 
 
 def login(env: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -64,14 +63,14 @@ def bench(n: int, latency: float) -> None:
         folder = Path(tmp) / "m"
         folder.mkdir()
         (folder / "fleet.yaml").write_text(MANIFEST.format(n=n))
-        proc, env = serve(f"{tmp}/e.db", 0)
+        proc, env = serve(0, f"{tmp}/e.db")
         env["IOTC_CONFIG_DIR"] = f"{tmp}/config"
         subprocess.run([sys.executable, "-m", "iotc_apply", "apply", str(folder),
                         "--auto-approve", "--keys-dir", f"{tmp}/keys"], env=env, check=True,
                        capture_output=True)
         proc.terminate()
         proc.wait(timeout=10)
-        proc, env = serve(f"{tmp}/e.db", latency)
+        proc, env = serve(latency, f"{tmp}/e.db")
         env["IOTC_CONFIG_DIR"] = f"{tmp}/config2"
         try:
             duids = [f"bench-{i:06d}" for i in range(1, n + 1)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -49,7 +48,7 @@ def main() -> int:
             (folder / "fleet.yaml").write_text(MANIFEST.format(n=n) + FIRMWARE.format())
             (folder / "a.bin").write_bytes(b"a" * 4096)
             (folder / "b.bin").write_bytes(b"b" * 4096)
-            env = {**os.environ, **exports, "IOTC_CONFIG_DIR": f"{tmp}/config"}
+            env = {**exports, "IOTC_CONFIG_DIR": f"{tmp}/config"}
             common = ["--keys-dir", f"{tmp}/keys", "--parallelism", str(args.parallelism)]
             print(f"N={n} devices, latency {args.latency:.0f} ms, parallelism "
                   f"{args.parallelism}, page size {page}")

@@ -40,13 +40,16 @@ spec: {{count: {n}, uniqueId: "bench-{{index:06}}", template: bench01, entity: P
 """
 
 
-def serve(latency: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
+def serve(latency: float, db: str = ":memory:", *flags: str) -> \
+        tuple[subprocess.Popen[str], dict[str, str]]:
+    """`iotc emulator serve` in its own process; the environment that points iotc at it
+    (the caller's environment plus the six IOTC_* lines the server prints)."""
     proc = subprocess.Popen([sys.executable, "-m", "iotc_apply", "emulator", "serve", "--db",
-                             ":memory:", "--latency", str(latency)],
+                             db, "--latency", str(latency), *flags],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     proc.stdout.readline()
-    env = {}
+    env = dict(os.environ)
     for _ in range(6):
         name, _, value = proc.stdout.readline().removeprefix("export ").strip().partition("=")
         env[name] = value.strip("'")
@@ -107,7 +110,7 @@ def bench(n: int, latency: float, parallelism: int, page: int) -> None:
             folder = Path(tmp) / "m"
             folder.mkdir()
             (folder / "fleet.yaml").write_text(MANIFEST.format(n=n))
-            env = {**os.environ, **exports, "IOTC_CONFIG_DIR": f"{tmp}/config"}
+            env = {**exports, "IOTC_CONFIG_DIR": f"{tmp}/config"}
             common = ["--keys-dir", f"{tmp}/keys", "--parallelism", str(parallelism)]
             print(f"N={n} devices, latency {latency:.0f} ms, parallelism {parallelism}")
             wall, _, executing = phase("apply", ["apply", str(folder), "--auto-approve",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -24,19 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet_bench import MANIFEST, control  # noqa: E402
-
-
-def serve(db: str, latency: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "iotc_apply", "emulator", "serve", "--db",
-                             db, "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    proc.stdout.readline()
-    env = dict(os.environ)
-    for _ in range(6):
-        name, _, value = proc.stdout.readline().removeprefix("export ").strip().partition("=")
-        env[name] = value.strip("'")
-    return proc, env
+from fleet_bench import MANIFEST, control, serve  # noqa: E402
 
 
 def main() -> int:
@@ -51,7 +38,7 @@ def main() -> int:
         folder.mkdir()
         (folder / "fleet.yaml").write_text(MANIFEST.format(n=n))
         common = ["--keys-dir", f"{tmp}/keys"]
-        proc, env = serve(db, 0)
+        proc, env = serve(0, db)
         env["IOTC_CONFIG_DIR"] = f"{tmp}/config"
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "iotc_apply", "apply", str(folder),
@@ -59,7 +46,7 @@ def main() -> int:
         print(f"built {n} devices in {time.perf_counter() - started:.0f} s (no latency)")
         proc.terminate()
         proc.wait(timeout=10)
-        proc, env = serve(db, args.latency)
+        proc, env = serve(args.latency, db)
         env["IOTC_CONFIG_DIR"] = f"{tmp}/config2"  # a fresh login each run, as in CI
         walls, requests = [], 0
         try:

@@ -11,7 +11,6 @@ bound, the ratio, the number of 429s the emulator answered and the failed change
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet_bench import MANIFEST, control  # noqa: E402
+from fleet_bench import MANIFEST, control, serve  # noqa: E402
 
 
 def main() -> int:
@@ -28,16 +27,8 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--rate", type=float, default=5.0)
     args = parser.parse_args()
-    proc = subprocess.Popen([sys.executable, "-m", "iotc_apply", "emulator", "serve", "--db",
-                             ":memory:", "--rate-limit", str(args.rate)],
-                            stdout=subprocess.PIPE, text=True)
+    proc, env = serve(0, ":memory:", "--rate-limit", str(args.rate))
     try:
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        env = dict(os.environ)
-        for _ in range(6):
-            name, _, value = proc.stdout.readline().removeprefix("export ").strip().partition("=")
-            env[name] = value.strip("'")
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "m").mkdir()
             (Path(tmp) / "m" / "fleet.yaml").write_text(MANIFEST.format(n=args.devices))
