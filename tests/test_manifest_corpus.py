@@ -44,15 +44,21 @@ def test_the_corpus_is_large_enough() -> None:
     assert len(CASES) >= 40
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_broken_manifest(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def _prepared(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The case copied, completed and made the working directory; its expected line."""
     work = tmp_path / "bad"
     shutil.copytree(CORPUS / case, work / case)
     _complete(work / case, tmp_path / "outside.bin")
     monkeypatch.chdir(work)
     expected = (work / case / "expected.txt").read_text().strip()
     (work / case / "expected.txt").unlink()
+    return expected
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_broken_manifest(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    expected = _prepared(case, tmp_path, monkeypatch)
 
     code = main(["validate", case])
 
@@ -74,12 +80,7 @@ def test_broken_manifest_as_json_and_github(case: str, tmp_path: Path,
 
     from jsonschema import Draft202012Validator
 
-    work = tmp_path / "bad"
-    shutil.copytree(CORPUS / case, work / case)
-    _complete(work / case, tmp_path / "outside.bin")
-    monkeypatch.chdir(work)
-    expected = (work / case / "expected.txt").read_text().strip()
-    (work / case / "expected.txt").unlink()
+    expected = _prepared(case, tmp_path, monkeypatch)
     assert main(["validate", case, "--format", "json"]) == 1
     report = json.loads(capsys.readouterr().out)
     schema = json.loads((Path(__file__).parent.parent / "schemas" /
