@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from .model import AUTH_TYPE_NAMES, LiveDevice, LiveFile, Snapshot
+from .model import AUTH_TYPE_NAMES, LiveDevice, LiveFile, LiveFirmware, Snapshot
 
 MIN_RUN = 3
 NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
@@ -241,10 +241,7 @@ def _device_set(run: _Run, prefix: str, code: str, entity: object, active: bool,
 # -- firmware -----------------------------------------------------------------------------------
 
 
-def _firmware(snap: Snapshot, fw: object, fetch: list[FileToFetch]) -> dict[str, object]:
-    from .model import LiveFirmware
-
-    assert isinstance(fw, LiveFirmware)
+def _firmware(snap: Snapshot, fw: LiveFirmware, fetch: list[FileToFetch]) -> dict[str, object]:
     upgrades = []
     for u in fw.upgrades or ():
         files = []
