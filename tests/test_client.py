@@ -96,6 +96,40 @@ def test_a_listing_that_never_ends_is_an_error_not_a_hang(
     assert len(list(api.devices.list(page_size=3))) == 3  # one full page, then an empty one
 
 
+def test_pages_a_count_hint_implies_come_concurrently_and_a_wrong_hint_loses_nothing(
+        server: EmulatorServer, api: IoTConnect, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    root = api.entities.root()
+    template = make_template(api, "tpl01")
+    for i in range(25):
+        api.devices.create(template, f"dev-{i:02d}", f"Device {i}", root.guid,
+                           self_signed_pem(f"dev-{i:02d}"))
+    server.emulator.traffic.configure(Knobs(latency_ms=30))
+    active, most, lock = [0], [0], threading.Lock()
+    real = api.session.call
+
+    def counting(*args: object, **kwargs: object) -> object:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(api.session, "call", counting)
+    duids = [d.duid for d in api.devices.list(template, page_size=5, expect=25)]
+    assert duids == [f"dev-{i:02d}" for i in range(25)] and most[0] > 1  # in order, overlapped
+    most[0] = 0
+    assert len(list(api.devices.list(template, page_size=5, expect=5))) == 25  # hint too low
+    assert len(list(api.devices.list(template, page_size=5, expect=100))) == 25  # too high
+    server.emulator.traffic.configure(Knobs())
+    server.emulator.state.limits.max_page_size = 3  # a silent cap under the hint
+    assert len(list(api.devices.list(template, page_size=5, expect=25))) == 25
+
+
 def test_a_get_that_meets_503_twice_succeeds(server: EmulatorServer, settings: Settings) -> None:
     sleeps = Sleeps()
     api = client(settings, sleeps)

@@ -293,3 +293,19 @@ def test_keys_are_kept_per_account_and_a_flat_store_is_moved(
         "env"] == "prod"
     assert (ours / "th-lab-01" / "key.pem").read_bytes() != \
         (prod_keys / "th-lab-01" / "key.pem").read_bytes()
+
+
+def test_a_key_write_killed_half_way_leaves_no_key(tmp_path: Path) -> None:
+    """All or nothing: a process killed between writing and syncing a key leaves nothing a
+    later run could take for a kept key (it used to leave a truncated key.pem behind)."""
+    from iotc_apply import safefile
+
+    target = tmp_path / "key.pem"
+    child = ("import os, sys; from pathlib import Path; from iotc_apply import safefile; "
+             "os.fsync = lambda fd: os._exit(9); "  # killed: no cleanup code runs
+             "safefile.create_exclusive(Path(sys.argv[1]), b'-----BEGIN EC PRIVATE KEY-----')")
+    done = subprocess.run([sys.executable, "-c", child, str(target)])
+    assert done.returncode == 9
+    assert not target.exists()
+    assert safefile.create_exclusive(target, b"key") and target.read_bytes() == b"key"
+    assert not safefile.create_exclusive(target, b"other") and target.read_bytes() == b"key"
