@@ -872,13 +872,13 @@ HELP: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rich_argparse import RawDescriptionRichHelpFormatter
+    from .ui.console import help_formatter
 
     common = _common()
     parser = argparse.ArgumentParser(
         prog="iotc", description="Declarative reconciler for Avnet IoTConnect: keep templates, "
         "devices and firmware in YAML and let plan/apply make the account match.",
-        parents=[common], formatter_class=RawDescriptionRichHelpFormatter,
+        parents=[common], formatter_class=help_formatter(),
         epilog="Start offline: iotc --emulator apply examples/manifests --auto-approve")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -1133,7 +1133,7 @@ def _with_parents(add: Callable[..., Any], common: argparse.ArgumentParser) -> \
         Callable[..., Any]:
     """Every subcommand gets its description, examples and the rich help formatter; the
     ones that talk to an account (`api`) also get `--emulator`."""
-    from rich_argparse import RawDescriptionRichHelpFormatter
+    from .ui.console import help_formatter
 
     def add_parser(name: str, api: bool = True, **kwargs: Any) -> Any:
         description, examples = HELP.get(name, ("", ""))
@@ -1142,7 +1142,7 @@ def _with_parents(add: Callable[..., Any], common: argparse.ArgumentParser) -> \
             kwargs.setdefault("epilog", "examples:\n" + "\n".join(
                 f"  {line}" for line in examples.splitlines()))
         return add(name, parents=[common] if api else [],
-                   formatter_class=RawDescriptionRichHelpFormatter, **kwargs)
+                   formatter_class=help_formatter(), **kwargs)
     return add_parser
 
 

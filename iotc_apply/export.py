@@ -11,7 +11,8 @@ consecutive run of numbers that one `{index}` width renders, the same template, 
 `active`, and display names one `{index}` pattern renders (or equal to the DUIDs). Shorter
 runs than MIN_RUN stay `Device` documents. Devices whose key is not in the key store are
 written with `certificate: external`: the device holds its own key, and the plan refuses
-any change that would re-create it. Imports `model` only.
+any change that would re-create it. Imports `model`, and from the manifest package the
+DeviceSet numbering itself, so a set is only written if the loader expands it back.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from .manifest.kinds import numbered
 from .model import AUTH_TYPE_NAMES, LiveDevice, LiveFile, LiveFirmware, Snapshot
 
 MIN_RUN = 3
@@ -191,10 +193,8 @@ def _index(width: int) -> str:
 
 
 def _renders(pattern: str, number: int, text: str) -> bool:
-    from .manifest.kinds import INDEX
-
-    return bool(pattern) and INDEX.sub(
-        lambda m: str(number).zfill(int(m.group(1) or 0)), pattern) == text
+    """Whether the DeviceSet pattern renders `text` for `number`, as the loader would."""
+    return bool(pattern) and numbered(pattern, number) == text
 
 
 def _display_pattern(device: LiveDevice, number: int) -> str | None:

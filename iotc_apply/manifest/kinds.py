@@ -228,8 +228,8 @@ def build_device_set(doc: Document, mf: ManifestFile, out: Built) -> None:
     pattern, display = spec["uniqueId"], spec.get("displayName")
     where = doc.where(("metadata", "name"))
     for index in range(start, start + spec["count"]):
-        duid = _numbered(pattern, index)
-        shown = _numbered(display, index) if display else duid
+        duid = numbered(pattern, index)
+        shown = numbered(display, index) if display else duid
         out.devices.append((DesiredDevice(duid=duid, template=spec["template"],
                                           display_name=shown, entity=spec.get("entity"),
                                           active=spec.get("active", True), device_set=name),
@@ -239,7 +239,7 @@ def build_device_set(doc: Document, mf: ManifestFile, out: Built) -> None:
 INDEX = re.compile(r"\{index(?::0([1-9])d?)?\}")
 
 
-def _numbered(text: str, index: int) -> str:
+def numbered(text: str, index: int) -> str:
     """`lt-{index:04}` -> `lt-0007`; only `{index}` and zero-padded widths are special."""
     return INDEX.sub(lambda m: str(index).zfill(int(m.group(1) or 0)), text)
 

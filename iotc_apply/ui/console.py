@@ -33,3 +33,10 @@ def make_console(stream: IO[str] | None = None, width: int | None = None) -> Con
 
 def error(console: Console, message: str) -> None:
     console.print(f"[diag.error]error:[/] {escape(message)}", markup=True, highlight=False)
+
+
+def help_formatter() -> type:
+    """The argparse formatter for `--help`: rich colours, examples kept as written."""
+    from rich_argparse import RawDescriptionRichHelpFormatter
+
+    return RawDescriptionRichHelpFormatter
