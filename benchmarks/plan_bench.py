@@ -26,33 +26,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet_bench import MANIFEST, control, serve  # noqa: E402
 
 
+def build(n: int, tmp: str, db: str, folder: Path, common: list[str]) -> None:
+    """The account: N devices applied at no latency into the SQLite file `db`."""
+    for stale in Path(tmp).glob(f"{Path(db).name}*"):  # a build that did not finish
+        stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fleet.yaml").write_text(MANIFEST.format(n=n))
+    proc, env = serve(0, db)
+    env["IOTC_CONFIG_DIR"] = f"{tmp}/config"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "iotc_apply", "apply", str(folder),
+                    "--auto-approve", *common], env=env, check=True, capture_output=True)
+    print(f"built {n} devices in {time.perf_counter() - started:.0f} s (no latency)")
+    proc.terminate()
+    proc.wait(timeout=10)
+    Path(f"{db}.built").touch()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", metavar="DIR", help="build the account in DIR and keep it; "
+                        "a later run with the same DIR and --devices reuses it")
     args = parser.parse_args()
     n, page = args.devices, 100
-    with tempfile.TemporaryDirectory() as tmp:
-        db, folder = f"{tmp}/e.db", Path(tmp) / "m"
-        folder.mkdir()
-        (folder / "fleet.yaml").write_text(MANIFEST.format(n=n))
-        common = ["--keys-dir", f"{tmp}/keys"]
-        proc, env = serve(0, db)
-        env["IOTC_CONFIG_DIR"] = f"{tmp}/config"
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "iotc_apply", "apply", str(folder),
-                        "--auto-approve", *common], env=env, check=True, capture_output=True)
-        print(f"built {n} devices in {time.perf_counter() - started:.0f} s (no latency)")
-        proc.terminate()
-        proc.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        db, folder = f"{tmp}/e-{n}.db", Path(tmp) / f"m-{n}"
+        common = ["--keys-dir", f"{tmp}/keys-{n}"]
+        if not Path(f"{db}.built").exists():
+            build(n, tmp, db, folder, common)
         proc, env = serve(args.latency, db)
-        env["IOTC_CONFIG_DIR"] = f"{tmp}/config2"  # a fresh login each run, as in CI
         walls, requests = [], 0
         try:
             for i in range(args.repeat):
                 control(env, "/_emulator/stats/reset", "POST")
-                env["IOTC_CONFIG_DIR"] = f"{tmp}/config-{i}"
+                env["IOTC_CONFIG_DIR"] = f"{scratch}/config-{i}"  # a fresh login, as in CI
                 started = time.perf_counter()
                 done = subprocess.run([sys.executable, "-m", "iotc_apply", "plan", str(folder),
                                        "--detailed-exitcode", *common], env=env,

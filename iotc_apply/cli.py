@@ -8,13 +8,12 @@ Exit codes: 0 success, 1 error (bad input, API failure), 2 changes present
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -189,9 +188,12 @@ def _plan_options(opts: Options, destroy: bool, keys: Any) -> Any:
                        expiring=keys.expiring(getattr(a, "expiry_warning", None) or 30, kept))
 
 
-def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool) -> Any:
+def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool,
+              pending: Any = None) -> Any:
     """Snapshot the account (list endpoints, in parallel) and plan against it; the plan
-    records what it was made from (manifest paths and digest, options)."""
+    records what it was made from (manifest paths and digest, options). `pending`, a
+    snapshot started before the manifests loaded, is finished rather than a new one taken;
+    the key store is scanned while its listings run."""
     import dataclasses
 
     from . import snapshot
@@ -201,10 +203,12 @@ def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool) -> Any
     from .plan.model import Source
 
     desired = loaded.desired
-    snap = snapshot.take(api, [t.code for t in desired.of(DesiredTemplate)],
-                         [f.name for f in desired.of(DesiredFirmware)],
-                         parallelism=opts.args.parallelism)
-    options = _plan_options(opts, destroy, key_store(api, opts))
+    with ExitStack() as stack:
+        if pending is None:
+            pending = stack.enter_context(snapshot.start(api, opts.args.parallelism))
+        options = _plan_options(opts, destroy, key_store(api, opts))
+        snap = pending.finish([t.code for t in desired.of(DesiredTemplate)],
+                              [f.name for f in desired.of(DesiredFirmware)])
     plan = plan_of(desired, snap, options)
     recorded = {"destroy": options.destroy, "prune": options.prune,
                 "targets": [str(t) for t in options.targets],
@@ -214,6 +218,15 @@ def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool) -> Any
     return dataclasses.replace(plan, source=Source(tuple(opts.args.paths), digest, recorded,
                                                    variables),
                                secrets=frozenset(loaded.variables.secrets()))
+
+
+def _early_snapshot(api: IoTConnect, opts: Options) -> Any:
+    """The account's listings, started before the manifests load (they do not depend on
+    them). A failure (no login, no network) surfaces when the plan needs the snapshot, so
+    manifest errors are still reported first; manifests that do not load stop it."""
+    from . import snapshot
+
+    return snapshot.start(api, opts.args.parallelism)
 
 
 def show_plan(plan: Any, fmt: str) -> None:
@@ -235,11 +248,11 @@ def cmd_plan(opts: Options) -> int:
     if opts.args.out and Path(opts.args.out).is_dir():
         raise UsageError(f"--out {opts.args.out} is a folder; name the plan file, e.g. "
                          f"--out {Path(opts.args.out) / 'plan.json'}")
-    loaded = _load(opts)
-    if loaded is None:
-        return EXIT_ERROR
-    with connect(opts) as api:
-        plan = make_plan(api, loaded, opts, destroy=opts.args.destroy)
+    with connect(opts) as api, _early_snapshot(api, opts) as pending:
+        loaded = _load(opts)
+        if loaded is None:
+            return EXIT_ERROR
+        plan = make_plan(api, loaded, opts, destroy=opts.args.destroy, pending=pending)
     show_plan(plan, opts.args.format)
     if plan.errors:
         return EXIT_ERROR
@@ -322,7 +335,7 @@ def _apply(opts: Options, destroy: bool) -> int:
     locks = [Path(opts.args.keys_dir) / ".lock"]
     if opts.emulator_db is not None:
         locks.append(opts.emulator_db.with_name(opts.emulator_db.name + ".lock"))
-    with contextlib.ExitStack() as held:
+    with ExitStack() as held:
         for path in locks:
             try:
                 warning = held.enter_context(run_lock(path, opts.args.lock_timeout))
@@ -357,10 +370,11 @@ def _apply_locked(opts: Options, destroy: bool) -> int:
             if not _confirm(opts, destroy):
                 return EXIT_ERROR
         else:
-            loaded = _load(opts)
-            if loaded is None:
-                return EXIT_ERROR
-            plan = make_plan(api, loaded, opts, destroy=destroy)
+            with _early_snapshot(api, opts) as pending:
+                loaded = _load(opts)
+                if loaded is None:
+                    return EXIT_ERROR
+                plan = make_plan(api, loaded, opts, destroy=destroy, pending=pending)
             show_plan(plan, "text")
             if plan.errors or not plan.has_changes:
                 return EXIT_ERROR if plan.errors else EXIT_OK
@@ -880,7 +894,7 @@ def build_parser() -> argparse.ArgumentParser:
         "devices and firmware in YAML and let plan/apply make the account match.",
         parents=[common], formatter_class=help_formatter(),
         epilog="Start offline: iotc --emulator apply examples/manifests --auto-approve")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser = _with_parents(sub.add_parser, common)  # type: ignore[method-assign]
     _manifest_commands(sub)
@@ -893,13 +907,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked (importlib.metadata costs ~25 ms on every
+    command otherwise)."""
 
-    try:
-        return version("iotc-apply")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("iotc-apply")
+        except PackageNotFoundError:
+            found = "unknown (not installed)"
+        sys.stdout.write(f"{parser.prog} {found}\n")
+        parser.exit()
 
 
 def _manifest_commands(sub: Any) -> None:

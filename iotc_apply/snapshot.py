@@ -11,12 +11,16 @@ Imports `model` (where the `Snapshot` value lives) and the client package.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future
+from functools import partial
+from typing import Any, TypeVar
 
 from .client import FIRMWARE_MODULE, IoTConnect
-from .model import LiveAttribute, LiveTemplate, Snapshot
+from .model import Identity, LiveAttribute, LiveDevice, LiveTemplate, Snapshot
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,20 +30,69 @@ def take(api: IoTConnect, templates: Iterable[str] | None, firmwares: Iterable[s
          parallelism: int = 10, page_size: int = 100) -> Snapshot:
     """Read the account; `templates`/`firmwares` name those whose details the plan needs
     (None: all of them, for export)."""
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
-        identity = pool.submit(api.session.identity)
-        entities = pool.submit(api.entities.list)
-        live_templates = {t.code: t for t in api.templates.list(page_size=page_size)}
-        firmware_list = pool.submit(lambda: list(api.firmware.list(page_size=page_size)))
+    with start(api, parallelism, page_size) as pending:
+        return pending.finish(templates, firmwares)
+
+
+def start(api: IoTConnect, parallelism: int = 10, page_size: int = 100) -> Pending:
+    """Begin reading what every plan reads (login, entities, templates, every template's
+    devices, firmwares) before the manifests say which details they need: the listings run
+    while the caller loads manifests and scans its key store. Use as a context manager."""
+    return Pending(api, parallelism, page_size)
+
+
+class Pending:
+    """A snapshot under way. `finish` adds the details the manifests ask for and returns the
+    Snapshot; leaving the `with` block without finishing stops the listings at their next
+    page (manifests that do not load need no account)."""
+
+    def __init__(self, api: IoTConnect, parallelism: int, page_size: int) -> None:
+        self.api, self.page_size = api, page_size
+        self._stop = threading.Event()
+        self._pool = _DaemonPool(max(1, parallelism))
+        pool = self._pool
+        self._identity = pool.submit(api.session.identity)
+        self._entities = pool.submit(api.entities.list)
+        self._templates = pool.submit(self._list_templates)
+        self._firmwares = pool.submit(lambda: list(api.firmware.list(page_size=page_size)))
+
+    def __enter__(self) -> Pending:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._pool.shutdown()
+
+    def identity(self) -> Identity:
+        return self._identity.result()
+
+    def _list_templates(self) -> tuple[dict[str, LiveTemplate], list[Future[list[LiveDevice]]]]:
+        """The template list, then each live template's device pages (as soon as it is known
+        how many there are: the template's `deviceCount` lets them come concurrently)."""
+        live = {t.code: t for t in self.api.templates.list(page_size=self.page_size)}
+        return live, [self._pool.submit(partial(self._devices, t)) for t in live.values()]
+
+    def _devices(self, template: LiveTemplate) -> list[LiveDevice]:
+        out = []
+        for device in self.api.devices.list(template.guid, self.page_size,
+                                            template.device_count):
+            if self._stop.is_set():
+                break  # closing the listing cancels the pages it had asked for ahead
+            out.append(device)
+        return out
+
+    def finish(self, templates: Iterable[str] | None, firmwares: Iterable[str] | None) \
+            -> Snapshot:
+        """The account as read; `templates`/`firmwares` name those whose details the plan
+        needs (None: all of them, for export)."""
+        api, pool = self.api, self._pool
+        live_templates, device_pages = self._templates.result()
         wanted_templates = set(live_templates if templates is None else templates)
         wanted_firmwares = None if firmwares is None else set(firmwares)
         details = _map(pool, lambda code: _template_detail(api, live_templates[code]),
                        [c for c in live_templates if c in wanted_templates])
-        device_pages = _map(pool, lambda t: list(api.devices.list(t.guid, page_size,
-                                                                  t.device_count)),
-                            list(live_templates.values()))
         # a name may belong to deprecated firmware and to the one in use: the latter wins
-        live_firmwares = {f.name: f for f in sorted(firmware_list.result(),
+        live_firmwares = {f.name: f for f in sorted(self._firmwares.result(),
                                                     key=lambda f: not f.deprecated)}
         fw_details = _map(pool, lambda f: api.firmware.get(f.guid) or f,
                           [f for n, f in live_firmwares.items()
@@ -49,12 +102,53 @@ def take(api: IoTConnect, templates: Iterable[str] | None, firmwares: Iterable[s
                      upgrades)
         with_details = {code: template for code, template, _ in details}
         return Snapshot(
-            identity=identity.result(), entities=tuple(entities.result()),
+            identity=self.identity(), entities=tuple(self._entities.result()),
             templates={**live_templates, **with_details},
             attributes={code: attrs for code, _, attrs in details},
-            devices={d.duid: d for page in device_pages for d in page},
+            devices={d.duid: d for page in device_pages for d in page.result()},
             firmwares={**live_firmwares, **{f.name: f for f in fw_details}},
             files=dict(files))
+
+
+class _DaemonPool:
+    """A fixed set of worker threads that do not hold the process open. A snapshot started
+    before the manifests loaded is abandoned when they do not; a worker may then sit in a
+    request to a network that hangs (up to the timeout, times the retries), and `iotc` must
+    exit with its manifest errors, not wait for it. (ThreadPoolExecutor joins its workers at
+    exit.) Results come back as Futures, exceptions included."""
+
+    def __init__(self, workers: int) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = \
+            queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._work, name=f"iotc-snapshot-{i}",
+                                          daemon=True) for i in range(workers)]
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, fn: Callable[[], R]) -> Future[R]:
+        future: Future[R] = Future()
+        self._queue.put((future, fn))
+        return future
+
+    def shutdown(self) -> None:
+        """Queued work is cancelled, running work is left to finish, the workers end."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = self._queue.get_nowait()
+                if item is not None:
+                    item[0].cancel()
+        for _ in self._workers:
+            self._queue.put(None)
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
 
 
 def _template_detail(api: IoTConnect, template: LiveTemplate) -> \
@@ -63,6 +157,6 @@ def _template_detail(api: IoTConnect, template: LiveTemplate) -> \
     return template.code, detail, api.templates.attributes(template.guid)
 
 
-def _map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: list[T]) -> list[R]:
+def _map(pool: _DaemonPool, fn: Callable[[T], R], items: list[T]) -> list[R]:
     """Run `fn` over `items` on the pool, results in order; the first failure is raised."""
-    return [f.result() for f in [pool.submit(fn, item) for item in items]]
+    return [f.result() for f in [pool.submit(partial(fn, item)) for item in items]]

@@ -220,7 +220,7 @@ def test_secrets_never_reach_an_error_line(
     def bug(*_: object, **__: object) -> None:
         raise RuntimeError(f"unexpected: {skey} / {os.environ['IOTC_PASS']}")
 
-    monkeypatch.setattr("iotc_apply.snapshot.take", bug)
+    monkeypatch.setattr("iotc_apply.snapshot.start", bug)
     assert iotc("plan", "m") == 1
     err = capsys.readouterr().err
     assert err.startswith("error: internal error: RuntimeError: unexpected: (redacted) / "

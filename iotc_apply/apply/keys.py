@@ -19,21 +19,41 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib
 import json
 import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING, Any
 
 from ..defaults import DEFAULT_KEYS_DIR
 from ..safefile import create_exclusive, sync_directory, write_private
+
+
+class _Deferred:
+    """A module imported when first used. `cryptography.x509` alone takes ~0.1 s to import,
+    and a plan whose certificates' expiries are all cached needs none of it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509 import oid
+else:
+    x509 = _Deferred("cryptography.x509")
+    hashes = _Deferred("cryptography.hazmat.primitives.hashes")
+    serialization = _Deferred("cryptography.hazmat.primitives.serialization")
+    ec = _Deferred("cryptography.hazmat.primitives.asymmetric.ec")
+    oid = _Deferred("cryptography.x509.oid")
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 VALIDITY_DAYS = 3650
@@ -62,10 +82,14 @@ def account_folder(cpid: str, env: str) -> str:
 
 
 SEALED = "key.pem.age"
+# Each kept certificate's expiry, by file identity, so a plan need not parse them all.
+EXPIRY_CACHE = ".expiry-cache.json"
 
 
 def recipients(texts: list[str] | tuple[str, ...]) -> tuple[Any, ...]:
     """age recipients (`age1...`), parsed; KeyStoreError naming the first bad one."""
+    if not texts:
+        return ()
     from pyrage import RecipientError, x25519
 
     out = []
@@ -110,18 +134,55 @@ class KeyStore:
 
     def expiring(self, within_days: int, duids: frozenset[str] | None = None) -> frozenset[str]:
         """DUIDs whose kept certificate expires within the days given (for plan warnings);
-        `duids`, when the caller listed them already, saves a second scan."""
-        cutoff = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=within_days)
+        `duids`, when the caller listed them already, saves a second scan.
+
+        Every plan asks this of every kept key, and parsing 10,000 certificates costs about
+        0.2 s, so each certificate's expiry is remembered in EXPIRY_CACHE under the file's
+        identity (inode, size, mtime): a certificate replaced or edited is parsed again."""
+        cutoff = (datetime.datetime.now(datetime.UTC)
+                  + datetime.timedelta(days=within_days)).timestamp()
+        cached = self._expiry_cache()
+        fresh: dict[str, list[int]] = {}
         out = set()
+        root = str(self.root)
         for duid in self.duids() if duids is None else duids:
-            path = self.folder(duid) / "cert.pem"
+            path = f"{root}/{duid}/cert.pem"
             try:
-                cert = x509.load_pem_x509_certificate(path.read_bytes())
+                st = os.stat(path)
+                seen = cached.get(duid)
+                if seen and seen[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+                    not_after = seen[3]
+                else:
+                    with open(path, "rb") as f:
+                        cert = x509.load_pem_x509_certificate(f.read())
+                    not_after = int(cert.not_valid_after_utc.timestamp())
             except (OSError, ValueError):
                 continue  # apply refuses an unreadable certificate with its own message
-            if cert.not_valid_after_utc <= cutoff:
+            fresh[duid] = [st.st_ino, st.st_size, st.st_mtime_ns, not_after]
+            if not_after <= cutoff:
                 out.add(duid)
+        if fresh != cached:
+            self._keep_expiry_cache(fresh)
         return frozenset(out)
+
+    def _expiry_cache(self) -> dict[str, list[int]]:
+        path = self.root / EXPIRY_CACHE
+        try:
+            if path.is_symlink():
+                return {}
+            data = json.loads(path.read_bytes())
+            entries = data["certificates"] if data.get("version") == 1 else {}
+            return {str(k): v for k, v in entries.items() if isinstance(v, list)
+                    and len(v) == 4 and all(type(n) is int for n in v)}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            return {}  # no cache, or not one this version wrote: parse every certificate
+
+    def _keep_expiry_cache(self, entries: dict[str, list[int]]) -> None:
+        if not self.root.is_dir():
+            return
+        data = json.dumps({"version": 1, "certificates": entries}, separators=(",", ":"))
+        with contextlib.suppress(OSError):  # a read-only store plans, only slower
+            write_private(self.root / EXPIRY_CACHE, data.encode(), sync_dir=False)
 
     def migrate(self) -> tuple[dict[str, int], list[str]]:
         """Move device folders of the flat layout into their account's folder.
@@ -354,7 +415,7 @@ class Issuer:
         return self.ca_cert is not None
 
     def certificate(self, key: ec.EllipticCurvePrivateKey, common_name: str) -> str:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        name = x509.Name([x509.NameAttribute(oid.NameOID.COMMON_NAME, common_name)])
         now = datetime.datetime.now(datetime.UTC)
         builder = (x509.CertificateBuilder().subject_name(name)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -8,10 +8,9 @@ call the state, shape with views, envelope. Imports nothing from the rest of iot
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import socket
+import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -29,6 +28,9 @@ from .store import Store
 
 API_VERSIONS = {"aws": "v2.1", "az": "v2"}
 MAX_BODY_BYTES = 30_000_000
+# The environ key under which the server puts a callable that closes the request's TCP
+# connection (server.py); the app stays free of any one server's internals.
+DROP_CONNECTION = "iotc.drop_connection"
 # What rules raise when a request carries a value of a type they did not foresee.
 UNREADABLE = (ValueError, TypeError, OverflowError, KeyError, RecursionError)
 
@@ -40,6 +42,9 @@ class Emulator:
         self.state = state
         self.traffic = traffic
         self.unreadable: list[str] = []  # requests answered by `_unreadable`
+        # Set when the server stops: latency and hang faults wait on it rather than sleep,
+        # so stopping never waits out a request held for 30 s.
+        self.stopping = threading.Event()
 
     def file_url(self, record: dict[str, Any]) -> str:
         """A signed, time-limited download URL, like the service's blob/S3 links."""
@@ -107,7 +112,7 @@ def _gate() -> Response | None:
     if key in knobs.ignored_routes:
         return jsonify({"data": [], "status": 200, "message": "Success", "count": None})
     if knobs.latency_ms:
-        time.sleep(knobs.latency_ms / 1000.0)
+        emu.stopping.wait(knobs.latency_ms / 1000.0)
     wait = emu.traffic.throttle()
     if wait is not None:
         resp = jsonify({"status": 429, "message": "Too many requests.", "error": []})
@@ -118,7 +123,7 @@ def _gate() -> Response | None:
     if fault == "commit_then_fail":
         g.commit_then_fail = True
     elif fault is not None:
-        return _inject(fault, knobs)
+        return _inject(fault, knobs, emu)
     if request.blueprint != "auth":
         claims = emu.state.auth.authenticate(request.headers.get("Authorization"))
         g.user = claims["user"]["id"]
@@ -140,9 +145,9 @@ def _first_create_fault(emu: Emulator, key: str) -> str | None:
     return emu.traffic.first_create(key + ":" + hashlib.sha256(carried).hexdigest())
 
 
-def _inject(fault: str, knobs: Knobs) -> Response:
+def _inject(fault: str, knobs: Knobs, emu: Emulator) -> Response:
     if fault == "timeout":
-        time.sleep(knobs.hang_seconds)
+        emu.stopping.wait(knobs.hang_seconds)
     if fault in ("drop", "timeout"):
         _drop_connection()
         return Response(b"", status=500)
@@ -157,16 +162,15 @@ def _inject(fault: str, knobs: Knobs) -> Response:
 
 def _drop_connection() -> None:
     """Close the TCP connection under the request: the client sees a connection error."""
-    sock = request.environ.get("werkzeug.socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+    drop = request.environ.get(DROP_CONNECTION)
+    if drop is not None:
+        drop()
 
 
 def _after(resp: Response) -> Response:
     if g.get("commit_then_fail"):
         # The handler ran and its transaction committed; the caller only sees a failure.
-        return _inject("html502", emulator().traffic.knobs)
+        return _inject("html502", emulator().traffic.knobs, emulator())
     return resp
 
 

@@ -111,6 +111,7 @@ class Context:
         self.clock = clock
         self._rng = random.Random(self.limits.guid_seed) \
             if self.limits.guid_seed is not None else None
+        self._secret: bytes | None = None
 
     def new_guid(self) -> str:
         """Upper-case GUIDs, as the service answers them; seeded for reproducible tests."""
@@ -122,8 +123,15 @@ class Context:
         return iso(self.clock())
 
     def secret(self) -> bytes:
-        """The key that signs this account's JWTs and file URLs."""
-        return bytes.fromhex(self.store.meta("jwt_secret") or "")
+        """The key that signs this account's JWTs and file URLs. Read once: every request
+        checks a token with it, and a read of the shared connection waits behind whatever
+        page another request is reading. `forget_secret` after the state is seeded anew."""
+        if self._secret is None:
+            self._secret = bytes.fromhex(self.store.meta("jwt_secret") or "")
+        return self._secret
+
+    def forget_secret(self) -> None:
+        self._secret = None
 
     def fetch(self, kind: str, guid: str, what: str,
               missing: type[EmulatorError] = Conflict) -> Record:

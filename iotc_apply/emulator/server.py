@@ -3,31 +3,57 @@
 Used by `iotc emulator serve`, by `--emulator` (an in-process server whose state lives in a
 SQLite file) and by the tests: clients always talk real HTTP to 127.0.0.1, never to the WSGI
 app directly. Imports nothing from the rest of iotc_apply.
+
+The server is cheroot (CherryPy's production WSGI server), chosen over waitress by
+`benchmarks/emulator_bench.py`: both cut the CPU a request costs against werkzeug's
+development server by about the same, but cheroot hands each request its connection, which
+the `drop` and `timeout` faults need (waitress writes from its own I/O thread, so a worker
+cannot close the socket under a request without racing it).
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import socket
 import threading
 from typing import Any
 
+from cheroot import wsgi
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .app import EXTENSION, create_app
+from .app import DROP_CONNECTION, EXTENSION, create_app
+
+# Worker threads: requests beyond this wait in the server's queue, which would turn the
+# latency knob into a queueing delay; the client holds at most 32 connections per account.
+THREADS = 48
+# Seconds a kept-alive connection may sit idle before the server closes it (the real
+# service's load balancers use 60).
+IDLE_TIMEOUT = 60
+# How often cheroot's connection loop wakes when nothing happens; stopping waits for its next
+# wake-up (0.5 s by default, which every `--emulator` command would pay on exit).
+WAKE_SECONDS = 0.05
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log, no traceback when a fault has dropped the connection, and HTTP/1.1
-    keep-alive, as the real service's load balancers offer (a new TCP connection per request
-    would make the emulator, not the client, the bottleneck of every benchmark)."""
+class _Gateway(wsgi.Gateway_10):
+    """WSGI 1.0 with one addition: `DROP_CONNECTION`, a callable that closes the TCP
+    connection under the request, so a fault can make the client see a connection error."""
 
-    protocol_version = "HTTP/1.1"
+    def get_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environ()
+        conn = self.req.conn
+        environ[DROP_CONNECTION] = lambda: _shutdown(conn.socket)
+        return environ
 
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        return
 
-    def log_error(self, *args: Any) -> None:
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(wsgi.Server):
+    """No error log: a fault that dropped a connection is the point, not news."""
+
+    def error_log(self, *args: Any, **kwargs: Any) -> None:
         return
 
 
@@ -37,15 +63,17 @@ class EmulatorServer:
     def __init__(self, app: Flask | None = None, host: str = "127.0.0.1", port: int = 0,
                  **app_kwargs: Any) -> None:
         self.app = app or create_app(**app_kwargs)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
-                                                   request_handler=_QuietHandler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self.app, numthreads=THREADS,
+                               timeout=IDLE_TIMEOUT, shutdown_timeout=1,
+                               server_name="iotc-emulator")
+        self._server.gateway = _Gateway
+        self._server.expiration_interval = WAKE_SECONDS
+        self._server.prepare()
         self.host = host
-        self.port = self._server.server_port
+        self.port: int = self._server.bind_addr[1]
         self.url = f"http://{host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name="iotc-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve, name="iotc-emulator",
+                                        daemon=True)
 
     @property
     def emulator(self) -> Any:
@@ -60,8 +88,8 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.emulator.stopping.set()  # requests held by latency or a hang fault end now
+        self._server.stop()
         self.emulator.state.store.close()
 
     def __enter__(self) -> EmulatorServer:

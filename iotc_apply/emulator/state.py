@@ -71,6 +71,7 @@ class EmulatorState:
     def _seed(self) -> None:
         self.store.set_meta("seeded", "1")
         self.store.set_meta("jwt_secret", secrets.token_hex(32))
+        self.ctx.forget_secret()
         for key in ("company_guid", "solution_guid", "role_guid"):
             self.store.set_meta(key, self.ctx.new_guid())
         self.accounts.seed()

@@ -1,0 +1,222 @@
+"""Benchmark: requests/s the emulator serves from 10 client threads, per WSGI server.
+
+Each server runs the same emulator app in its own process: werkzeug's development server
+(what `iotc emulator serve` used before, HTTP/1.1 keep-alive, a thread per connection),
+cheroot (what it uses now) and, when installed, waitress. The load comes from this process,
+10 threads each holding one kept-alive connection:
+
+- `POST /Device`: N registrations, each with its own certificate (made before timing);
+- `GET /Device?pageSize=100`: M page reads over the devices just made.
+
+Printed per server and call: requests/s and the server's CPU per request (user + system of
+its process, from /proc), min and median over --repeat runs; the load generator shares
+the machine's cores, so requests/s says what a client sees and CPU/request what the server
+costs. Needs Linux (/proc).
+
+    python benchmarks/emulator_bench.py --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+
+SERVERS = ("werkzeug", "cheroot", "waitress")
+THREADS = 10
+TEMPLATE = {"code": "bench01", "name": "Bench", "authType": 3, "messageVersion": "2.1",
+            "attributes": [{"name": "t", "type": "DECIMAL", "unit": "C"}], "commands": [],
+            "msgCode": "", "greenGrass": "0", "wireless": "0",
+            "properties": {"description": None, "dataFrequency": "60",
+                           "fileSupport": False}, "_meta": {"version": "2.0"}}
+
+
+def serve(kind: str) -> None:
+    """Child process: the emulator app on one server kind; prints its port, then serves."""
+    from iotc_apply.emulator.app import create_app
+
+    app = create_app()
+    if kind == "werkzeug":
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class Handler(WSGIRequestHandler):  # as iotc_apply/emulator/server.py had it
+            protocol_version = "HTTP/1.1"
+
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                return
+
+        server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Handler)
+        print(server.server_port, flush=True)
+        server.serve_forever(0.05)
+    elif kind == "waitress":
+        import logging
+
+        from waitress.server import create_server
+
+        logging.getLogger("waitress").setLevel(logging.ERROR)  # "Task queue depth is 6"
+        wserver = create_server(app, host="127.0.0.1", port=0, threads=THREADS)
+        print(wserver.effective_port, flush=True)  # type: ignore[union-attr]
+        wserver.run()
+    else:
+        from iotc_apply.emulator.server import EmulatorServer
+
+        emulator = EmulatorServer(app=app)
+        print(emulator.port, flush=True)
+        emulator.start()
+        threading.Event().wait()
+
+
+def self_signed(cn: str) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class Target:
+    """A served emulator, logged in, with one template to register devices against."""
+
+    def __init__(self, kind: str) -> None:
+        from iotc_apply.emulator.core import Account
+
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", kind],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        root = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
+        acc = Account()
+        urls = requests.get(f"{root}/api/uisdk/solutionkey/{acc.solution_key}/env/{acc.env}",
+                            params={"pf": acc.pf, "version": "2.1"}, timeout=30).json()["data"]
+        auth = urls["authBaseUrl"]
+        basic = requests.get(f"{auth}/Auth/basic-token", timeout=30).json()["data"]
+        token = requests.post(f"{auth}/Auth/login", timeout=30, json={
+            "username": acc.user_email, "password": acc.user_password}, headers={
+            "Authorization": f"Basic {basic}", "Solution-key": acc.solution_key}
+        ).json()["access_token"]
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.devices = urls["deviceBaseUrl"] + "/Device"
+        made = requests.post(urls["deviceBaseUrl"] + "/device-template/quick", timeout=30,
+                             headers=self.headers,
+                             files={"file": ("t.json", json.dumps(TEMPLATE).encode())})
+        self.template = made.json()["data"][0]["deviceTemplateGuid"]
+        self.entity = next(e["guid"] for e in requests.get(
+            urls["userBaseUrl"] + "/Entity", headers=self.headers, timeout=30).json()["data"]
+            if e["parentEntityGuid"] is None)
+
+    def cpu_seconds(self) -> float:
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def load(target: Target, calls: list[Any]) -> tuple[float, float]:
+    """Run the calls from THREADS threads (one kept-alive session each); requests/s and
+    server CPU milliseconds per request."""
+    local = threading.local()
+
+    def session() -> requests.Session:
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+            local.s.headers.update(target.headers)
+        return local.s
+
+    def one(call: Any) -> None:
+        resp = call(session())
+        assert resp.status_code == 200, resp.text[:200]
+
+    cpu = target.cpu_seconds()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(one, calls))
+    wall = time.perf_counter() - started
+    return len(calls) / wall, (target.cpu_seconds() - cpu) * 1000 / len(calls)
+
+
+def run_once(kind: str, certs: list[str], gets: int, run: int) -> dict[str, tuple[float, float]]:
+    target = Target(kind)
+    try:
+        def post(i: int) -> Any:
+            return lambda s: s.post(target.devices, timeout=60, json={
+                "deviceTemplateGuid": target.template, "uniqueId": f"b{run}-{i:06d}",
+                "displayName": f"b {i}", "entityGuid": target.entity,
+                "certificateText": certs[i]})
+
+        pages = max(1, len(certs) // 100)
+
+        def get(i: int) -> Any:
+            return lambda s: s.get(target.devices, timeout=60,
+                                   params={"pageSize": 100, "pageNumber": i % pages + 1})
+
+        return {"POST /Device": load(target, [post(i) for i in range(len(certs))]),
+                "GET /Device?pageSize=100": load(target, [get(i) for i in range(gets)])}
+    finally:
+        target.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
+    parser.add_argument("--posts", type=int, default=2000, metavar="N")
+    parser.add_argument("--gets", type=int, default=1000, metavar="M")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+    kinds = list(args.servers)
+    if "waitress" in kinds:
+        try:
+            import waitress  # noqa: F401
+        except ImportError:
+            print("waitress is not installed: skipped (pip install waitress to compare)")
+            kinds.remove("waitress")
+    certs = [self_signed(f"bench-{i}") for i in range(args.posts)]
+    print(f"{THREADS} client threads, {args.posts} POST /Device, {args.gets} GET /Device "
+          f"pages of 100, {args.repeat} runs per server, {os.cpu_count()} cores")
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for run in range(args.repeat):
+        for kind in kinds:  # interleaved: machine noise falls on every server alike
+            for call, figures in run_once(kind, certs, args.gets, run).items():
+                results.setdefault(call, {}).setdefault(kind, []).append(figures)
+    for call, per_kind in results.items():
+        print(call)
+        for kind, runs in per_kind.items():
+            rates = [r for r, _ in runs]
+            cpus = [c for _, c in runs]
+            print(f"  {kind:<9} {statistics.median(rates):7.0f} req/s median "
+                  f"(max {max(rates):.0f})   server CPU {statistics.median(cpus):5.2f} ms/req "
+                  f"median (min {min(cpus):.2f})")
+        base = statistics.median(r for r, _ in per_kind["werkzeug"]) \
+            if "werkzeug" in per_kind else None
+        if base and "cheroot" in per_kind:
+            now = statistics.median(r for r, _ in per_kind["cheroot"])
+            print(f"  cheroot / werkzeug: {now / base:.2f}x requests/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The shortcuts taken for speed keep every promise the slow paths kept.
+
+A plan starts reading the account before its manifests load, remembers certificate expiries
+instead of parsing every certificate, and the emulator runs on cheroot: each is checked here
+where it could go wrong (a hanging network, a replaced certificate, a dropped connection).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from iotc_apply.apply.keys import EXPIRY_CACHE, KeyStore, device_config, self_signed
+from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
+
+from .test_e2e import iotc, work  # noqa: F401  (fixture)
+
+
+def _store(tmp_path: Path, n: int = 3) -> KeyStore:
+    store = KeyStore(tmp_path / "keys", "CPID-poc")
+    for i in range(n):
+        store.ensure(f"d{i}", f"CPID-d{i}", device_config(f"d{i}", "CPID", "poc", "aws", False))
+    return store
+
+
+def _short_lived(days: int) -> bytes:
+    return self_signed(ec.generate_private_key(ec.SECP256R1()), "cn", days=days).encode()
+
+
+def test_expiries_are_remembered_and_a_changed_certificate_is_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(tmp_path)
+    assert store.expiring(30) == frozenset()
+    assert (store.root / EXPIRY_CACHE).is_file() and store.duids() == {"d0", "d1", "d2"}
+
+    parsed: list[bytes] = []
+    real = x509.load_pem_x509_certificate
+
+    def counting(data: bytes) -> x509.Certificate:
+        parsed.append(data)
+        return real(data)
+
+    monkeypatch.setattr(x509, "load_pem_x509_certificate", counting)
+    assert store.expiring(30) == frozenset() and parsed == []  # all three from the cache
+
+    replaced = store.folder("d1") / "cert.pem"
+    tmp = replaced.with_name("new.pem")
+    tmp.write_bytes(_short_lived(5))
+    os.replace(tmp, replaced)  # a new file (new inode)
+    with open(store.folder("d2") / "cert.pem", "wb") as f:  # edited in place
+        f.write(_short_lived(10))
+    assert store.expiring(30) == {"d1", "d2"} and len(parsed) == 2
+    assert store.expiring(7) == {"d1"} and len(parsed) == 2
+
+
+@pytest.mark.parametrize("cache", ["not json", '{"version": 1, "certificates": {"d0": '
+                                   '[1, 2, 3, 9999999999]}}', '{"version": 1, "certificates":'
+                                   ' {"d0": ["x", 1, 2, 3]}}', "[]", '{"version": 7}'])
+def test_a_cache_that_is_wrong_or_not_ours_is_not_believed(tmp_path: Path, cache: str) -> None:
+    store = _store(tmp_path, 1)
+    (store.folder("d0") / "cert.pem").write_bytes(_short_lived(3))
+    (store.root / EXPIRY_CACHE).write_text(cache)
+    assert store.expiring(30) == {"d0"}
+    kept = json.loads((store.root / EXPIRY_CACHE).read_text())
+    assert kept["version"] == 1 and list(kept["certificates"]) == ["d0"]
+
+
+def test_a_cache_that_cannot_be_written_costs_time_not_the_plan(tmp_path: Path) -> None:
+    store = _store(tmp_path, 2)
+    (store.root / EXPIRY_CACHE).mkdir()  # neither readable nor replaceable as a file
+    (store.folder("d1") / "cert.pem").write_bytes(_short_lived(3))
+    assert store.expiring(30) == {"d1"} and store.duids() == {"d0", "d1"}
+
+
+def test_manifests_that_do_not_load_do_not_wait_for_the_account(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """The account is read while the manifests load; when they do not load, `iotc` exits
+    with their errors at once, not after a login stuck on a network that hangs."""
+    (work / "m" / "broken.yaml").write_text("apiVersion: iotc/v1\nkind: Device\n")
+    server.emulator.traffic.configure(Knobs(latency_ms=30_000))
+    started = time.monotonic()
+    assert iotc("plan", "m") == 1
+    assert time.monotonic() - started < 15  # the login alone would take 30 s
+    err = capsys.readouterr().err
+    assert "broken.yaml" in err and "login" not in err
+    server.emulator.traffic.configure(Knobs())
+
+
+def test_a_refused_login_is_reported_after_the_manifests_load(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("IOTC_PASS", "wrong")
+    assert iotc("plan", "m") == 1
+    assert "login refused" in capsys.readouterr().err
+    (work / "m" / "broken.yaml").write_text("apiVersion: iotc/v1\nkind: Device\n")
+    assert iotc("plan", "m") == 1
+    err = capsys.readouterr().err
+    assert "broken.yaml" in err and "login refused" not in err
+
+
+def test_the_emulator_keeps_connections_alive_and_a_drop_closes_only_its_own(
+        server: EmulatorServer) -> None:
+    acc = server.emulator.state.account
+    path = f"/api/uisdk/solutionkey/{acc.solution_key}/env/{acc.env}?pf={acc.pf}&version=2.1"
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", path)
+    first = conn.getresponse()
+    first.read()
+    sock = conn.sock
+    assert first.status == 200 and first.version == 11 and not first.will_close
+    conn.request("GET", path)
+    again = conn.getresponse()
+    again.read()
+    assert again.status == 200 and conn.sock is sock  # the same TCP connection
+
+    urls = json.loads(first_body(server, path))["data"]
+    basic = urls["authBaseUrl"].split(str(server.port), 1)[1] + "/Auth/basic-token"
+    server.emulator.traffic.configure(Knobs(faults=[FaultRule("GET /Auth/basic-token", 1.0,
+                                                              ("drop",), limit=1)]))
+    other = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    other.request("GET", basic)
+    with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
+        other.getresponse()
+    conn.request("GET", basic)  # the first connection is untouched by the drop
+    assert conn.getresponse().status == 200 and conn.sock is sock
+    server.emulator.traffic.configure(Knobs())
+
+
+def first_body(server: EmulatorServer, path: str) -> bytes:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", path)
+    return conn.getresponse().read()
