@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -37,7 +38,7 @@ class Address:
     name: str
 
     def __str__(self) -> str:
-        return f"{self.kind.value}/{self.name}"
+        return self.kind + "/" + self.name  # Kind is a str; str + str is done in C
 
     @classmethod
     def parse(cls, text: str) -> Address:
@@ -221,8 +222,9 @@ class DesiredDevice:
     device_set: str | None = None
     external: bool = False  # `certificate: external`: the device holds its own key
 
-    @property
+    @cached_property
     def address(self) -> Address:
+        """(Made once: a plan of 100,000 devices asks for it 300,000 times.)"""
         return Address(Kind.DEVICE, self.duid)
 
 

@@ -71,6 +71,8 @@ class Envelope:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Pages of one listing fetched at once when a count hint says there are more.
+PAGES_AHEAD = 16
 MAX_THROTTLED = 60  # 429s waited out per request before its 429 is final
 
 
@@ -353,7 +355,7 @@ class ApiSession:
             return self.call(service, "GET", path, params=query, ok=(200, 204))
 
         seen, number, previous = 0, 1, None
-        with ThreadPoolExecutor(max_workers=max(1, min(ahead, 16))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(ahead, PAGES_AHEAD))) as pool:
             pending = {n: pool.submit(get, n) for n in range(1, ahead + 1)}
             try:
                 while True:

@@ -49,13 +49,14 @@ def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
             -> bool:
         """One declaration per natural key, compared case-insensitively: the service stores
         `DEV-01` and `dev-01` as one object, so declaring both could never converge."""
-        first = folded.get((address.kind.value, address.name.lower()))
+        folded_key = (address.kind, address.name.lower())  # Kind is a str: no .value lookup
+        first = folded.get(folded_key)
         if first is not None:
             same = "" if first == address else f" as {first} (names differ only in case)"
             diags.append(Diagnostic.error(where, f"{address}{note} is already declared"
                                                  f"{same} at {origins[first]}"))
             return False
-        folded[(address.kind.value, address.name.lower())] = address
+        folded[folded_key] = address
         resources[address], origins[address] = resource, where
         return True
 
@@ -68,12 +69,16 @@ def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
         if claim(firmware.address, firmware, where):
             for i, upgrade in enumerate(firmware.upgrades):
                 claim(upgrade.address, upgrade, doc.where(("spec", "upgrades", i, "version")))
+    template_where: dict[int, Position] = {}  # a DeviceSet's devices share one document
     for device, where, doc in built.devices:
-        if _check_device(device, where, doc.where(("spec", "template")), templates, diags):
+        if id(doc) not in template_where:
+            template_where[id(doc)] = doc.where(("spec", "template"))
+        if _check_device(device, where, template_where[id(doc)], templates, diags):
             note = f" (from DeviceSet {device.device_set})" if device.device_set else ""
             claim(device.address, device, where, note)
     project = _project(built, diags)
-    ordered = dict(sorted(resources.items()))
+    # in Address order, by a key compared in C (Kind is a str)
+    ordered = dict(sorted(resources.items(), key=lambda item: (item[0].kind, item[0].name)))
     return Desired(ordered, {a: origins[a] for a in ordered}, project), diags
 
 

@@ -227,9 +227,10 @@ def build_device_set(doc: Document, mf: ManifestFile, out: Built) -> None:
     start = spec.get("start", 1)
     pattern, display = spec["uniqueId"], spec.get("displayName")
     where = doc.where(("metadata", "name"))
+    duid_of, shown_of = numbering(pattern), numbering(display) if display else None
     for index in range(start, start + spec["count"]):
-        duid = numbered(pattern, index)
-        shown = numbered(display, index) if display else duid
+        duid = duid_of(index)
+        shown = shown_of(index) if shown_of else duid
         out.devices.append((DesiredDevice(duid=duid, template=spec["template"],
                                           display_name=shown, entity=spec.get("entity"),
                                           active=spec.get("active", True), device_set=name),
@@ -241,7 +242,25 @@ INDEX = re.compile(r"\{index(?::0([1-9])d?)?\}")
 
 def numbered(text: str, index: int) -> str:
     """`lt-{index:04}` -> `lt-0007`; only `{index}` and zero-padded widths are special."""
-    return INDEX.sub(lambda m: str(index).zfill(int(m.group(1) or 0)), text)
+    return numbering(text)(index)
+
+
+def numbering(text: str) -> Callable[[int], str]:
+    """`numbered` for one pattern and many indexes: the pattern is read once (a DeviceSet
+    of 100,000 devices spent a quarter of its load time in `re.sub`)."""
+    parts = INDEX.split(text)  # literal, width, literal, width, ..., literal
+    literals, widths = parts[0::2], [int(w or 0) for w in parts[1::2]]
+    if not widths:
+        return lambda _: text
+
+    def render(index: int) -> str:
+        number = str(index)
+        out = [literals[0]]
+        for width, literal in zip(widths, literals[1:], strict=True):
+            out += (number.zfill(width), literal)
+        return "".join(out)
+
+    return render
 
 
 # -- Firmware and Project --------------------------------------------------------------------------
