@@ -396,3 +396,35 @@ def test_aggregate_types_read_in_every_shape_the_sources_show() -> None:
                                                                          "Max": 1, "Sum": 0}):
         assert aggregates_from_wire(shape) == ("Max", "Min")
     assert aggregates_from_wire(None) == ()
+
+
+def test_proxies_come_from_the_environment_per_host(
+        server: EmulatorServer, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment is read once per session, not per request, and still decides: a
+    proxy is used unless NO_PROXY names the host (this one listens nowhere)."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    with pytest.raises((ConfigError, TransportError)) as refused:
+        client(settings).entities.root()
+    assert "127.0.0.1" in str(refused.value)
+    assert stats(server).get("GET /Entity") is None  # nothing reached the service
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert client(settings).entities.root().name == "Emulated Company"
+
+    import requests
+
+    calls = []
+    real = requests.utils.get_environ_proxies
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    for module in (requests.utils, requests.sessions):
+        monkeypatch.setattr(module, "get_environ_proxies", counted)
+    api = client(settings)
+    for _ in range(10):
+        api.entities.list()
+    assert len(calls) <= 4  # per host and session, not once per request

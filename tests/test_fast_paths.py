@@ -137,3 +137,21 @@ def first_body(server: EmulatorServer, path: str) -> bytes:
     conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
     conn.request("GET", path)
     return conn.getresponse().read()
+
+
+def test_a_client_pool_of_32_connections_is_kept_alive(server: EmulatorServer) -> None:
+    """cheroot alone keeps 10 connections alive and closes the rest after each answer."""
+    acc = server.emulator.state.account
+    path = f"/api/uisdk/solutionkey/{acc.solution_key}/env/{acc.env}?pf={acc.pf}&version=2.1"
+    pool = [http.client.HTTPConnection(server.host, server.port, timeout=10)
+            for _ in range(32)]
+    for conn in pool:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 200 and not answer.will_close
+    sockets = [conn.sock for conn in pool]
+    for conn in pool:
+        conn.request("GET", path)
+        conn.getresponse().read()
+    assert [conn.sock for conn in pool] == sockets
