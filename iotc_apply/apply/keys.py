@@ -150,7 +150,8 @@ class KeyStore:
             try:
                 st = os.stat(path)
                 seen = cached.get(duid)
-                if seen and seen[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
+                if type(seen) is list and len(seen) == 4 and type(seen[3]) is int and \
+                        seen[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
                     not_after = seen[3]
                 else:
                     with open(path, "rb") as f:
@@ -172,8 +173,7 @@ class KeyStore:
                 return {}
             data = json.loads(path.read_bytes())
             entries = data["certificates"] if data.get("version") == 1 else {}
-            return {str(k): v for k, v in entries.items() if isinstance(v, list)
-                    and len(v) == 4 and all(type(n) is int for n in v)}
+            return entries if isinstance(entries, dict) else {}  # entries checked when used
         except (OSError, ValueError, AttributeError, KeyError, TypeError):
             return {}  # no cache, or not one this version wrote: parse every certificate
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..diagnostics import Diagnostic, Position
 from ..model import (
@@ -33,9 +33,16 @@ class Desired:
     resources: dict[Address, DesiredResource]
     origins: dict[Address, Position]
     project: DesiredProject | None
+    _of: dict[type, list[DesiredResource]] = field(default_factory=dict, init=False,
+                                                   compare=False, repr=False)
 
     def of(self, cls: type) -> list:  # type: ignore[type-arg]
-        return [r for r in self.resources.values() if isinstance(r, cls)]
+        """The resources of one kind, in address order (found once per kind: the planner
+        asks for the devices seven times)."""
+        found = self._of.get(cls)
+        if found is None:
+            found = self._of[cls] = [r for r in self.resources.values() if isinstance(r, cls)]
+        return list(found)
 
 
 def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
