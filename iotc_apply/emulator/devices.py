@@ -77,7 +77,7 @@ class Devices:
             where.append(("json_extract(body, '$.isActive') = ?", 1 if status == "active" else 0))
         with self.store.lock:
             return self.store.query("device", where, self._device_order(params.get("sortBy")),
-                                    size, (number - 1) * size)
+                                    size, (number - 1) * size, without=("certificateText",))
 
     @staticmethod
     def _device_order(sort_by: Any) -> str:
