@@ -20,18 +20,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_private(path: Path, data: bytes, sync_dir: bool = True, mode: int = 0o600) -> None:
+def write_private(path: Path, data: bytes, sync_dir: bool = True, mode: int = 0o600,
+                  make_parent: bool = True) -> None:
     """Write a file atomically and durably (temp file, fsync, rename, fsync dir).
 
     The temp file is made with O_EXCL beside the target (mkstemp), so a planted file or
     symlink there is never followed; the rename replaces a symlink at `path` rather than
     writing through it. `sync_dir=False` leaves the folder's fsync to a caller who writes
-    several files into one folder and syncs it once (`sync_directory`).
+    several files into one folder and syncs it once (`sync_directory`); `make_parent=False`
+    spares the folder checks of a caller that has just made the folder (the key store: two
+    system calls of the ~20 a new device's files cost).
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(fd, mode)
+        if mode != 0o600:  # mkstemp makes the file 0600
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -57,9 +62,8 @@ def create_exclusive(path: Path, data: bytes, sync_dir: bool = True) -> bool:
     """
     if os.path.lexists(path):
         return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
     try:
-        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -264,8 +264,9 @@ class KeyStore:
                 return DeviceIdentity(duid, kept, key_path, reused=True)
         cert = self.issuer.certificate(key, common_name)
         write_private(folder / "iotcDeviceConfig.json",
-                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
-        write_private(cert_path, cert.encode(), sync_dir=False)
+                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False,
+                      make_parent=False)
+        write_private(cert_path, cert.encode(), sync_dir=False, make_parent=False)
         sync_directory(folder)  # one fsync makes the key and both renames durable
         if created:
             with self._lock:
@@ -298,8 +299,9 @@ class KeyStore:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = self.issuer.certificate(key, common_name)
         write_private(folder / "iotcDeviceConfig.json",
-                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False)
-        write_private(cert_path, cert.encode(), sync_dir=False)
+                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False,
+                      make_parent=False)
+        write_private(cert_path, cert.encode(), sync_dir=False, make_parent=False)
         plain = key.private_bytes(serialization.Encoding.PEM,
                                   serialization.PrivateFormat.TraditionalOpenSSL,
                                   serialization.NoEncryption())
