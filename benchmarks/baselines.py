@@ -24,21 +24,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet_bench import MANIFEST, control, serve  # noqa: E402
-
-
-def login(env: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The device service's base URL and a bearer header, as any client gets them."""
-    disc = requests.get(f"{env['IOTC_DISCOVERY_URL']}/solutionkey/{env['IOTC_SKEY']}/env/"
-                        f"{env['IOTC_ENV']}", params={"pf": "aws", "version": "2.1"},
-                        timeout=30).json()["data"]
-    basic = requests.get(disc["authBaseUrl"] + "/Auth/basic-token", timeout=30).json()["data"]
-    token = requests.post(disc["authBaseUrl"] + "/Auth/login", timeout=30,
-                          headers={"Authorization": f"Basic {basic}",
-                                   "Solution-key": env["IOTC_SKEY"]},
-                          json={"username": env["IOTC_USER"], "password": env["IOTC_PASS"]}
-                          ).json()["access_token"]
-    return disc["deviceBaseUrl"], {"Authorization": f"Bearer {token}"}
+from fleet_bench import MANIFEST, control, login, serve  # noqa: E402
 
 
 def terraform_style(base: str, auth: dict[str, str], duids: list[str]) -> float:
@@ -81,7 +67,8 @@ def bench(n: int, latency: float) -> None:
                            capture_output=True)
             ours = time.perf_counter() - started
             ours_requests = control(env, "/_emulator/stats")["total"]
-            base, auth = login(env)
+            urls, auth = login(env)
+            base = urls["deviceBaseUrl"]
             tf = terraform_style(base, auth, duids)
             official = official_style(base, auth, duids[: min(n, 1000)]) * n / min(n, 1000)
         finally:

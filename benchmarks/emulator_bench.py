@@ -19,7 +19,6 @@ costs. Needs Linux (/proc).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -32,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fleet_bench import login  # noqa: E402
 
 SERVERS = ("werkzeug", "cheroot", "waitress")
 THREADS = 10
@@ -78,19 +80,12 @@ def serve(kind: str) -> None:
 
 
 def self_signed(cn: str) -> str:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    """A certificate for one registration, made as the key store makes them."""
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=30))
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    from iotc_apply.apply.keys import self_signed as certificate
+
+    return certificate(ec.generate_private_key(ec.SECP256R1()), cn)
 
 
 class Target:
@@ -104,15 +99,10 @@ class Target:
         assert self.proc.stdout is not None
         root = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
         acc = Account()
-        urls = requests.get(f"{root}/api/uisdk/solutionkey/{acc.solution_key}/env/{acc.env}",
-                            params={"pf": acc.pf, "version": "2.1"}, timeout=30).json()["data"]
-        auth = urls["authBaseUrl"]
-        basic = requests.get(f"{auth}/Auth/basic-token", timeout=30).json()["data"]
-        token = requests.post(f"{auth}/Auth/login", timeout=30, json={
-            "username": acc.user_email, "password": acc.user_password}, headers={
-            "Authorization": f"Basic {basic}", "Solution-key": acc.solution_key}
-        ).json()["access_token"]
-        self.headers = {"Authorization": f"Bearer {token}"}
+        urls, self.headers = login({
+            "IOTC_DISCOVERY_URL": f"{root}/api/uisdk", "IOTC_SKEY": acc.solution_key,
+            "IOTC_ENV": acc.env, "IOTC_PF": acc.pf, "IOTC_USER": acc.user_email,
+            "IOTC_PASS": acc.user_password})
         self.devices = urls["deviceBaseUrl"] + "/Device"
         made = requests.post(urls["deviceBaseUrl"] + "/device-template/quick", timeout=30,
                              headers=self.headers,

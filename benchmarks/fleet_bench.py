@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import requests
+
 MANIFEST = """apiVersion: iotc/v1
 kind: Template
 metadata: {{name: bench01}}
@@ -61,6 +63,22 @@ def control(env: dict[str, str], path: str, method: str = "GET") -> dict[str, ob
     req = urllib.request.Request(root + path, method=method)
     with urllib.request.urlopen(req, timeout=30) as resp:  # loopback only
         return json.loads(resp.read())
+
+
+def login(env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The service base URLs and a bearer header, as any client gets them (discovery, basic
+    token, login), from the IOTC_* lines `serve` printed."""
+    urls = requests.get(f"{env['IOTC_DISCOVERY_URL']}/solutionkey/{env['IOTC_SKEY']}/env/"
+                        f"{env['IOTC_ENV']}", params={"pf": env.get("IOTC_PF", "aws"),
+                                                      "version": "2.1"},
+                        timeout=30).json()["data"]
+    basic = requests.get(urls["authBaseUrl"] + "/Auth/basic-token", timeout=30).json()["data"]
+    token = requests.post(urls["authBaseUrl"] + "/Auth/login", timeout=30,
+                          headers={"Authorization": f"Basic {basic}",
+                                   "Solution-key": env["IOTC_SKEY"]},
+                          json={"username": env["IOTC_USER"], "password": env["IOTC_PASS"]}
+                          ).json()["access_token"]
+    return urls, {"Authorization": f"Bearer {token}"}
 
 
 def run(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:

@@ -7,6 +7,7 @@ where it could go wrong (a hanging network, a replaced certificate, a dropped co
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -18,8 +19,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from iotc_apply.apply.keys import EXPIRY_CACHE, KeyStore, device_config, self_signed
+from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
 
+from .conftest import Raw, self_signed_pem
 from .test_e2e import iotc, work  # noqa: F401  (fixture)
 
 
@@ -155,3 +158,65 @@ def test_a_client_pool_of_32_connections_is_kept_alive(server: EmulatorServer) -
         conn.request("GET", path)
         conn.getresponse().read()
     assert [conn.sock for conn in pool] == sockets
+
+
+def test_stopping_the_emulator_ends_a_request_held_by_latency(server: EmulatorServer) -> None:
+    """A request held for 30 s (the latency knob) ends when the server stops; cheroot alone
+    would wait it out."""
+    import threading
+
+    raw = Raw(server)
+    server.emulator.traffic.configure(Knobs(latency_ms=30_000))
+    held = threading.Thread(target=lambda: _quietly(raw, "GET", "user", "/Entity"),
+                            daemon=True)
+    held.start()
+    time.sleep(0.3)  # the request is in the server, asleep
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 5
+    held.join(5)
+    assert not held.is_alive()
+
+
+def _quietly(raw: Raw, *args: str) -> None:
+    import requests
+
+    with contextlib.suppress(requests.RequestException):
+        raw(*args)
+
+
+def test_big_listings_share_a_page_budget_and_every_device_is_read(
+        server: EmulatorServer, api: IoTConnect, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four templates each needing a full window of pages: at most two list at once (more
+    only add contending threads), nothing waits forever, no device is missed."""
+    import threading
+
+    from iotc_apply import snapshot
+
+    from .test_client import make_template
+
+    root = api.entities.root().guid
+    for t in range(4):
+        template = make_template(api, f"big{t}")
+        for i in range(34):  # 17 pages of 2: a full window of 16
+            api.devices.create(template, f"b{t}-{i:02}", "d", root,
+                               self_signed_pem(f"b{t}-{i:02}"))
+    active, most, lock = [0], [0], threading.Lock()
+    def listing(self: object, *args: object, **kwargs: object) -> object:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            return list(real_list(self, *args, **kwargs))
+        finally:
+            with lock:
+                active[0] -= 1
+
+    from iotc_apply.client.devices import DevicesClient
+
+    real_list = DevicesClient.list
+    monkeypatch.setattr(DevicesClient, "list", listing)
+    server.emulator.traffic.configure(Knobs(latency_ms=5))
+    snap = snapshot.take(api, None, None, page_size=2)
+    assert len(snap.devices) == 4 * 34
+    assert most[0] == 2
