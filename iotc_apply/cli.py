@@ -490,7 +490,10 @@ def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any
     finally:
         hooks.close()
     if not result.interrupted:
-        result = result.confirmed({c.address: c.action for c in replan().changes})
+        try:
+            result = result.confirmed({c.address: c.action for c in replan().changes})
+        except ApiError as exc:  # the changes stand; only their confirmation is missing
+            result = result.not_confirmed(redact_text(str(exc)))
     out.print()
     apply_report.render(out, result, destroy=plan.destroy, keys_written=keys.written,
                         keys_dir=f"{keys.root}/")

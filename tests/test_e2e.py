@@ -149,6 +149,35 @@ def test_a_partial_failure_exits_1_and_a_rerun_finishes(work: Path, server: Emul
     assert iotc("plan", "m", "--detailed-exitcode") == 0
 
 
+def test_a_read_back_that_fails_reports_the_changes_as_not_confirmed(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The changes were made, the account cannot be read back: the report says what the
+    service accepted and that it is not confirmed (never a bare error that hides 65 creates
+    and 60 new keys), exit 1, and the next apply converges."""
+    import iotc_apply.cli as cli
+
+    real, calls = cli.make_plan, []
+
+    def then_the_service_fails(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # the read-back after executing
+            server.emulator.traffic.configure(Knobs(faults=[
+                FaultRule("GET /Entity", 1.0, ("503",))]))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "make_plan", then_the_service_fails)
+    assert iotc("apply", "m", "--auto-approve") == 1
+    out = capsys.readouterr().out
+    assert "Apply not confirmed: 65 created; 60 private key(s) written to" in out
+    assert "reading the account back failed (GET /Entity: HTTP 503: Service unavailable.)" \
+        in out
+    server.emulator.traffic.configure(Knobs())
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert "No changes" in capsys.readouterr().out
+    assert len(live(server)["device"]) == 60
+
+
 def test_convergence_under_faults_and_a_rate_limit(work: Path, server: EmulatorServer) -> None:
     server.emulator.traffic.configure(Knobs(
         rate_limit=50.0, fault_seed=20261122,

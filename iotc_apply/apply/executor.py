@@ -43,10 +43,14 @@ class ApplyResult:
     results: tuple[ChangeResult, ...]
     interrupted: bool
     seconds: float
+    # Why the account could not be read back after the changes (empty: it was, or nobody
+    # tried): what the service accepted is then reported, but not as confirmed.
+    unconfirmed: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(r.status is Status.DONE for r in self.results)
+        return not self.interrupted and not self.unconfirmed and \
+            all(r.status is Status.DONE for r in self.results)
 
     def count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status is status)
@@ -63,6 +67,10 @@ class ApplyResult:
                                 f"(a fresh plan still has {still_planned[r.address].value})")
         return ApplyResult(tuple(check(r) for r in self.results), self.interrupted,
                            self.seconds)
+
+    def not_confirmed(self, reason: str) -> ApplyResult:
+        """The result when reading the account back failed: nothing is known to be done."""
+        return ApplyResult(self.results, self.interrupted, self.seconds, reason)
 
 
 class Hooks:

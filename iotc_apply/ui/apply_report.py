@@ -88,11 +88,18 @@ def render(console: Console, result: ApplyResult, destroy: bool = False,
                       "flight finished. Run apply again to finish the job.")
     verb = "Destroy" if destroy else "Apply"
     verdict = f"{verb} complete" if result.ok else f"{verb} incomplete"
+    if result.unconfirmed:
+        verdict = f"{verb} not confirmed"
     keys = f"; {keys_written} private key(s) written to {keys_dir}, back them up" \
         if keys_written else ""
     console.print(escape(f"{verdict}: {summary(result, destroy) or 'nothing to do'}{keys} "
                          f"({result.seconds:.1f} s)."))
-    if not result.ok and not result.interrupted:
+    if result.unconfirmed:
+        console.print(escape(f"The service accepted these changes, but reading the account "
+                             f"back failed ({result.unconfirmed}); run 'iotc plan' to see "
+                             "what took effect, then apply again: it converges without "
+                             "duplicates."))
+    elif not result.ok and not result.interrupted:
         console.print("Fix what failed and run apply again: it converges without duplicates.")
 
 
