@@ -174,6 +174,42 @@ def test_loader_refusals_are_located(text: str, message: str) -> None:
     assert docs == [] and [str(d) for d in diags] == [f"f.yaml:{message}"]
 
 
+def _limited_loader(limit: int) -> type:
+    """A parser that stops at `limit` levels the way libyaml 0.2.6 (PyYAML 6.0.4) does: its
+    scanner's own error, raised while scanning ahead of the events the builder has seen."""
+
+    class Limited(yaml.SafeLoader):
+        def fetch_flow_collection_start(self, token_class: type) -> None:
+            if self.flow_level >= limit:
+                raise yaml.scanner.ScannerError("while increasing flow level", None,
+                                                "exceeded maximum nesting depth",
+                                                self.get_mark())
+            super().fetch_flow_collection_start(token_class)
+
+    return Limited
+
+
+@pytest.mark.parametrize("loader", ["compiled", "pure", "limit 10", "limit 70", "limit 1000"])
+@pytest.mark.parametrize("depth", [63, 64, 5_000])
+def test_the_depth_refusal_does_not_depend_on_libyaml(
+        loader: str, depth: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Level 65 is refused where it opens, in the loader's words, whether the parser is
+    libyaml of any version, pure Python, or one whose own nesting limit fires first (PyYAML
+    6.0.4's libyaml did, at column 1006 of a line nested 50,000 deep); level 64 loads. The
+    document's mapping is level 1, so `depth` brackets make depth + 1 levels."""
+    from iotc_apply.manifest import yamlsafe
+
+    chosen = {"compiled": getattr(yaml, "CSafeLoader", yaml.SafeLoader),
+              "pure": yaml.SafeLoader}.get(loader) or _limited_loader(int(loader.split()[1]))
+    monkeypatch.setattr(yamlsafe, "Loader", chosen)
+    docs, diags = load_text("a: 1\n---\nb: " + "[" * depth + "]" * depth + "\n", "f.yaml")
+    if depth + 1 <= 64:
+        assert [str(d) for d in diags] == [] and len(docs) == 2
+    else:
+        assert [str(d) for d in diags] == ["f.yaml:3:67: error: nested deeper than 64 levels"]
+        assert [d.value for d in docs] == [{"a": 1}]
+
+
 def test_a_refused_document_leaves_the_others_loaded() -> None:
     docs, diags = load_text("a: 1\n---\nb: *x\n---\nc: 3\n", "f.yaml")
     assert [d.value for d in docs] == [{"a": 1}, {"c": 3}] and len(diags) == 1

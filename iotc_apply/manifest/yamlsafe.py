@@ -84,7 +84,25 @@ def load_file(path: Path, shown: str) -> tuple[list[Document], list[Diagnostic]]
 
 
 def load_text(text: str, shown: str) -> tuple[list[Document], list[Diagnostic]]:
-    """Every document in `text`, built from the parser's event stream.
+    """Every document in `text`; the same documents and diagnostics whatever libyaml does.
+
+    libyaml (bundled with PyYAML 6.0.4 and later) stops nesting with its own scanner limit,
+    and its scanner runs ahead of the parser, so that limit can fire before the builder
+    sees level MAX_DEPTH + 1. Its refusal is then not reported: the text is read again by
+    PyYAML's pure-Python parser, which has no limit of its own and is lazy, so the builder
+    refuses at the same line and column in its own words, and the second read costs only
+    the levels before the refusal.
+    """
+    docs, diags, limited = _load_text(text, shown, Loader)
+    if limited and Loader is not yaml.SafeLoader:
+        docs, diags, _ = _load_text(text, shown, yaml.SafeLoader)
+    return docs, diags
+
+
+def _load_text(text: str, shown: str,
+               loader: type) -> tuple[list[Document], list[Diagnostic], bool]:
+    """Every document in `text`, built from the parser's event stream; the flag says the
+    parser stopped on a nesting limit of its own.
 
     Events, not libyaml's composer: the composer recurses once per nesting level and a
     100 KB document nested 50,000 deep overflows the C stack (SIGSEGV), while the event
@@ -97,12 +115,12 @@ def load_text(text: str, shown: str) -> tuple[list[Document], list[Diagnostic]]:
     builder: _Builder | None = None
     index = 0
     try:
-        for count, event in enumerate(yaml.parse(text, Loader=Loader)):
+        for count, event in enumerate(yaml.parse(text, Loader=loader)):
             if count > MAX_NODES:
                 diags.append(Diagnostic.error(_pos(shown, event), f"more than {MAX_NODES:,} "
                              "YAML nodes in one file; split it into several files (or "
                              "describe a numbered run of devices as one DeviceSet)"))
-                return docs, diags
+                return docs, diags, False
             if isinstance(event, yaml.DocumentStartEvent):
                 builder = _Builder(Document(None, shown, index))
                 index += 1
@@ -116,12 +134,23 @@ def load_text(text: str, shown: str) -> tuple[list[Document], list[Diagnostic]]:
                 builder.feed(event)
                 if builder.too_deep:  # stop reading: libyaml's scanner slows with depth
                     diags.append(builder.refused)  # type: ignore[arg-type]
-                    return docs, diags
+                    return docs, diags, False
     except yaml.MarkedYAMLError as exc:
+        if _nesting_limit(exc.problem or exc.context):
+            return docs, diags, True
         diags.append(_syntax_error(exc, shown, text))
     except yaml.YAMLError as exc:
+        if _nesting_limit(str(exc)):
+            return docs, diags, True
         diags.append(Diagnostic.error(Position(shown), f"invalid YAML: {exc}"))
-    return docs, diags
+    return docs, diags, False
+
+
+def _nesting_limit(problem: str | None) -> bool:
+    """Whether a parser error is a nesting limit of the parser's own (libyaml's wording,
+    'exceeded maximum nesting depth', or any future one naming depth or nesting)."""
+    words = (problem or "").lower()
+    return "nesting" in words or "depth" in words
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, shown: str, text: str) -> Diagnostic:
