@@ -911,20 +911,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Version(argparse.Action):
-    """`--version`, looked up only when asked (importlib.metadata costs ~25 ms on every
-    command otherwise)."""
+    """`--version`: the package's `__version__`, the one place the version is written
+    (pyproject.toml reads it for the metadata, the action's tag is checked against it)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
-        from importlib.metadata import PackageNotFoundError, version
+        from . import __version__
 
-        try:
-            found = version("iotc-apply")
-        except PackageNotFoundError:
-            found = "unknown (not installed)"
-        sys.stdout.write(f"{parser.prog} {found}\n")
+        sys.stdout.write(f"{parser.prog} {__version__}\n")
         parser.exit()
 
 
