@@ -150,3 +150,75 @@ def test_older_than_ages_templates_and_refuses_devices(
     assert sorted(t["code"] for t in live(server)["template"]) == ["newt"]
     assert iotc("destroy", "--match", "template/*", "--older-than", "2 days") == 1
     assert "expected a number and a unit" in capsys.readouterr().err
+
+
+def _variables_doc(tmp_path: Path, spec: str) -> Path:
+    (tmp_path / "m.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Variables\nmetadata: {name: v}\nspec:\n  variables:\n"
+        f"    {spec}\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(("pattern", "value"), [
+    ("(a|a)*b", "a" * 28), ("((a)*)*b", "a" * 5_000), ("a*a*a*a*b", "a" * 5_000),
+    (".*.*.*.*=b", "a" * 5_000), ("(a+)+b", "a" * 5_000)])
+def test_a_hostile_pattern_cannot_hang_validate(tmp_path: Path, pattern: str,
+                                                value: str) -> None:
+    """Pattern and value come from one pull request; on Python's `re` each of these took
+    24.5 s to past 30 s. RE2 matches in linear time: each is refused in under 50 ms."""
+    import time
+
+    root = _variables_doc(tmp_path, f"run: {{type: string, pattern: '{pattern}'}}")
+    started = time.perf_counter()
+    loaded = load([str(root)], Given(flags={"run": value}))
+    elapsed = time.perf_counter() - started
+    (message,) = [d.message for d in loaded.diagnostics]
+    assert message.startswith("variable 'run': 'aaaa") and \
+        message.endswith(f" does not match the pattern {pattern!r}")
+    assert elapsed < 0.05 + 0.5  # 50 ms of matching, plus loading the schemas once
+
+
+def test_patterns_run_under_re2_in_under_50_ms() -> None:
+    """The matching itself, timed alone (the figure the issue names)."""
+    import time
+
+    from iotc_apply.manifest.variables import _compiled
+
+    for pattern, value in [("(a|a)*b", "a" * 28), ("((a)*)*b", "a" * 5_000),
+                           ("a*a*a*a*b", "a" * 5_000), (".*.*.*.*=b", "a" * 5_000)]:
+        started = time.perf_counter()
+        assert _compiled(pattern).fullmatch(value) is None
+        assert time.perf_counter() - started < 0.05, pattern
+
+
+@pytest.mark.parametrize(("spec", "given"), [
+    ("pin: {type: integer, sensitive: true}", "12ab-secret-34"),
+    ("flag: {type: boolean, sensitive: true}", "maybe-secret"),
+    ("pin: {type: integer, sensitive: true, pattern: '[0-9]{4}'}", "987654")])
+def test_a_sensitive_value_is_never_shown_in_its_errors(tmp_path: Path, spec: str,
+                                                        given: str) -> None:
+    root = _variables_doc(tmp_path, spec)
+    name = spec.split(":")[0]
+    loaded = load([str(root)], Given(flags={name: given}))
+    messages = [str(d) for d in loaded.diagnostics]
+    assert len(messages) == 1 and "(sensitive)" in messages[0], messages
+    assert given not in messages[0] and "secret" not in messages[0]
+
+
+@pytest.mark.parametrize("where", ["metadata: {name: 'd-${var.owner}'}\nspec:\n  template: t1",
+                                   "metadata: {name: s}\nspec:\n  count: 2\n"
+                                   "  uniqueId: '${var.owner}-{index}'\n  template: t1"])
+def test_a_sensitive_value_cannot_name_an_object(tmp_path: Path, where: str) -> None:
+    """A DUID is an address: in every plan, in the key store's folder names, in the
+    certificate. Masking it would make the plan unreadable, so it is refused where written."""
+    kind = "DeviceSet" if "uniqueId" in where else "Device"
+    root = _variables_doc(tmp_path, "owner: {type: string, sensitive: true}")
+    (root / "d.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Template\nmetadata: {name: t1}\nspec:\n  name: T\n"
+        "  authType: self-signed\n  attributes: [{name: a, type: DECIMAL}]\n---\n"
+        f"apiVersion: iotc/v1\nkind: {kind}\n{where}\n")
+    loaded = load([str(root)], Given(flags={"owner": "Zq9-secret"}))
+    messages = [str(d) for d in loaded.diagnostics]
+    assert len(messages) == 1 and "sensitive variable 'owner' cannot be part of an object's " \
+        "name" in messages[0] and "Zq9" not in messages[0], messages
+    assert messages[0].startswith(f"{root / 'd.yaml'}:")
