@@ -97,3 +97,26 @@ def test_the_action_script_plans_and_applies_against_the_emulator(
     assert code == 1 and out["exitcode"] == "1"
     code, _ = _run(tmp_path, env, command="destroy")
     assert code == 1
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the action's script is bash")
+def test_the_plan_in_the_log_cannot_issue_workflow_commands(
+        server: EmulatorServer, tmp_path: Path) -> None:
+    """Names from the account or a pull request reach the job log through the plan: the
+    runner is told to obey no workflow command until a random token ends the plan."""
+    shutil.copytree(ROOT / "examples" / "test-fleet", tmp_path / "m")
+    env = {**_env(server, tmp_path / "config"), "PATH": f"{Path(os.sys.executable).parent}"
+           f"{os.pathsep}{os.environ['PATH']}", "RUNNER_TEMP": str(tmp_path),
+           "GITHUB_OUTPUT": str(tmp_path / "out"), "COMMAND": "plan", "MANIFESTS": "m",
+           "VARS": "run=pr7", "ARGS": "--keys-dir keys"}
+    runs = [subprocess.run(["bash", "-c", _script()], cwd=tmp_path, env=env,
+                           capture_output=True, text=True).stdout.splitlines()
+            for _ in range(2)]
+    tokens = []
+    for lines in runs:
+        start = next(i for i, line in enumerate(lines) if line.startswith("::stop-commands::"))
+        token = lines[start].removeprefix("::stop-commands::")
+        assert re.fullmatch(r"[0-9a-f]{32}", token)
+        assert lines[-1] == f"::{token}::" and "### iotc plan" in lines[start + 1]
+        tokens.append(token)
+    assert tokens[0] != tokens[1]

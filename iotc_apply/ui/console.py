@@ -10,9 +10,13 @@ import os
 import sys
 from typing import IO
 
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 from rich.theme import Theme
+
+from .inert import inert
 
 THEME = Theme({
     "diag.error": "bold red", "diag.warning": "yellow", "diag.position": "bold",
@@ -21,12 +25,21 @@ THEME = Theme({
 })
 
 
+class InertConsole(Console):
+    """A console that prints no control character it was given: every string printed is
+    made inert first (markup tags hold none, so styles still apply), whatever its source.
+    Renderers that print one value per line also escape newlines (`inert(one_line=True)`)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(inert(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
 def make_console(stream: IO[str] | None = None, width: int | None = None) -> Console:
     """A console on `stream` (stdout by default) with colour only where it belongs."""
     stream = stream or sys.stdout
     tty = hasattr(stream, "isatty") and stream.isatty()
     plain = bool(os.environ.get("NO_COLOR")) or not tty
-    return Console(file=stream, theme=THEME, width=width, no_color=plain,
+    return InertConsole(file=stream, theme=THEME, width=width, no_color=plain,
                    color_system=None if plain else "auto", highlight=False, soft_wrap=True,
                    force_terminal=False if plain else None)
 

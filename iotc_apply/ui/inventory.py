@@ -16,6 +16,8 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from .inert import inert
+
 WINDOW = 200
 Row = dict[str, Any]
 
@@ -31,11 +33,12 @@ def render(rows: Iterable[Row], fields: tuple[str, ...], fmt: str, out: IO[str],
 
 
 def _cell(value: Any) -> str:
+    """A table cell: names from the account made inert, on one line."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return str(value)
+    return inert(str(value), one_line=True)
 
 
 def _table(rows: Iterator[Row], fields: tuple[str, ...], console: Console) -> int:

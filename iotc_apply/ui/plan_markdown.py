@@ -1,13 +1,17 @@
 """The plan as a pull-request comment: summary table first, details folded, size-capped.
 
 GitHub comments hold 65,536 characters; the rendering stays under `limit` (65,000) by cutting
-the listing and saying how many changes were left out. Pure function of the plan.
+the listing and saying how many changes were left out. Pure function of the plan. Names in
+it come from the account and from pull requests: text outside code blocks is escaped for
+markdown and HTML, and every code block's fence is longer than any backtick run inside it,
+its lines one inert line each (`inert.py`), so no name can close it and forge a comment.
 """
 
 from __future__ import annotations
 
 from ..model import Kind
 from ..plan import Action, Change, Plan
+from .inert import fence, markdown_text
 from .plan_text import change_lines, grouped_warnings, header, unmanaged_lines
 
 LIMIT = 65_000
@@ -17,19 +21,18 @@ def render(plan: Plan, limit: int = LIMIT) -> str:
     n = plan.counts
     head = [f"### iotc plan: {n[Action.CREATE]} to create, {n[Action.UPDATE]} to update, "
             f"{n[Action.REPLACE]} to replace, {n[Action.DELETE]} to delete", "",
-            f"{header(plan)}; {plan.unchanged} unchanged.", ""]
+            f"{markdown_text(header(plan))}; {plan.unchanged} unchanged.", ""]
     if plan.errors:
         head += ["**Plan errors: nothing can be applied.**", ""]
-        head += [f"- :x: {_md(e)}" for e in plan.errors] + [""]
+        head += [f"- :x: {markdown_text(e)}" for e in plan.errors] + [""]
     head += ["| action | count |", "| --- | ---: |"]
     head += [f"| {a.value} | {n[a]} |" for a in (Action.DELETE, Action.REPLACE, Action.UPDATE,
                                                   Action.CREATE)]
     head.append("")
     if plan.warnings:
-        head += [f"- :warning: {_md(w)}" for w in grouped_warnings(plan.warnings)] + [""]
+        head += [f"- :warning: {markdown_text(w)}" for w in grouped_warnings(plan.warnings)] + [""]
     if plan.unmanaged:
-        head += ["Not in the manifests (not pruned):", "", "```", *unmanaged_lines(plan),
-                 "```", ""]
+        head += ["Not in the manifests (not pruned):", "", fence(unmanaged_lines(plan)), ""]
     if not plan.changes:
         return "\n".join(head + ["No changes."]) + "\n"
     budget = limit - len("\n".join(head)) - 400
@@ -68,7 +71,7 @@ def _summary(plan: Plan) -> str:
         lines += [_coloured(text) for _, text in change_lines(c)]
     if not done:
         return ""  # nothing grouped: the full listing below says it all
-    return "```diff\n" + "\n".join(_coloured(line) for line in lines) + "\n```\n\n"
+    return fence([_coloured(line) for line in lines], "diff") + "\n\n"
 
 
 def _details(plan: Plan, budget: int) -> str:
@@ -86,7 +89,7 @@ def _details(plan: Plan, budget: int) -> str:
     cut = len(plan.changes) - shown
     tail = f"\n_{cut} more change(s) not shown; `iotc plan --format json` lists them all._\n" \
         if cut else ""
-    return opening + "```diff\n" + "\n".join(body) + "\n```\n" + tail + "\n</details>\n"
+    return opening + fence(body, "diff") + "\n" + tail + "\n</details>\n"
 
 
 def _coloured(line: str) -> str:
@@ -101,6 +104,3 @@ def _coloured(line: str) -> str:
         return sign + " " * (len(line) - len(stripped)) + rest
     return line
 
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;")

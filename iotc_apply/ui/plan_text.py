@@ -2,6 +2,8 @@
 
 Pure function of the plan: unchanged objects are counted, not listed; creates are one line
 each (a fleet of 10,000 stays readable); updates and replacements show their field changes.
+Every line is made inert (`inert.py`): no name can move the cursor, retitle the window or
+start a line of its own.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup
 
 from ..plan import Action, Change, Plan
+from .inert import inert
 
 STYLE = {Action.CREATE: "plan.create", Action.UPDATE: "plan.update",
          Action.REPLACE: "plan.replace", Action.DELETE: "plan.delete",
@@ -20,6 +23,12 @@ STYLE = {Action.CREATE: "plan.create", Action.UPDATE: "plan.update",
 VERB = {Action.CREATE: "create", Action.UPDATE: "update in place",
         Action.REPLACE: "replace (delete, then create)", Action.DELETE: "delete",
         Action.DEPRECATE: "deprecate (firmware cannot be deleted)"}
+
+
+def escape(text: str) -> str:
+    """One line of the plan as rich markup: names from the account or a manifest made inert
+    (control characters and newlines written as escapes), then markup-escaped."""
+    return _markup(inert(text, one_line=True))
 
 
 def value(v: Any) -> str:
