@@ -576,11 +576,10 @@ def cmd_whoami(opts: Options) -> int:
 def cmd_export(opts: Options) -> int:
     """Manifests (and upgrade files) for the live account; never keys."""
     import datetime
-    import hashlib
     from concurrent.futures import ThreadPoolExecutor
 
     from . import export, snapshot
-    from .safefile import write_private
+    from .safefile import OutsideRoot, inside, write_private
 
     a = opts.args
     out = Path(a.out)
@@ -601,29 +600,51 @@ def cmd_export(opts: Options) -> int:
             raise UsageError(f"cannot read the key store {opts.args.keys_dir}: "
                              f"{exc.strerror}") from None
         result = export.export(snap, kept, globs, header)
-
-        def fetch(item: Any) -> tuple[str, bytes]:
-            data = api.files.download(item.file.url or "")
-            tag = str(item.file.tag or "").lower()
-            digest = hashlib.md5(data).hexdigest()
-            if tag and tag != digest:
-                raise UsageError(f"{item.path}: downloaded content has MD5 {digest}, but the "
-                                 f"service tags it {tag}; nothing written")
-            return item.path, data
-
-        with ThreadPoolExecutor(max_workers=max(1, a.parallelism)) as pool:
-            downloads = list(pool.map(fetch, result.fetch))
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in sorted(result.files.items()):
-        write_private(out / name, text.encode(), mode=0o644)
-    for name, data in downloads:
-        write_private(out / name, data, mode=0o644)
+        made = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            # every download first (streamed into temp files in OUT), then the writes: a
+            # failed or refused download leaves nothing behind
+            with ThreadPoolExecutor(max_workers=max(1, a.parallelism)) as pool:
+                downloads = list(pool.map(lambda item: _fetch(api, out, item), result.fetch))
+            for name, text in sorted(result.files.items()):
+                write_private(inside(out, name), text.encode(), mode=0o644)
+            for name, temp in downloads:
+                os.chmod(temp, 0o644)
+                os.replace(temp, inside(out, name))
+        except OutsideRoot as exc:
+            raise UsageError(f"export: {exc}; nothing more written") from None
+        finally:
+            for leftover in out.glob(".download.*"):
+                leftover.unlink(missing_ok=True)
+            if made and not any(out.iterdir()):
+                out.rmdir()
+    console = make_console()
+    for line in result.skipped:
+        console.print(f"warning: {line}", markup=False, highlight=False)
+    for item in result.fetch:
+        if not item.file.tag:
+            console.print(f"warning: {item.path}: the service gave no MD5 for this file; its "
+                          "content is unverified (marked so in firmware.yaml)", markup=False,
+                          highlight=False)
     c = result.counts
-    make_console().print(
+    console.print(
         f"Exported {c['templates']} template(s), {c['devices']} device(s) as "
         f"{c['device_sets']} DeviceSet(s) and {c['device_documents']} Device document(s), "
         f"{c['firmware']} firmware and {c['files']} file(s) to {out}/.", highlight=False)
     return EXIT_OK
+
+
+def _fetch(api: IoTConnect, out: Path, item: Any) -> tuple[str, Path]:
+    """One upgrade file streamed into a temp file in `out`, its MD5 checked when the service
+    tags one (a file without a tag is marked unverified in the manifest that lists it)."""
+    temp, digest = api.files.download(item.file.url or "", out)
+    tag = str(item.file.tag or "").lower()
+    if tag and tag != digest:
+        temp.unlink()
+        raise UsageError(f"{item.path}: downloaded content has MD5 {digest}, but the service "
+                         f"tags it {tag}; nothing written")
+    return item.path, temp
 
 
 def _address_glob(text: str) -> str:

@@ -11,8 +11,15 @@ consecutive run of numbers that one `{index}` width renders, the same template, 
 `active`, and display names one `{index}` pattern renders (or equal to the DUIDs). Shorter
 runs than MIN_RUN stay `Device` documents. Devices whose key is not in the key store are
 written with `certificate: external`: the device holds its own key, and the plan refuses
-any change that would re-create it. Imports `model`, and from the manifest package the
-DeviceSet numbering itself, so a set is only written if the loader expands it back.
+any change that would re-create it. Imports `model` and `names`, and from the manifest
+package the DeviceSet numbering itself, so a set is only written if the loader expands it
+back.
+
+Live names are untrusted (`names.py`): an object whose name (or whose template's code, or
+one of whose upgrade versions or file names) breaks the manifest rule for its kind is
+skipped with a warning naming it, never written, so no name becomes a path outside OUT;
+every string written has `${` escaped. A file the service gives no MD5 for is marked
+unverified in the manifest that lists it.
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
+from . import names
 from .manifest.kinds import numbered
 from .model import AUTH_TYPE_NAMES, LiveDevice, LiveFile, LiveFirmware, Snapshot
 
@@ -47,19 +56,29 @@ class Export:
     files: dict[str, str]  # manifest path (relative) -> YAML text
     fetch: tuple[FileToFetch, ...]
     counts: dict[str, int]
+    skipped: tuple[str, ...] = ()  # `address: why`, one per object not written
 
 
 def export(snap: Snapshot, keys: Iterable[str], match: tuple[str, ...], header: str) -> Export:
     """Manifest files for the live objects whose address matches a glob (all without any),
     plus the templates they need."""
     kept = frozenset(keys)
+    skipped: list[str] = []
     devices = [d for d in snap.devices.values() if _matches(f"device/{d.duid}", match)]
     firmwares = [f for f in snap.firmwares.values() if not f.deprecated
                  and _matches(f"firmware/{f.name}", match)]
     codes = {c for c in snap.templates if _matches(f"template/{c}", match)}
     codes |= {snap.template_code(d.template_guid) or "" for d in devices}
-    codes |= {f.template_code or snap.template_code(f.template_guid) or "" for f in firmwares}
+    codes |= {_firmware_template(snap, f) for f in firmwares}
     codes.discard("")
+    for code in sorted(c for c in codes if not names.valid("template", c)):
+        skipped.append(f"template/{code}: skipped, with its devices and firmware: its code "
+                       "is not a valid template name")
+    codes = {c for c in codes if names.valid("template", c)}
+    devices = _named(devices, lambda d: (f"device/{d.duid}", _device_problem(snap, d, codes)),
+                     skipped)
+    firmwares = _named(firmwares, lambda f: (f"firmware/{f.name}",
+                                             _firmware_problem(snap, f, codes)), skipped)
     out: dict[str, str] = {}
     # always written, even empty: an export of an empty account (or of a --match that takes
     # nothing) is still a manifest folder that validates and plans clean
@@ -77,9 +96,53 @@ def export(snap: Snapshot, keys: Iterable[str], match: tuple[str, ...], header: 
     if firmwares:
         docs = [_firmware(snap, f, fetch) for f in sorted(firmwares, key=lambda f: f.name)]
         out["firmware.yaml"] = _render(header, docs)
+        unverified = [f.path for f in fetch if not f.file.tag]
+        if unverified:
+            out["firmware.yaml"] = "".join(
+                f"# {path}: the service gave no MD5 for this file; its content is "
+                "unverified\n" for path in unverified) + out["firmware.yaml"]
     counts = {"templates": len(codes), "devices": len(devices), "device_sets": sets,
               "device_documents": singles, "firmware": len(firmwares), "files": len(fetch)}
-    return Export(out, tuple(fetch), counts)
+    return Export(out, tuple(fetch), counts, tuple(skipped))
+
+
+def _firmware_template(snap: Snapshot, fw: LiveFirmware) -> str:
+    return fw.template_code or snap.template_code(fw.template_guid) or ""
+
+
+def _named(items: list[Any], check: Callable[[Any], tuple[str, str | None]],
+           skipped: list[str]) -> list[Any]:
+    """The items whose names may be written; a warning for each of the others."""
+    kept = []
+    for item in items:
+        address, problem = check(item)
+        if problem:
+            skipped.append(f"{address}: skipped: {problem}")
+        else:
+            kept.append(item)
+    return kept
+
+
+def _device_problem(snap: Snapshot, device: LiveDevice, codes: set[str]) -> str | None:
+    if not names.valid("device", device.duid):
+        return "its unique ID is not a valid device name"
+    if (snap.template_code(device.template_guid) or "") not in codes:
+        return "its template is not exported"
+    return None
+
+
+def _firmware_problem(snap: Snapshot, fw: LiveFirmware, codes: set[str]) -> str | None:
+    if not names.valid("firmware", fw.name):
+        return "its name is not a valid firmware name"
+    if _firmware_template(snap, fw) not in codes:
+        return "its template is not exported"
+    for u in fw.upgrades or ():
+        if not names.valid("version", u.version):
+            return f"upgrade version {u.version!r} is not a valid version"
+        for f in snap.files.get(u.guid, u.files):
+            if not names.valid("file", f.name):
+                return f"upgrade {u.version}: file name {f.name!r} is not a valid file name"
+    return None
 
 
 def _matches(address: str, match: tuple[str, ...]) -> bool:
@@ -87,8 +150,9 @@ def _matches(address: str, match: tuple[str, ...]) -> bool:
 
 
 def _render(header: str, docs: list[dict[str, object]]) -> str:
-    body = yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True, width=100,
-                              explicit_start=True) if docs else ""
+    """The documents as YAML, every `${` in their strings escaped (`names.escaped`)."""
+    body = yaml.safe_dump_all(names.escaped(docs), sort_keys=False, allow_unicode=True,
+                              width=100, explicit_start=True) if docs else ""
     return "".join(f"# {line}\n" for line in header.splitlines()) + body
 
 

@@ -50,6 +50,32 @@ def write_private(path: Path, data: bytes, sync_dir: bool = True, mode: int = 0o
         sync_directory(path.parent)
 
 
+class OutsideRoot(ValueError):
+    """A relative path that would lead out of the folder it must stay in."""
+
+
+def inside(root: Path, relative: str) -> Path:
+    """`root / relative`, its folders made, for a path built from untrusted names.
+
+    Refused (OutsideRoot) when `relative` is absolute, has a `..` part, or passes through a
+    symlink, and checked again after resolution, so nothing written there lands outside
+    `root`. The last part may be a symlink: `write_private` replaces it, never follows it.
+    """
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or any(p in ("..", ".") for p in parts):
+        raise OutsideRoot(f"{relative!r} is not a path inside {root}")
+    folder = root
+    for part in parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink():
+            raise OutsideRoot(f"{relative!r}: {folder} is a symlink; nothing is written "
+                              "through one")
+        folder.mkdir(mode=0o755, exist_ok=True)
+    if not folder.resolve().is_relative_to(root.resolve()):
+        raise OutsideRoot(f"{relative!r} resolves outside {root}")
+    return folder / parts[-1]
+
+
 def create_exclusive(path: Path, data: bytes, sync_dir: bool = True) -> bool:
     """Create a 0600 file only if nothing (not even a dangling symlink) is at `path`.
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,179 @@ def test_the_renderers_escape_what_they_are_given() -> None:
         "a\\|b &lt;i&gt; @&#8203;team \\`x\\` \\[l\\](u)"
     assert fence(["x ```` y", "z"], "diff") == "`````diff\nx ```` y\nz\n`````"
     assert workflow_safe("::warning::x") == " ::warning::x" and workflow_safe("ok") == "ok"
+
+
+# -- export: live names never become paths outside OUT, `${` stays text --------------------
+
+
+def _rename(server: EmulatorServer, kind: str, guid: str, field: str, value: str) -> None:
+    """What a service that does not validate names would hold (the emulator validates)."""
+    store = server.emulator.state.store
+    with store.lock, store.transaction():
+        record = store.get(kind, guid)
+        assert record is not None
+        store.update(kind, {**record, field: value})
+
+
+def test_export_never_writes_outside_out(work: Path, server: EmulatorServer,  # noqa: F811
+                                         api: IoTConnect,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """An upload named `../../../../.bashrc` (accepted by the ordinary file API), a template
+    code and a firmware name with `../`: each object is skipped with a warning naming it,
+    the rest is exported, nothing lands outside OUT."""
+    from iotc_apply.client import FIRMWARE_MODULE
+
+    from .conftest import TEMPLATE_JSON, self_signed_pem
+
+    home = work / "home"
+    (home / "deep" / "er").mkdir(parents=True)
+    (home / ".bashrc").write_text("mine\n")
+    sensor = api.templates.create({**TEMPLATE_JSON, "code": "sensor01"})
+    _, first = api.firmware.create(sensor, "SENSORFW", "1.0", "1.0.0")
+    api.files.upload(FIRMWARE_MODULE, first, "../../../../.bashrc", b"echo owned\n")
+    other = api.templates.create({**TEMPLATE_JSON, "code": "other01", "name": "Other"})
+    api.devices.create(other, "od-1", "od-1", api.entities.root().guid, self_signed_pem("od-1"))
+    _rename(server, "template", other, "code", "../../../x")
+    good = api.templates.create({**TEMPLATE_JSON, "code": "good01", "name": "Good"})
+    fw2, _ = api.firmware.create(good, "GOODFW", "1.0", "1.0.0")
+    _rename(server, "firmware", fw2, "name", "../../up")
+    api.devices.create(good, "g-1", "Pump ${var.x} and $${y}", api.entities.root().guid,
+                       self_signed_pem("g-1"))
+    capsys.readouterr()
+
+    from iotc_apply.cli import main
+
+    assert main(["export", str(home / "deep" / "er" / "out"), "--keys-dir", "keys"]) == 0
+    captured = capsys.readouterr()
+    assert (home / ".bashrc").read_text() == "mine\n"
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc", "deep"]
+    assert sorted(p.name for p in (home / "deep").iterdir()) == ["er"]
+    out = home / "deep" / "er" / "out"
+    assert all(p.resolve().is_relative_to(out) for p in out.rglob("*"))
+    warnings = [line for line in captured.out.splitlines() if line.startswith("warning:")]
+    assert any("firmware/SENSORFW: skipped: upgrade 1.0.0: file name '../../../../.bashrc'"
+               in w for w in warnings), warnings
+    assert any("template/../../../x: skipped" in w for w in warnings), warnings
+    assert any("firmware/../../up: skipped: its name is not a valid firmware name" in w
+               for w in warnings), warnings
+    # `${` in a live string is written escaped, so the tree validates and plans clean
+    assert "Pump $${var.x} and $$${y}" in (out / "devices-good01.yaml").read_text()
+    assert main(["validate", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["plan", str(out), "--keys-dir", "keys", "--target", "device/g-1",
+                 "--detailed-exitcode"]) == 0
+
+
+def test_export_refuses_a_symlinked_folder_in_out(work: Path, api: IoTConnect,  # noqa: F811
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from iotc_apply.cli import main
+    from iotc_apply.client import FIRMWARE_MODULE
+
+    from .conftest import TEMPLATE_JSON
+
+    sensor = api.templates.create({**TEMPLATE_JSON, "code": "sensor01"})
+    _, first = api.firmware.create(sensor, "SENSORFW", "1.0", "1.0.0")
+    api.files.upload(FIRMWARE_MODULE, first, "a.bin", b"bits")
+    (work / "elsewhere").mkdir()
+    (work / "out").mkdir()
+    (work / "out" / "files").symlink_to(work / "elsewhere")
+    assert main(["export", "out", "--force", "--keys-dir", "keys"]) == 1
+    err = capsys.readouterr().err
+    assert "is a symlink; nothing is written through one" in err
+    assert list((work / "elsewhere").iterdir()) == []
+
+
+# -- downloads: every redirect hop checked, bodies streamed under a cap ---------------------
+
+
+@pytest.fixture
+def storage() -> Iterator[tuple[str, dict[str, tuple[int, dict[str, str], bytes]]]]:
+    """A loopback HTTP server answering each path as the test says: (status, headers, body)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            status, headers, body = routes.get(self.path.split("?")[0], (404, {}, b""))
+            self.send_response(status)
+            for k, v in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", routes
+    server.shutdown()
+    server.server_close()
+
+
+def _session(api: IoTConnect, **settings: object) -> IoTConnect:
+    from dataclasses import replace
+
+    from iotc_apply.client import ApiSession
+    from iotc_apply.client.settings import TokenStore
+
+    changed = replace(api.session.settings, **settings)
+    return IoTConnect(ApiSession(changed, TokenStore.for_settings(changed)))
+
+
+def test_a_download_follows_redirects_only_on_its_own_host(
+        storage: tuple[str, dict], api: IoTConnect, tmp_path: Path) -> None:
+    from iotc_apply.client.errors import TransportError
+
+    base, routes = storage
+    port = base.rsplit(":", 1)[1]
+    routes["/a"] = (302, {"Location": "/b?sig=1"}, b"")
+    routes["/b"] = (200, {}, b"the bits")
+    routes["/away"] = (302, {"Location": f"http://localhost:{port}/b"}, b"")
+    routes["/out"] = (301, {"Location": "https://example.invalid/b"}, b"")
+    routes["/loop"] = (302, {"Location": "/loop"}, b"")
+    path, digest = api.files.download(f"{base}/a?sig=secret", tmp_path)
+    assert path.read_bytes() == b"the bits" and path.parent == tmp_path
+    import hashlib
+    assert digest == hashlib.md5(b"the bits").hexdigest()
+    path.unlink()
+    for start, words in (("/away", "redirects to another host or scheme"),
+                         ("/out", "redirects to another host or scheme"),
+                         ("/loop", "more than 5 redirects")):
+        with pytest.raises(TransportError) as caught:
+            api.files.download(f"{base}{start}?sig=secret", tmp_path)
+        assert words in str(caught.value) and "secret" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_download_stops_at_the_size_cap_and_leaves_nothing(
+        storage: tuple[str, dict], api: IoTConnect, tmp_path: Path) -> None:
+    from iotc_apply.client.errors import TransportError
+
+    base, routes = storage
+    routes["/big"] = (200, {}, b"x" * 5000)
+    routes["/liar"] = (200, {"Content-Length": "10"}, b"")  # declares 10, streams less
+    small = _session(api, max_download_bytes=1000)
+    with pytest.raises(TransportError) as caught:
+        small.files.download(f"{base}/big", tmp_path)
+    assert "5,000 bytes, more than the 1,000 allowed (IOTC_MAX_DOWNLOAD_BYTES)" in \
+        str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+    path, _ = _session(api, max_download_bytes=6000).files.download(f"{base}/big", tmp_path)
+    assert path.stat().st_size == 5000
+
+
+def test_url_credentials_are_never_shown() -> None:
+    """User-info and a signed URL's query are credentials: redacted in traces and errors."""
+    from iotc_apply.client.errors import ConfigError
+    from iotc_apply.client.redact import redact_text
+    from iotc_apply.client.session import _check_discovery_url
+
+    assert redact_text("-> GET https://bob:hunter2@files.example/a/b.bin?se=1&sig=abc def") == \
+        "-> GET https://(redacted)@files.example/a/b.bin?(redacted) def"
+    with pytest.raises(ConfigError) as caught:
+        _check_discovery_url("ftp://bob:hunter2@discovery.example/api?token=zz")
+    assert "hunter2" not in str(caught.value) and "zz" not in str(caught.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ..model import LiveFile, LiveFirmware, LiveUpgrade
@@ -172,7 +173,8 @@ class FilesClient:
     def delete(self, module: str, guid: str) -> None:
         self.session.call("file", "DELETE", f"/File/{module}/{guid}", ok=(200, 204))
 
-    def download(self, url: str) -> bytes:
-        """A file's content from the signed URL a listing gave (not an API call: the URL is
-        the credential, so no Authorization header is sent to the storage behind it)."""
-        return self.session.fetch(url)
+    def download(self, url: str, into: Path) -> tuple[Path, str]:
+        """A file's content from the signed URL a listing gave, streamed into a temp file in
+        `into`: its path and MD5 (not an API call: the URL is the credential, so no
+        Authorization header is sent to the storage behind it)."""
+        return self.session.download(url, into)

@@ -2,7 +2,8 @@
 
 Used by the `IOTC_API_TRACE` tracer and by the cassette scrubbing in the tests, so there is
 one definition of what a secret is: passwords, tokens (access, refresh, basic), solution
-keys, Authorization headers, and private keys wherever they appear in text.
+keys, Authorization headers, private keys wherever they appear in text, and the parts of a
+URL that are credentials: its user-info and its query (a signed download URL's signature).
 Imports nothing else from iotc_apply.
 """
 
@@ -18,6 +19,8 @@ SECRET_KEYS = re.compile(
 PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.DOTALL)
 JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b")
+URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s@?#'\"]*@)?"
+                 r"(?P<rest>[^\s?#'\"]*)(?P<query>\?[^\s#'\"]*)?")
 
 
 def redact(value: Any) -> Any:
@@ -43,8 +46,23 @@ def remember(*secrets: str | None) -> None:
 
 
 def redact_text(text: str) -> str:
-    """Private keys, JWTs and every remembered secret removed from free text."""
+    """Private keys, JWTs, URL credentials and every remembered secret removed from free
+    text."""
     text = PRIVATE_KEY.sub(REDACTED, text)
+    if "://" in text:
+        text = URL.sub(_url, text)
     for secret in sorted(_KNOWN, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return JWT.sub(REDACTED, text)
+
+
+def redact_url(url: str) -> str:
+    """A URL as it may be shown: no user-info, no query string (a signed URL's signature
+    is its credential)."""
+    return URL.sub(_url, url)
+
+
+def _url(found: re.Match[str]) -> str:
+    userinfo = f"{REDACTED}@" if found["userinfo"] else ""
+    query = f"?{REDACTED}" if found["query"] else ""
+    return f"{found['scheme']}{userinfo}{found['rest']}{query}"

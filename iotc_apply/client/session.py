@@ -12,16 +12,19 @@ Imports `model` and the client package only.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import random
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import IO, Any
 
 import requests
@@ -39,7 +42,7 @@ from .errors import (
     UnsupportedCall,
     status_error,
 )
-from .redact import REDACTED, redact, redact_text, remember
+from .redact import REDACTED, redact, redact_text, redact_url, remember
 from .settings import Login, Settings, TokenStore
 
 BASE_URL_KEYS = {"auth": "authBaseUrl", "user": "userBaseUrl", "device": "deviceBaseUrl",
@@ -72,6 +75,9 @@ class Envelope:
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DOWNLOAD = "file download"  # how a download is named in errors and traces (never its URL)
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 # Pages of one listing fetched at once when a count hint says there are more.
 PAGES_AHEAD = 16
 MAX_THROTTLED = 60  # 429s waited out per request before its 429 is final
@@ -382,16 +388,33 @@ class ApiSession:
                 for future in pending.values():
                     future.cancel()
 
-    def fetch(self, url: str) -> bytes:
-        """GET a signed download URL (retried like any GET); its bytes, or TransportError."""
-        parts = urllib.parse.urlsplit(url)
-        if not (parts.scheme == "https" or parts.scheme == "http" and parts.hostname in LOOPBACK):
-            raise TransportError(f"not an https download URL: {url[:60]!r}", "GET",
-                                 "file download")
-        resp = self._send("GET", url, "file download", {})
-        if resp.status_code != 200:
-            raise TransportError(f"HTTP {resp.status_code}", "GET", "file download")
-        return resp.content
+    def download(self, url: str, into: Path) -> tuple[Path, str]:
+        """Stream a signed download URL into a new temp file in `into`: its path and MD5.
+
+        The URL comes from the account, so every hop of a redirect passes the check the
+        first URL does (https, or http to this machine) and stays on the first URL's host
+        and scheme, at most MAX_REDIRECTS of them; the
+        body goes to disk as it arrives and stops at `max_download_bytes`, so neither a
+        redirect to another host nor a 2 GB body (once a MemoryError) gets anywhere. No
+        Authorization header is sent: the URL is the credential.
+        """
+        limit = self.settings.max_download_bytes
+        first = urllib.parse.urlsplit(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            _check_download_url(url, first)
+            resp = self._send("GET", url, DOWNLOAD, {"stream": True, "allow_redirects": False})
+            with resp:
+                if resp.status_code in REDIRECTS:
+                    location = resp.headers.get("Location")
+                    if not location:
+                        raise TransportError(f"HTTP {resp.status_code} without a Location",
+                                             "GET", DOWNLOAD)
+                    url = urllib.parse.urljoin(url, location)
+                    continue
+                if resp.status_code != 200:
+                    raise TransportError(f"HTTP {resp.status_code}", "GET", DOWNLOAD)
+                return _stream_to_file(resp, into, limit)
+        raise TransportError(f"more than {MAX_REDIRECTS} redirects", "GET", DOWNLOAD)
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -520,6 +543,9 @@ class ApiSession:
     def _trace_response(self, resp: requests.Response, shown: str, elapsed: float) -> None:
         if not self.settings.trace:
             return
+        if shown == DOWNLOAD:  # a streamed body: reading it here would defeat the stream
+            self._trace(f"<- {resp.status_code} {shown} ({elapsed * 1000:.0f} ms)")
+            return
         try:
             body: Any = redact(resp.json())
             if shown.endswith("/Auth/basic-token") and isinstance(body, dict):
@@ -566,6 +592,41 @@ def _raise_if_unsupported(service: str, method: str, path: str,
                               path)
 
 
+def _check_download_url(url: str, first: urllib.parse.SplitResult) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if not (parts.scheme == "https" and parts.hostname or
+            parts.scheme == "http" and parts.hostname in LOOPBACK):
+        raise TransportError(f"not an https download URL: {redact_url(url)[:80]!r}", "GET",
+                             DOWNLOAD)
+    if (parts.scheme, parts.netloc.lower()) != (first.scheme, first.netloc.lower()):
+        raise TransportError(f"the download redirects to another host or scheme "
+                             f"({redact_url(url)[:80]!r}); not followed", "GET", DOWNLOAD)
+
+
+def _stream_to_file(resp: requests.Response, into: Path, limit: int) -> tuple[Path, str]:
+    """The body, chunk by chunk, into a 0600 temp file in `into`; removed on any failure."""
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TransportError(f"the file is {int(declared):,} bytes, more than the "
+                             f"{limit:,} allowed (IOTC_MAX_DOWNLOAD_BYTES)", "GET", DOWNLOAD)
+    digest = hashlib.md5(usedforsecurity=False)
+    fd, name = tempfile.mkstemp(dir=into, prefix=".download.")
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as out:
+            for chunk in resp.iter_content(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    raise TransportError(f"the file is more than the {limit:,} bytes allowed "
+                                         "(IOTC_MAX_DOWNLOAD_BYTES)", "GET", DOWNLOAD)
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name), digest.hexdigest()
+
+
 def _check_discovery_url(url: str) -> None:
     """https, or plain http to this machine only (the emulator): credentials never travel
     in clear text, and a URL without a scheme is a one-line error, not a library's."""
@@ -574,7 +635,7 @@ def _check_discovery_url(url: str) -> None:
     if parsed.scheme == "https" and parsed.hostname or parsed.scheme == "http" and loopback:
         return
     raise ConfigError(f"IOTC_DISCOVERY_URL must be an https:// URL (http:// only to this "
-                      f"machine), not {url!r}")
+                      f"machine), not {redact_url(url)!r}")
 
 
 def _retry_after(resp: requests.Response) -> float:

@@ -38,6 +38,9 @@ class Settings:
     token_refresh: bool = True
     max_retries: int = 5
     max_retry_after: float = 120.0  # seconds; a longer Retry-After is an error
+    # the largest upgrade file a download may bring (1 GiB: the largest firmware the
+    # vendor documents); a larger body is an error, never read into memory
+    max_download_bytes: int = 1 << 30
     config_dir: Path = field(default_factory=lambda: default_config_dir(os.environ))
 
     @classmethod
@@ -53,6 +56,7 @@ class Settings:
             trace=bool(environ.get("IOTC_API_TRACE")),
             token_refresh=not environ.get("IOTC_API_NO_TOKEN_REFRESH"),
             max_retry_after=_seconds(environ.get("IOTC_MAX_RETRY_AFTER"), 120.0),
+            max_download_bytes=_bytes(environ.get("IOTC_MAX_DOWNLOAD_BYTES"), 1 << 30),
             config_dir=default_config_dir(environ),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -67,6 +71,16 @@ def _seconds(text: str | None, default: float) -> float:
         return float(text) if text else default
     except ValueError:
         raise ConfigError(f"IOTC_MAX_RETRY_AFTER={text!r}: expected seconds") from None
+
+
+def _bytes(text: str | None, default: int) -> int:
+    try:
+        value = int(text) if text else default
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"IOTC_MAX_DOWNLOAD_BYTES={text!r}: expected a number of bytes")
+    return value
 
 
 def default_config_dir(environ: Mapping[str, str]) -> Path:
