@@ -268,3 +268,72 @@ def test_url_credentials_are_never_shown() -> None:
     with pytest.raises(ConfigError) as caught:
         _check_discovery_url("ftp://bob:hunter2@discovery.example/api?token=zz")
     assert "hunter2" not in str(caught.value) and "zz" not in str(caught.value)
+
+
+# -- bounds in bytes -------------------------------------------------------------------------
+
+
+def test_aliases_are_bounded_by_the_bytes_they_copy() -> None:
+    """20 aliases of a 1 MB scalar: few nodes, 20 MB of copies; refused where the bound is
+    passed, in a fraction of a second."""
+    import time
+
+    from iotc_apply.manifest.yamlsafe import load_text
+
+    text = "a: &big '" + "x" * 1_000_000 + "'\nb: [" + ", ".join(["*big"] * 20) + "]\n"
+    started = time.perf_counter()
+    docs, diags = load_text(text, "f.yaml")
+    assert time.perf_counter() - started < 2
+    assert docs == [] and [str(d) for d in diags] == [
+        "f.yaml:2:" + str(5 + 6 * 8) + ": error: YAML aliases expand to more than "
+        "8,388,608 bytes (an alias bomb?)"]
+
+
+def test_a_reference_repeated_by_aliases_cannot_fill_memory(tmp_path: Path) -> None:
+    """A `${var}` in an aliased scalar, its value 100 KB: 1,000 aliases would substitute
+    100 MB (once 4 GB and a MemoryError); refused at the document, located."""
+    from iotc_apply.manifest import load
+    from iotc_apply.manifest.variables import Given
+
+    (tmp_path / "m.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Variables\nmetadata: {name: v}\nspec:\n  variables:\n"
+        "    big: {type: string}\n---\napiVersion: iotc/v1\nkind: Template\n"
+        "metadata: {name: t1}\nspec:\n  name: &n 'x${var.big}'\n  authType: self-signed\n"
+        "  attributes: [{name: a, type: DECIMAL}]\n  commands: [" +
+        ", ".join(["{name: *n, command: c}"] * 1_000) + "]\n")
+    loaded = load([str(tmp_path)], Given(flags={"big": "y" * 100_000}))
+    messages = [str(d) for d in loaded.diagnostics]
+    assert len(messages) == 1 and "variables expand this document by more than 8,388,608 " \
+        "bytes" in messages[0] and messages[0].startswith(f"{tmp_path / 'm.yaml'}:"), messages
+
+
+def test_the_size_check_comes_before_any_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A FIFO manifest (a read would hang) and one over the limit (sparse: 6 GB read whole
+    was a MemoryError): refused from stat alone, by validate and by the plan's digest."""
+    import os
+
+    from iotc_apply.cli import main
+    from iotc_apply.manifest.files import ManifestFile, file_digest_line
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    with (tmp_path / "huge.yaml").open("wb") as f:
+        f.truncate(6 * 1024 ** 3)
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "."]) == 1
+    err = capsys.readouterr().err
+    assert "fifo.yaml: error: not a regular file" in err
+    assert "huge.yaml: error: file is 6442450944 bytes; manifests are limited to 4194304" in err
+    for name in ("fifo.yaml", "huge.yaml"):
+        line = file_digest_line(ManifestFile(tmp_path / name, name, tmp_path), ["."])
+        assert b"refused" in line
+
+
+@pytest.mark.parametrize("number", ["9" * 5_000, "9223372036854775808", "-0x8000000000000001"])
+def test_integers_past_64_bits_are_located_errors(number: str) -> None:
+    from iotc_apply.manifest.yamlsafe import load_text
+
+    docs, diags = load_text(f"a: 1\nb: {number}\n", "f.yaml")
+    assert docs == [] and len(diags) == 1
+    assert str(diags[0]).startswith("f.yaml:2:4: error: integer ") and \
+        "is outside what the service stores (64-bit integers)" in str(diags[0])

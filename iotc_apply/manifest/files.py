@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, Position
+from .yamlsafe import size_problem
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 SKIPPED_DIRS = {".git", ".iotc", "__pycache__", "node_modules"}
@@ -60,7 +61,13 @@ def file_digest_line(mf: ManifestFile, given: list[str]) -> bytes:
                   mf.shown.startswith(g.rstrip("/") + "/")), -1)
     inside = os.path.relpath(os.path.realpath(mf.path), mf.root)
     try:
-        content = hashlib.sha256(mf.path.read_bytes()).hexdigest()
+        # the size check first: a 6 GB file is refused by the loader, never read here
+        problem = size_problem(mf.path)
+        if problem:
+            content = f"refused: {problem}"
+        else:
+            with mf.path.open("rb") as f:
+                content = hashlib.file_digest(f, "sha256").hexdigest()
     except OSError:
         content = "unreadable"  # the loader reports it; the digest only has to differ
     return f"{index}\0{inside}\0{content}\n".encode()

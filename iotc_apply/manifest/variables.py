@@ -31,6 +31,9 @@ from .yamlsafe import Document, load_file
 REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)(?P<close>\})?")
 NAME = re.compile(r"var\.([A-Za-z_][A-Za-z0-9_]*)")
 MASK = "(sensitive)"
+# What substitution may add to one document: aliases copy a `${var}` wherever they point,
+# so without a bound a 2 MB manifest became 4 GB (the loader bounds what aliases copy).
+MAX_SUBSTITUTED_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -236,21 +239,38 @@ def substitute(doc: Document, values: dict[str, Any],
     document is not checked further: its variable's own error is the one to fix)."""
     diags: list[Diagnostic] = []
     unresolved: list[str] = []
-    doc.value = _walk(doc, doc.value, (), values, variables, diags, unresolved)
+    budget = [MAX_SUBSTITUTED_BYTES]
+    try:
+        doc.value = _walk(doc, doc.value, (), values, variables, diags, unresolved, budget)
+    except _TooLarge as exc:
+        return [Diagnostic.error(doc.where(exc.path), "variables expand this document by "
+                                 f"more than {MAX_SUBSTITUTED_BYTES:,} bytes (a reference "
+                                 "repeated by YAML aliases?)")], False
     return diags, not diags and not unresolved
+
+
+class _TooLarge(Exception):
+    def __init__(self, path: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.path = path
 
 
 def _walk(doc: Document, value: Any, path: tuple[Any, ...], values: dict[str, Any],
           variables: dict[str, Variable], diags: list[Diagnostic],
-          unresolved: list[str]) -> Any:
+          unresolved: list[str], budget: list[int]) -> Any:
     if isinstance(value, dict):
-        return {k: _walk(doc, v, (*path, k), values, variables, diags, unresolved)
+        return {k: _walk(doc, v, (*path, k), values, variables, diags, unresolved, budget)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_walk(doc, v, (*path, i), values, variables, diags, unresolved)
+        return [_walk(doc, v, (*path, i), values, variables, diags, unresolved, budget)
                 for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
-        return _string(doc, value, path, values, variables, diags, unresolved)
+        result = _string(doc, value, path, values, variables, diags, unresolved)
+        if isinstance(result, str):
+            budget[0] -= len(result) - len(value)
+            if budget[0] < 0:
+                raise _TooLarge(path)
+        return result
     return value
 
 

@@ -13,6 +13,7 @@ Imports `diagnostics` only.
 from __future__ import annotations
 
 import copy
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 250_000  # about 12,000 Device documents; keeps `validate` of any file under 2 s
 MAX_DEPTH = 64
+# Aliases copy their anchor's value: bounded by the bytes the copies hold (text of every
+# scalar copied), not only by nodes, so one aliased 1 MB scalar cannot become gigabytes.
+MAX_ALIAS_BYTES = 2 * MAX_FILE_BYTES
 SCALAR_TAGS = {
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp",
@@ -71,16 +75,26 @@ class _Refused(Exception):
 def load_file(path: Path, shown: str) -> tuple[list[Document], list[Diagnostic]]:
     """Every document in a file; problems as diagnostics, never exceptions."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return [], [Diagnostic.error(Position(shown), f"file is {size} bytes; manifests "
-                                         f"are limited to {MAX_FILE_BYTES} bytes")]
+        problem = size_problem(path)
+        if problem:
+            return [], [Diagnostic.error(Position(shown), problem)]
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         return [], [Diagnostic.error(Position(shown), "file is not UTF-8 text")]
     except OSError as exc:
         return [], [Diagnostic.error(Position(shown), f"cannot read: {exc.strerror}")]
     return load_text(text, shown)
+
+
+def size_problem(path: Path) -> str | None:
+    """Why a file must not be read whole (too large, or not a regular file: a FIFO would
+    hang the read, a device never end it); None when it may. Raises OSError."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_size > MAX_FILE_BYTES:
+        return f"file is {info.st_size} bytes; manifests are limited to {MAX_FILE_BYTES} bytes"
+    return None
 
 
 def load_text(text: str, shown: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -197,6 +211,7 @@ class _Open:
     start: yaml.Event
     weight: int = 1
     key: str | None = None
+    size: int = 0  # bytes of scalar text inside, aliases expanded
 
 
 class _Builder:
@@ -215,9 +230,10 @@ class _Builder:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
         self.stack: list[_Open] = []
-        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.anchors: dict[str, tuple[Any, int, int]] = {}
         self.events = 0
         self.expanded = 0
+        self.expanded_bytes = 0
         self.refused: Diagnostic | None = None
         self.too_deep = False
 
@@ -236,20 +252,21 @@ class _Builder:
         if kind is yaml.ScalarEvent:  # the common case first
             path = self._child_path(event)
             value = self._scalar(event)  # type: ignore[arg-type]
+            size = len(event.value)  # type: ignore[attr-defined]
             if event.anchor is not None:
-                self.anchors[event.anchor] = (value, 1)
-            self._place(value, 1, event, path)
+                self.anchors[event.anchor] = (value, 1, size)
+            self._place(value, 1, event, path, size)
             return
         if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             done = self.stack.pop()
             if done.anchor is not None:
-                self.anchors[done.anchor] = (done.value, done.weight)
-            self._place(done.value, done.weight, done.start)
+                self.anchors[done.anchor] = (done.value, done.weight, done.size)
+            self._place(done.value, done.weight, done.start, None, done.size)
             return
         path = self._child_path(event)
         if kind is yaml.AliasEvent:
-            value, weight = self._alias(event)  # type: ignore[arg-type]
-            self._place(value, weight, event, path)
+            value, weight, size = self._alias(event)  # type: ignore[arg-type]
+            self._place(value, weight, event, path, size)
             return
         if len(self.stack) >= MAX_DEPTH:
             self.too_deep = True
@@ -272,7 +289,7 @@ class _Builder:
         return (*top.path, top.key)
 
     def _place(self, value: Any, weight: int, event: yaml.Event,
-               path: Path_ | None = None) -> None:
+               path: Path_ | None = None, size: int = 0) -> None:
         """Put a finished value where it belongs: the document, a list, a key, a value."""
         if not self.stack:
             self.doc.value = value
@@ -281,6 +298,7 @@ class _Builder:
             return
         top = self.stack[-1]
         top.weight += weight
+        top.size += size
         if isinstance(top.value, list):
             if path is not None:
                 self.doc.positions[path] = _mark(event)
@@ -301,16 +319,20 @@ class _Builder:
         self.doc.key_positions[(*top.path, value)] = _mark(event)
         return str(value)
 
-    def _alias(self, event: yaml.AliasEvent) -> tuple[Any, int]:
+    def _alias(self, event: yaml.AliasEvent) -> tuple[Any, int, int]:
         if event.anchor not in self.anchors:
             if any(o.anchor == event.anchor for o in self.stack):
                 raise _Refused(event, "a YAML alias refers to itself")
             raise _Refused(event, f"undefined YAML alias {event.anchor!r}")
-        value, weight = self.anchors[event.anchor]
+        value, weight, size = self.anchors[event.anchor]
         self.expanded += weight
+        self.expanded_bytes += size
         if self.expanded > 3 * self.events + 10_000:
             raise _Refused(event, "YAML aliases expand too far (an alias bomb?)")
-        return copy.deepcopy(value), weight
+        if self.expanded_bytes > MAX_ALIAS_BYTES:
+            raise _Refused(event, f"YAML aliases expand to more than {MAX_ALIAS_BYTES:,} "
+                                  "bytes (an alias bomb?)")
+        return copy.deepcopy(value), weight, size
 
     def _tag(self, event: yaml.ScalarEvent) -> str:
         """The scalar's resolved tag: explicit, or implicit by the YAML core schema."""
@@ -337,9 +359,19 @@ class _Builder:
         if tag in (STR, "tag:yaml.org,2002:timestamp"):
             return str(event.value)
         value = event.value
-        if tag == INT and value.isascii() and value.isdigit() and (value[0] != "0" or
-                                                                    len(value) == 1):
-            return int(value)  # the common case; octal, hex, signs and `_` take the long way
+        if tag == INT:
+            if len(value) > 40:  # before converting: Python refuses 4,300 digits itself
+                raise _Refused(event, f"integer {value[:20]}... is outside what the service "
+                                      "stores (64-bit integers)")
+            if value.isascii() and value.isdigit() and (value[0] != "0" or len(value) == 1):
+                number = int(value)  # the common case; octal, hex, signs, `_`: the long way
+            else:
+                number = _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR,
+                                                             yaml.ScalarNode(tag, value))
+            if not -(2 ** 63) <= number < 2 ** 63:
+                raise _Refused(event, f"integer {value[:20]}{'...' if len(value) > 20 else ''}"
+                                      " is outside what the service stores (64-bit integers)")
+            return number
         node = yaml.ScalarNode(tag, event.value)
         return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
 
