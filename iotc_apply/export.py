@@ -146,7 +146,9 @@ def _firmware_problem(snap: Snapshot, fw: LiveFirmware, codes: set[str]) -> str 
 
 
 def _matches(address: str, match: tuple[str, ...]) -> bool:
-    return not match or any(fnmatch.fnmatchcase(address, g) for g in match)
+    """--match globs compare without case, as the service compares names."""
+    return not match or any(fnmatch.fnmatchcase(address.casefold(), g.casefold())
+                            for g in match)
 
 
 def _render(header: str, docs: list[dict[str, object]]) -> str:

@@ -72,7 +72,8 @@ def check(kind: str, glob: str) -> None:
 
 
 def _match(name: str, glob: str) -> bool:
-    return fnmatch.fnmatchcase(name, glob)
+    """Without case, as the service compares names."""
+    return fnmatch.fnmatchcase(name.casefold(), glob.casefold())
 
 
 def _template_row(t: LiveTemplate) -> Row:

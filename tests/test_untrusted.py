@@ -17,7 +17,7 @@ from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer
 from iotc_apply.ui.inert import fence, inert, markdown_text, workflow_safe
 
-from .test_e2e import iotc, work  # noqa: F401  (fixture)
+from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
 
 HOSTILE = ("Pump \x1b]0;owned\x07\x1b[2J\x9b31m\nNo changes.\n```\n### ok @ops\n![x](h://e) "
            "<img>\n::warning::f")  # under the service's 100 characters
@@ -337,3 +337,44 @@ def test_integers_past_64_bits_are_located_errors(number: str) -> None:
     assert docs == [] and len(diags) == 1
     assert str(diags[0]).startswith("f.yaml:2:4: error: integer ") and \
         "is outside what the service stores (64-bit integers)" in str(diags[0])
+
+
+# -- case: one device whatever the spelling ---------------------------------------------------
+
+
+def test_a_case_only_change_is_a_located_plan_error_never_delete_and_create(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """The example DeviceSet `lt-{index:04}` (50 devices) re-spelled `LT-{index:04}`: on
+    the code before, 50 deletes and 50 creates with new keys."""
+    assert iotc("apply", "m", "--auto-approve") == 0
+    capsys.readouterr()
+    devices = Path("m/fleet.yaml")
+    text = devices.read_text()
+    assert 'uniqueId: "lt-{index:04}"' in text
+    devices.write_text(text.replace('uniqueId: "lt-{index:04}"', 'uniqueId: "LT-{index:04}"'))
+    assert iotc("plan", "m", "--format", "json") == 1
+    plan = json.loads(capsys.readouterr().out)
+    assert [c for c in plan["changes"] if c["action"] in ("create", "delete")] == []
+    assert len(plan["errors"]) == 50
+    assert re.fullmatch(r"m/fleet\.yaml:\d+:\d+: device/LT-0001: the account has this "
+                        r"device as 'lt-0001' \(unique IDs are compared without case and "
+                        r"cannot be renamed\); write 'lt-0001' in the manifest",
+                        plan["errors"][0]), plan["errors"][0]
+
+
+def test_protect_and_match_globs_ignore_case(work: Path, server: EmulatorServer,  # noqa: F811
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from iotc_apply.cli import main
+
+    assert iotc("apply", "m", "--auto-approve") == 0
+    capsys.readouterr()
+    assert main(["get", "devices", "LT-000*", "-o", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 9
+    project = Path("m/project.yaml")
+    project.write_text(project.read_text() + "  protect:\n    devices: [LT-000*]\n")
+    assert iotc("destroy", "m", "--match", "device/LT-0001", "--auto-approve") == 0
+    out = capsys.readouterr()
+    assert "device/lt-0001: protected (Project.protect); left in place" in out.out + out.err
+    assert iotc("destroy", "m", "--match", "device/LT-0050", "--auto-approve") == 0
+    capsys.readouterr()
+    assert "lt-0050" not in {d["uniqueId"] for d in live(server)["device"]}

@@ -9,6 +9,7 @@ caller passes which local keys exist. Imports `model`, `manifest.checks` (the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import difflib
 import fnmatch
@@ -67,6 +68,7 @@ class _Work:
 def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptions()) -> Plan:
     work = _Work()
     project = desired.project or DesiredProject("default")
+    desired, snap = _case_only(desired, snap, work)
     if options.destroy:
         _destroy(desired, snap, work)
     else:
@@ -98,6 +100,37 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         unmanaged=() if options.targets else tuple(sorted(work.unmanaged)))
 
 
+def _case_only(desired: Desired, snap: Snapshot, work: _Work) -> tuple[Desired, Snapshot]:
+    """Declared devices whose DUID the account holds in another case: a located plan error
+    each, and both sides left out of the rest of the plan.
+
+    The service compares unique IDs without case and cannot rename one, so `TH-LAB-01`
+    declared over a live `th-lab-01` is one device; matched exactly, it became a delete
+    and a create (50 of each, and 50 new keys, for a DeviceSet's changed `uniqueId`).
+    The fold is built only when some declared DUID is not live as written.
+    """
+    missing = [d for d in desired.of(DesiredDevice) if d.duid not in snap.devices]
+    if not missing:
+        return desired, snap
+    live = {duid.casefold(): duid for duid in snap.devices}
+    pairs = [(d, live[d.duid.casefold()]) for d in missing if d.duid.casefold() in live]
+    if not pairs:
+        return desired, snap
+    for d, found in pairs:
+        where = desired.origins.get(d.address)
+        work.errors.append(f"{where}: " * (where is not None) +
+                           f"{d.address}: the account has this device as '{found}' (unique "
+                           "IDs are compared without case and cannot be renamed); write "
+                           f"'{found}' in the manifest")
+    dropped = {d.address for d, _ in pairs}
+    kept = {a: r for a, r in desired.resources.items() if a not in dropped}
+    desired = Desired(kept, {a: p for a, p in desired.origins.items() if a in kept},
+                      desired.project)
+    gone = {found for _, found in pairs}
+    devices = {k: v for k, v in snap.devices.items() if k not in gone}
+    return desired, dataclasses.replace(snap, devices=devices)
+
+
 def _guids(desired: Desired, snap: Snapshot) -> dict[str, str]:
     """Live GUIDs of the declared templates and firmwares, for changes that refer to them."""
     out = {f"template/{c}": t.guid for c, t in snap.templates.items()
@@ -116,7 +149,7 @@ def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
     work = _Work()
 
     def wanted(address: Address, created: str | None) -> bool:
-        if not any(fnmatch.fnmatchcase(str(address), g) for g in globs):
+        if not _matches_folded(str(address), globs):
             return False
         return older_than is None or (created is not None and _before(created, older_than))
 
@@ -135,7 +168,7 @@ def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
     by_kind = {Kind.TEMPLATE: protect.templates, Kind.DEVICE: protect.devices,
                Kind.FIRMWARE: protect.firmwares}
     for address in sorted(work.changes):
-        if _matches(address.name, by_kind.get(address.kind, ())):
+        if _matches_folded(address.name, by_kind.get(address.kind, ())):
             del work.changes[address]  # protect wins: a sweep leaves it, and says so
             work.warnings.append(f"{address}: protected (Project.protect); left in place")
     _blockers(Desired({}, {}, None), snap, work)
@@ -417,7 +450,15 @@ def _deletion(address: Address, reason: Reason, before: dict[str, Any]) -> Chang
 
 
 def _matches(name: str, globs: tuple[str, ...]) -> bool:
+    """Prune globs: exact case (a glob that deletes never widens by case)."""
     return any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+
+def _matches_folded(name: str, globs: tuple[str, ...]) -> bool:
+    """Protect and `destroy --match` globs: without case, as the service compares names
+    (`th-lab-*` protects `TH-LAB-99`)."""
+    folded = name.casefold()
+    return any(fnmatch.fnmatchcase(folded, g.casefold()) for g in globs)
 
 
 def _destroy(desired: Desired, snap: Snapshot, work: _Work) -> None:
@@ -519,7 +560,7 @@ def _protect(globs: Globs, work: _Work) -> None:
     for change in work.changes.values():
         patterns = by_kind.get(change.address.kind, ())
         if change.action in (Action.DELETE, Action.DEPRECATE, Action.REPLACE) and \
-                _matches(change.address.name, patterns):
+                _matches_folded(change.address.name, patterns):
             work.errors.append(f"{change.address}: is protected (Project.protect) but the plan "
                                f"would {change.action.value} it ({change.reason.value})")
 
