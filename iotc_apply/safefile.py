@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,6 +49,34 @@ def write_private(path: Path, data: bytes, sync_dir: bool = True, mode: int = 0o
         raise
     if sync_dir:
         sync_directory(path.parent)
+
+
+class NotRegular(OSError):
+    """A file that must be a small regular file and is not (a symlink, FIFO, device, or
+    too large)."""
+
+
+def read_small(path: Path | str, limit: int = 64 * 1024) -> bytes:
+    """A small regular file's bytes, opened without following a symlink and without
+    blocking (a FIFO would hang the read, `/dev/zero` never end it); anything else, or a
+    file over `limit` bytes, is NotRegular. For files in a committed key store."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(errno.ELOOP, "a symlink; the key store follows none",
+                             str(path)) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegular(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise NotRegular(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise NotRegular(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+    return data
 
 
 class OutsideRoot(ValueError):

@@ -378,3 +378,41 @@ def test_protect_and_match_globs_ignore_case(work: Path, server: EmulatorServer,
     assert iotc("destroy", "m", "--match", "device/LT-0050", "--auto-approve") == 0
     capsys.readouterr()
     assert "lt-0050" not in {d["uniqueId"] for d in live(server)["device"]}
+
+
+# -- a committed key store is untrusted ------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["dev-zero", "fifo", "huge"])
+def test_plan_reads_kept_certificates_without_following_or_hanging(
+        work: Path, server: EmulatorServer, planted: str,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A `cert.pem` that is a symlink to /dev/zero (memory), a FIFO (a hang) or 100 MB:
+    plan skips it for its expiry warning at once; apply refuses it with one line."""
+    import os
+    import time
+
+    from .conftest import account_keys
+
+    assert iotc("apply", "m", "--auto-approve") == 0
+    capsys.readouterr()
+    cert = account_keys(server, work / "keys") / "th-lab-01" / "cert.pem"
+    cert.unlink()
+    if planted == "dev-zero":
+        cert.symlink_to("/dev/zero")
+    elif planted == "fifo":
+        os.mkfifo(cert)
+    else:
+        with cert.open("wb") as f:
+            f.truncate(100 * 1024 * 1024)
+    started = time.perf_counter()
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+    assert time.perf_counter() - started < 20
+    assert "No changes." in capsys.readouterr().out
+    from iotc_apply.apply.keys import KeyStore, _kept_cert_text
+
+    assert KeyStore  # the store the CLI uses; its reader refuses the planted file
+    with pytest.raises(Exception) as caught:
+        _kept_cert_text(cert)
+    assert "symlink" in str(caught.value) or "not a regular file" in str(caught.value) or \
+        "larger than 65,536 bytes" in str(caught.value)

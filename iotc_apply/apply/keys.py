@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..defaults import DEFAULT_KEYS_DIR
-from ..safefile import create_exclusive, sync_directory, write_private
+from ..safefile import NotRegular, create_exclusive, read_small, sync_directory, write_private
 
 
 class _Deferred:
@@ -154,8 +154,8 @@ class KeyStore:
                         seen[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
                     not_after = seen[3]
                 else:
-                    with open(path, "rb") as f:
-                        cert = x509.load_pem_x509_certificate(f.read())
+                    # never a symlink, FIFO or device (a committed store is untrusted)
+                    cert = x509.load_pem_x509_certificate(read_small(path))
                     not_after = int(cert.not_valid_after_utc.timestamp())
             except (OSError, ValueError):
                 continue  # apply refuses an unreadable certificate with its own message
@@ -320,7 +320,7 @@ def _kept_cert_text(path: Path) -> str | None:
     if not path.exists() and not path.is_symlink():
         return None
     _refuse_symlink(path)
-    text = path.read_text()
+    text = _read_text(path)
     try:
         x509.load_pem_x509_certificate(text.encode())
     except ValueError as exc:
@@ -361,6 +361,21 @@ def fingerprint(certificate_pem: str) -> str:
     return "SHA256:" + digest.finalize().hex()[:32]
 
 
+def _read_bytes(path: Path) -> bytes:
+    """A key store file: small, regular, not followed (`safefile.read_small`)."""
+    try:
+        return read_small(path)
+    except NotRegular as exc:
+        raise KeyStoreError(f"{path} is {exc.strerror}") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return _read_bytes(path).decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyStoreError(f"{path} is not a PEM certificate") from None
+
+
 def _refuse_symlink(path: Path) -> None:
     if path.is_symlink():
         raise KeyStoreError(f"{path} is a symlink; the key store follows none")
@@ -374,7 +389,7 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
         raise KeyStoreError(f"{path} is readable by others (mode {mode & 0o777:o}); "
                             f"run: chmod 600 {path}")
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(_read_bytes(path), password=None)
     except (ValueError, TypeError) as exc:
         raise KeyStoreError(f"{path} is not a readable private key") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -387,7 +402,7 @@ def _kept_certificate(path: Path, key: ec.EllipticCurvePrivateKey) -> str | None
     if not path.exists() and not path.is_symlink():
         return None
     _refuse_symlink(path)
-    text = path.read_text()
+    text = _read_text(path)
     try:
         cert = x509.load_pem_x509_certificate(text.encode())
     except ValueError as exc:
