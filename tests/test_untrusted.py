@@ -48,7 +48,8 @@ def test_plan_text_shows_hostile_names_escaped(hostile: Path,
     assert not any(line.startswith(("No changes.", "###", "::")) for line in out.splitlines())
 
 
-def test_plan_markdown_cannot_be_forged(hostile: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_markdown_cannot_be_forged(hostile: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert iotc("plan", "m", "--format", "markdown") == 0
     out = capsys.readouterr().out
     _no_raw_controls(out)
@@ -57,10 +58,11 @@ def test_plan_markdown_cannot_be_forged(hostile: Path, capsys: pytest.CaptureFix
                    lines[1:]), out
     # every fence closes with the same mark it opened with, and only there
     fences = [line for line in lines if line.startswith("```")]
-    assert len(fences) % 2 == 0 and all(len(f.rstrip("diff")) >= 4 for f in fences), fences
+    assert len(fences) % 2 == 0 and all(len(f.removesuffix("diff")) >= 4 for f in fences), fences
 
 
-def test_plan_json_keeps_the_value_escaped(hostile: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_json_keeps_the_value_escaped(hostile: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert iotc("plan", "m", "--format", "json") == 0
     out = capsys.readouterr().out
     _no_raw_controls(out)
@@ -416,3 +418,18 @@ def test_plan_reads_kept_certificates_without_following_or_hanging(
         _kept_cert_text(cert)
     assert "symlink" in str(caught.value) or "not a regular file" in str(caught.value) or \
         "larger than 65,536 bytes" in str(caught.value)
+
+
+def test_export_writes_hostile_names_as_data(hostile: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from iotc_apply.cli import main
+
+    assert main(["export", "out", "--keys-dir", "keys"]) == 0
+    capsys.readouterr()
+    texts = {p.name: p.read_text() for p in Path("out").glob("*.yaml")}
+    for text in texts.values():
+        _no_raw_controls(text)
+    docs = [d for t in texts.values() for d in yaml.safe_load_all(t)]
+    (device,) = [d for d in docs if d["metadata"]["name"] == "th-lab-01"]
+    assert device["spec"]["displayName"] == HOSTILE
+    assert main(["validate", "out"]) == 0

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO
-
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
