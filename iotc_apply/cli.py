@@ -150,11 +150,55 @@ def key_store(api: IoTConnect, opts: Options, project: Any = None,
     given += os.environ.get("IOTC_KEYS_RECIPIENTS", "").replace(",", " ").split()
     if not given and project is not None:
         given = list(project.recipients)
+    attest = secret_env("IOTC_KEYS_ATTEST_KEY") or secret_env("IOTC_PLAN_KEY")
     try:
-        return KeyStore(Path(opts.args.keys_dir), account_folder(me.cpid, me.env),
-                        recipients(given), _issuer(opts) if issuing else None)
+        store = KeyStore(Path(opts.args.keys_dir), account_folder(me.cpid, me.env),
+                         recipients(given), _issuer(opts) if issuing else None,
+                         attest.encode() if attest else None)
+        store.check_private()
+        return store
     except KeyStoreError as exc:
         raise UsageError(str(exc)) from None
+
+
+def secret_env(name: str) -> str | None:
+    """A secret from the environment; unset is None, but set and empty is an error: an
+    empty IOTC_PLAN_KEY once turned plan signatures off without a word."""
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    if not value.strip():
+        raise UsageError(f"{name} is set but empty; unset it or give it the secret")
+    remember(value)
+    return value
+
+
+def _require_sealed(opts: Options, keys: Any, plan: Any, project: Any) -> None:
+    """Sealed means sealed: when recipients are configured (flag, environment, Project),
+    --require-sealed or IOTC_KEYS_REQUIRE_SEALED is set, or in CI (CI=true) a Project
+    declares recipients, apply refuses before the first create to write a plain key or to
+    use a store that holds one. A store that holds sealed keys gets no plain key beside
+    them whatever the settings (a missing recipient secret in CI once wrote plain keys that
+    the workflow then refused to commit, lost with the runner)."""
+    from .model import Kind
+    from .plan import Action
+
+    makes_keys = any(c.address.kind is Kind.DEVICE and c.action in (Action.CREATE,
+                                                                     Action.REPLACE)
+                     for c in plan.changes)
+    declared = bool(project is not None and project.recipients)
+    required = bool(keys.sealed_to) or bool(getattr(opts.args, "require_sealed", False)) or \
+        os.environ.get("IOTC_KEYS_REQUIRE_SEALED", "").strip().lower() in ("1", "true", "yes") \
+        or (declared and os.environ.get("CI", "").lower() == "true")
+    plain, sealed = keys.forms()
+    if required and plain:
+        raise UsageError(f"{keys.root} holds {plain} plain key(s) and sealed keys are "
+                         "required; seal them first: iotc keys seal --recipient AGE1...")
+    if makes_keys and not keys.sealed_to and (required or sealed):
+        why = f"the store holds {sealed} sealed key(s)" if sealed else "sealed keys are required"
+        raise UsageError(f"{why}, but no age recipient is given, so apply would write plain "
+                         "keys: set IOTC_KEYS_RECIPIENTS (or --keys-recipient, or "
+                         "Project.spec.keys.recipients)")
 
 
 def _issuer(opts: Options) -> Any:
@@ -206,9 +250,13 @@ def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool,
     with ExitStack() as stack:
         if pending is None:
             pending = stack.enter_context(snapshot.start(api, opts.args.parallelism))
-        options = _plan_options(opts, destroy, key_store(api, opts))
+        keys = key_store(api, opts)
+        options = _plan_options(opts, destroy, keys)
         snap = pending.finish([t.code for t in desired.of(DesiredTemplate)],
                               [f.name for f in desired.of(DesiredFirmware)])
+    if not destroy and options.local_keys:  # kept keys of devices not registered yet
+        waiting = options.local_keys - snap.devices.keys()
+        options = dataclasses.replace(options, unattested=keys.unattested(waiting))
     plan = plan_of(desired, snap, options)
     recorded = {"destroy": options.destroy, "prune": options.prune,
                 "targets": [str(t) for t in options.targets],
@@ -258,7 +306,7 @@ def cmd_plan(opts: Options) -> int:
         return EXIT_ERROR
     if opts.args.out:
         try:
-            planfile.write(plan, Path(opts.args.out), os.environ.get("IOTC_PLAN_KEY") or None)
+            planfile.write(plan, Path(opts.args.out), secret_env("IOTC_PLAN_KEY"))
         except OSError as exc:
             raise UsageError(f"cannot write the plan to {opts.args.out}: {exc.strerror}") \
                 from None
@@ -401,7 +449,7 @@ def _saved_plan(api: IoTConnect, path: Path, opts: Options) -> \
         raise UsageError("a saved plan carries its own --target/--exclude/--no-prune; run "
                          "'iotc plan' with them instead")
     try:
-        saved, document = planfile.read(path, os.environ.get("IOTC_PLAN_KEY") or None)
+        saved, document = planfile.read(path, secret_env("IOTC_PLAN_KEY"))
     except planfile.PlanFileError as exc:
         raise UsageError(str(exc)) from None
     if saved.errors:  # e.g. saved with `plan --format json >`, which keeps errors
@@ -484,6 +532,7 @@ def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any
     out = make_console()
     keys = key_store(api, opts, project, issuing=True)
     _migrate(keys)
+    _require_sealed(opts, keys, plan, project)
     hooks = apply_report.ProgressHooks(out)
     try:
         result = execute(plan, Actions(api, keys, plan), opts.args.parallelism, hooks)
@@ -495,11 +544,12 @@ def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any
         except ApiError as exc:  # the changes stand; only their confirmation is missing
             result = result.not_confirmed(redact_text(str(exc)))
     out.print()
+    accept = bool(getattr(opts.args, "accept_unverified", False))
     apply_report.render(out, result, destroy=plan.destroy, keys_written=keys.written,
-                        keys_dir=f"{keys.root}/")
+                        keys_dir=f"{keys.root}/", accept_unverified=accept)
     if result.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_OK if result.ok else EXIT_ERROR
+    return EXIT_OK if result.ok_with(accept) else EXIT_ERROR
 
 
 def _migrate(keys: Any) -> None:
@@ -710,6 +760,18 @@ def cmd_keys(opts: Options) -> int:
             return EXIT_OK
         if a.keys_command == "unseal":
             return _unseal(opts, keys)
+        if a.keys_command == "attest":
+            secret = secret_env("IOTC_KEYS_ATTEST_KEY") or secret_env("IOTC_PLAN_KEY")
+            if secret is None:
+                raise UsageError("keys attest needs IOTC_KEYS_ATTEST_KEY (or IOTC_PLAN_KEY): "
+                                 "the secret attestations are made with")
+            store = _offline_store(opts)
+            store.attest_key = secret.encode()
+            store.check_private()
+            count = store.attest_all()
+            make_console().print(f"Attested {count} kept key(s) in {store.root}/.",
+                                 highlight=False)
+            return EXIT_OK
         if a.keys_command == "list":
             return _keys_list(opts, keys)
         return _keys_verify(opts, keys)
@@ -720,9 +782,10 @@ def cmd_keys(opts: Options) -> int:
 def _unseal(opts: Options, keys: Any) -> int:
     """Write the named devices' keys (and certificates, configs) into --out, for the person
     who provisions hardware; only into a folder nobody else can read, never over a file."""
+    import contextlib
     import stat
 
-    from .safefile import create_exclusive
+    from .safefile import create_exclusive, read_small
 
     a = opts.args
     out = Path(a.out)
@@ -735,15 +798,26 @@ def _unseal(opts: Options, keys: Any) -> int:
     store = _offline_store(opts)
     identity = keys.identities(Path(a.identity))
     pems = {duid: keys.private_key(store, duid, identity) for duid in a.devices}
-    for duid, pem in pems.items():
-        folder = out / duid
-        folder.mkdir(mode=0o700, exist_ok=True)
-        for name, data in (("key.pem", pem),
-                           ("cert.pem", (store.folder(duid) / "cert.pem").read_bytes()),
-                           ("iotcDeviceConfig.json",
-                            (store.folder(duid) / "iotcDeviceConfig.json").read_bytes())):
-            if not create_exclusive(folder / name, data):
-                raise UsageError(f"{folder / name} exists; nothing is overwritten")
+    made: list[Path] = []  # removed again if anything fails: no plaintext key is left
+    try:
+        for duid, pem in pems.items():
+            folder = out / duid
+            if not folder.exists():
+                folder.mkdir(mode=0o700)
+                made.append(folder)
+            for name, data in (("key.pem", pem),
+                               ("cert.pem", read_small(store.folder(duid) / "cert.pem")),
+                               ("iotcDeviceConfig.json",
+                                read_small(store.folder(duid) / "iotcDeviceConfig.json"))):
+                if not create_exclusive(folder / name, data):
+                    raise UsageError(f"{folder / name} exists; nothing is overwritten, "
+                                     "nothing was written")
+                made.append(folder / name)
+    except BaseException:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
+        raise
     make_console().print(f"Unsealed {len(pems)} key(s) into {out}/.", highlight=False)
     return EXIT_OK
 
@@ -765,33 +839,76 @@ def _keys_list(opts: Options, keys: Any) -> int:
 
 
 def _keys_verify(opts: Options, keys: Any) -> int:
-    """Every readable kept pair matches; every live device of a self-signed template has a
-    kept key. One line per problem, exit 1 if any."""
+    """Check what can be checked, and say what could not: kept pairs (sealed ones with
+    --identity), attestations, registered certificates where the service shows them, that
+    every live device of a self-signed template has a kept key, and the devices apply could
+    not verify. One line per problem; exit 1 on any, or when nothing at all was verified."""
     a = opts.args
     identity = keys.identities(Path(a.identity)) if a.identity else None
     with connect(opts) as api:
         store = key_store(api, opts)
         generating = [t for t in api.templates.list() if t.auth_type == 3]
-        live = {d.duid for t in generating for d in api.devices.list(t.guid)}
+        live = {d.duid: d for t in generating for d in api.devices.list(t.guid)}
+        kept = keys.kept(store)
+        shown = {k.duid: api.devices.registered_certificate(live[k.duid].guid)
+                 for k in kept if k.duid in live}
     problems: list[str] = []
-    checked = 0
-    for k in keys.kept(store):
+    pairs = unopened = attested = registered = 0
+    marked = store.unverified()
+    for k in kept:
+        cert = _kept_text(store, k.duid)
         if k.form == "sealed" and identity is None:
-            continue
-        try:
-            keys.private_key(store, k.duid, identity)
-            checked += 1
-        except keys.KeyStoreError as exc:
-            problems.append(str(exc))
-    missing = sorted(live - store.duids())
+            unopened += 1
+        else:
+            try:
+                keys.private_key(store, k.duid, identity)
+                pairs += 1
+            except keys.KeyStoreError as exc:
+                problems.append(str(exc))
+        proof = store.attested(k.duid, cert)
+        if proof:
+            attested += 1
+        elif proof is False and k.duid not in live:
+            problems.append(keys.unattested_message(k.duid, store.folder(k.duid)))
+        seen = shown.get(k.duid)
+        if seen is not None and cert is not None:
+            if (seen.pem and keys.public_key_matches(seen.pem, cert)) or \
+                    (not seen.pem and seen.thumbprint == keys.thumbprint(cert)):
+                registered += 1
+                store.clear_unverified(k.duid)
+                marked.pop(k.duid, None)
+            else:
+                problems.append(f"device/{k.duid}: registered with another certificate than "
+                                f"the kept one ({keys.fingerprint(cert)})")
+    problems += [f"device/{d}: unverified: {why}" for d, why in sorted(marked.items())]
+    missing = sorted(set(live) - store.duids())
     problems += [f"device/{d}: live on a self-signed template, no key kept in {store.root}/"
                  for d in missing]
     err = make_console(sys.stderr)
     for line in problems:
         err.print(f"problem: {line}", highlight=False)
-    make_console().print(f"{checked} key/certificate pair(s) match; {len(problems)} "
-                         "problem(s).", highlight=False)
+    not_attested = len(kept) - attested if store.attest_key else None
+    make_console().print(
+        f"{pairs} key/certificate pair(s) match; {unopened} sealed key(s) not opened (no "
+        f"--identity); {registered} registered certificate(s) match; "
+        + (f"{attested} attested, {not_attested} not; " if not_attested is not None else
+           "attestations not checked (no IOTC_KEYS_ATTEST_KEY or IOTC_PLAN_KEY); ")
+        + f"{len(problems)} problem(s).", highlight=False)
+    if kept and pairs + registered + attested == 0:
+        err.print("problem: nothing was verified (sealed keys need --identity; the service "
+                  "shows no registered certificates here; no attestation key is set)",
+                  highlight=False)
+        return EXIT_ERROR
     return EXIT_ERROR if problems else EXIT_OK
+
+
+def _kept_text(store: Any, duid: str) -> str | None:
+    from .apply.keys import KeyStoreError, _kept_cert_text
+
+    try:
+        return _kept_cert_text(store.folder(duid) / "cert.pem")
+    except KeyStoreError:
+        return None
 
 
 def cmd_doctor(opts: Options) -> int:
@@ -985,6 +1102,14 @@ def _manifest_commands(sub: Any) -> None:
                        help="keep new device keys only sealed to this age recipient (also "
                             "IOTC_KEYS_RECIPIENTS, or Project.spec.keys.recipients); "
                             "repeatable")
+    apply.add_argument("--require-sealed", action="store_true",
+                       help="refuse to write a plain key or to use a store holding one (also "
+                            "IOTC_KEYS_REQUIRE_SEALED=1; implied by recipients, and in CI by "
+                            "a Project that declares them)")
+    apply.add_argument("--accept-unverified", action="store_true",
+                       help="exit 0 when the only changes not done are unverified ones "
+                            "(devices found after a lost answer whose registered certificate "
+                            "the service does not show)")
     _lock_argument(apply)
     apply.set_defaults(run=cmd_apply)
     destroy = sub.add_parser("destroy", help="delete everything the manifests declare, or "
@@ -1100,6 +1225,15 @@ def _keys_commands(sub: Any) -> None:
     seal.add_argument("--recipient", action="append", required=True, metavar="AGE1...",
                       help="age recipient; repeatable")
     store_args(seal, True)
+    attest = ksub.add_parser(
+        "attest", help="attest every kept key (once, for a store you trust)",
+        description="Write an attestation beside every kept key and certificate, with "
+        "IOTC_KEYS_ATTEST_KEY (else IOTC_PLAN_KEY). Apply attests the keys it makes and uses "
+        "a kept key for a new device only when its attestation is right: the age recipient "
+        "is public, so anyone can add a sealed key. Run this once on a store made before "
+        "attestations, after checking what it holds.",
+        epilog="examples:\n  IOTC_KEYS_ATTEST_KEY=... iotc keys attest", **common)
+    store_args(attest, True)
     keys.set_defaults(run=cmd_keys)
 
 

@@ -19,7 +19,7 @@ from ..client import FIRMWARE_MODULE, IoTConnect
 from ..client.errors import ABSENT, ApiError, Conflict
 from ..manifest.files import md5_and_size
 from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
-from ..plan import Change, Plan
+from ..plan import Action, Change, Plan
 from .graph import Step
 from .keys import (
     DeviceIdentity,
@@ -28,6 +28,8 @@ from .keys import (
     common_name,
     device_config,
     fingerprint,
+    public_key_matches,
+    thumbprint,
 )
 
 SELF_SIGNED = "self-signed"
@@ -36,6 +38,11 @@ CA_TYPES = ("ca-signed", "ca-individual")
 
 class StepFailed(Exception):
     """A step that cannot be done; the message says why, in one line."""
+
+
+class StepUnverified(Exception):
+    """A step whose effect is in the account but could not be verified (a device found
+    after a lost answer, whose registered certificate the service does not show)."""
 
 
 class Actions:
@@ -131,20 +138,60 @@ class Actions:
         entity = self.plan.entities.get(after["entity"] or "")
         if entity is None:
             raise StepFailed(f"entity '{after['entity']}' does not exist")
-        identity = self._identity(after)
+        identity = self._identity(after, registered=change.action is Action.REPLACE)
         pem = identity.certificate_pem if identity else after.get("certificatePem")
         if identity is not None and self._template_auth(after["template"]) == "ca-signed":
             pem = None  # the CA registered for the account vouches; no device cert is sent
+        found: list[bool] = []  # set when the device was found instead of created
         guid = _create_or_find(
             lambda: self.api.devices.create(template_guid, after["duid"], after["displayName"],
                                             entity, pem),
             lambda: self._existing_device(after["duid"], template_guid),
-            lambda: self._not_ours(identity))
+            found.append)
         self.remember(change.address, guid)
         if not after["active"]:
             self.api.devices.set_active(guid, False)
+        if found and pem is not None:
+            self._verify(after["duid"], guid, pem, identity, first_conflict=found[0])
 
-    def _identity(self, after: dict[str, Any]) -> DeviceIdentity | None:
+    def _verify(self, duid: str, guid: str, pem: str, identity: DeviceIdentity | None,
+                first_conflict: bool) -> None:
+        """A device found instead of created (a lost answer, or a duplicate refusal) holds
+        the kept key's certificate only if the service shows it does: someone else may have
+        registered the DUID meanwhile. A match is done; another certificate fails, naming
+        both, and a key made now is removed unused; no certificate to read is `unverified`
+        (never done), marked in the key store until `keys verify` clears it."""
+        registered = self.api.devices.registered_certificate(guid)
+        if registered is None:
+            if first_conflict:
+                self._not_ours(identity)  # registered before this run's key existed
+            reason = ("found after its create's answer was lost, and the service shows no "
+                      "registered certificate to compare with the kept key")
+            if identity is not None:
+                self.keys.mark_unverified(duid, reason)
+            raise StepUnverified(f"device {duid}: {reason}; check that it connects with the "
+                                 "kept key, then run 'iotc keys verify'")
+        if registered.pem:
+            ours = public_key_matches(registered.pem, pem)
+            theirs = fingerprint(registered.pem)
+        else:
+            ours = registered.thumbprint == thumbprint(pem)
+            theirs = f"SHA-1 thumbprint {registered.thumbprint}"
+        if ours:
+            if identity is not None:
+                self.keys.clear_unverified(duid)
+            return
+        removed = ", which was removed unused" if identity is not None and \
+            not identity.reused else ""
+        if identity is not None:
+            self.keys.discard(identity)
+        raise StepFailed(f"device {duid} is registered with another certificate ({theirs}) "
+                         f"than the kept key's ({fingerprint(pem)}{removed}); someone else "
+                         "registered it: delete the device to register it again, or restore "
+                         "its key")
+
+    def _identity(self, after: dict[str, Any], registered: bool = False) -> \
+            DeviceIdentity | None:
         """The key store's identity for a device whose key apply makes: self-signed ones,
         and CA templates' when a CA was given (`--ca-cert/--ca-key`); else None."""
         if after.get("certificatePem"):
@@ -157,18 +204,16 @@ class Actions:
             return self.keys.ensure(
                 after["duid"], common_name(after["duid"], acc.cpid, acc.dedicated),
                 device_config(after["duid"], acc.cpid, acc.env, acc.pf, acc.dedicated,
-                              AUTH_TYPE_CODES[auth]))
+                              AUTH_TYPE_CODES[auth]), registered)
         except KeyStoreError as exc:
             raise StepFailed(str(exc)) from exc
 
     def _not_ours(self, identity: DeviceIdentity | None) -> None:
-        """A create refused as a duplicate, with a key this run just made: the device was
-        registered before that key existed, so it cannot hold its certificate. Accepting it
-        would report "done" for a device whose private key nobody here has; instead the
-        unused key is removed and the step fails naming what to do.
-
-        A kept (reused) key cannot be checked this way, and the service shows no registered
-        certificate to compare with (api.md section 6): that case stays accepted.
+        """A create refused as a duplicate on its first try, with a key this run just made:
+        the device was registered before that key existed, so it cannot hold its
+        certificate. Accepting it would report "done" for a device whose private key nobody
+        here has; instead the unused key is removed and the step fails naming what to do.
+        A kept (reused) key cannot be judged this way: the caller reports it unverified.
         """
         if identity is None or identity.reused:
             return
@@ -327,13 +372,14 @@ def _guid_of(found: Any) -> str | None:
 
 
 def _create_or_find(create: Callable[[], str], find: Callable[[], str | None],
-                    foreign: Callable[[], None] | None = None, attempts: int = 3) -> str:
+                    found: Callable[[bool], None] | None = None, attempts: int = 3) -> str:
     """Create; after an ambiguous failure or a duplicate refusal, read back by natural key.
 
-    A match is success. No match after an ambiguous failure proves the create did not take
-    effect, so it is tried again (natural keys are unique: a late commit would answer 409 and
-    be found). Never a blind retry. `foreign` is asked about a duplicate met on the first
-    try, which no earlier try of this run can have made; it raises when that matters.
+    A match is returned, and `found` is told (True when it was a duplicate met on the first
+    try, which no earlier try of this run can have made), so a caller whose object carries
+    a credential can verify it is its own. No match after an ambiguous failure proves the
+    create did not take effect, so it is tried again (natural keys are unique: a late commit
+    would answer 409 and be found). Never a blind retry.
     """
     for attempt in range(attempts):
         try:
@@ -342,14 +388,16 @@ def _create_or_find(create: Callable[[], str], find: Callable[[], str | None],
             existing = find()
             if existing is None:
                 raise
-            if attempt == 0 and foreign is not None:
-                foreign()
+            if found is not None:
+                found(attempt == 0)
             return existing
         except ApiError as exc:
             if not exc.ambiguous:
                 raise
             existing = find()
             if existing is not None:
+                if found is not None:
+                    found(False)
                 return existing
             if attempt + 1 == attempts:
                 raise

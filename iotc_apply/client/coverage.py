@@ -72,6 +72,8 @@ CALLS: tuple[Call, ...] = (
     Call("PUT", "device", "/Device/{guid}", SWAGGER, "AE device swagger, NET"),
     Call("PUT", "device", "/Device/{guid}/status", OFFICIAL, "PKG device.py"),
     Call("DELETE", "device", "/Device/{guid}", OFFICIAL, "PKG device.py"),
+    Call("GET", "device", "/device/{guid}/self-signed-certificate", SWAGGER,
+         "AE-orig device swagger (Azure only)"),
     Call("GET", "firmware", "/Firmware", OFFICIAL, "PKG firmware.py"),
     Call("GET", "firmware", "/Firmware/{guid}", OFFICIAL, "PKG firmware.py"),
     Call("POST", "firmware", "/Firmware", OFFICIAL, "PKG firmware.py"),

@@ -8,12 +8,21 @@ Imports `model` and the client package.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..model import LiveDevice, LiveEntity, LiveUser
 from .errors import ABSENT, Conflict, NotFound
 from .session import ApiSession
 from .session import guid_of as _guid
+
+
+@dataclass(frozen=True)
+class RegisteredCertificate:
+    """A device's registered certificate as the service shows it: PEM, thumbprint or both."""
+
+    pem: str | None
+    thumbprint: str | None
 
 
 def device_from_wire(item: dict[str, Any]) -> LiveDevice:
@@ -62,6 +71,26 @@ class DevicesClient:
             body["certificateText"] = certificate_pem
         item = self.session.call("device", "POST", "/Device", json_body=body).first() or {}
         return _guid(item.get("newid") or item.get("newId"))
+
+    def registered_certificate(self, guid: str) -> RegisteredCertificate | None:
+        """What the service shows of the certificate a device was registered with, where a
+        source shows a way to read it: on Azure `GET /device/{guid}/self-signed-certificate`
+        (AE-orig swagger; its PEM or its SHA-1 `primaryThumbprint`). No source shows one on
+        AWS (the device detail has no `certificateText`): None, and the caller says it could
+        not verify."""
+        if self.session.settings.pf != "az":
+            return None
+        try:
+            env = self.session.call("device", "GET", f"/device/{guid}/self-signed-certificate")
+        except ABSENT:
+            return None
+        item = env.first() or (env.data if isinstance(env.data, dict) else {})
+        pem = item.get("certificateText") or item.get("certificate")
+        thumb = item.get("primaryThumbprint") or item.get("thumbprint")
+        if not pem and not thumb:
+            return None
+        return RegisteredCertificate(str(pem) if pem else None,
+                                     str(thumb).upper() if thumb else None)
 
     def update(self, guid: str, display_name: str, entity_guid: str) -> None:
         self.session.call("device", "PUT", f"/Device/{guid}",

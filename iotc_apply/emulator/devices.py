@@ -40,6 +40,20 @@ class Devices:
         """
         return self.ctx.fetch("device", guid, "device")
 
+    def registered_certificate(self, guid: str) -> dict[str, Any]:
+        """`GET /device/{guid}/self-signed-certificate` (Azure only): the certificate a
+        self-signed device was registered with.
+
+        Source: AE-orig device swagger (AZ) lists the path (api.md section 6); the AZ create
+        body carries `primaryThumbprint`. ASSUMPTION: the answer is `data[0]` with
+        `certificateText` and `primaryThumbprint` (no capture shows its shape); missing
+        device is a 409 like every device read. AWS: no source shows a read of a
+        registered certificate, so the route is not served there.
+        """
+        device = self.ctx.fetch("device", guid, "device")
+        return {"certificateText": device.get("certificateText"),
+                "primaryThumbprint": device.get("thumbprint")}
+
     def device_by_duid(self, duid: str) -> Record:
         """`GET /Device/uniqueId/{duid}`: missing is a 409.
 

@@ -46,6 +46,8 @@ class PlanOptions:
     local_keys: frozenset[str] = frozenset()
     ca: bool = False  # apply can sign device certificates with a CA (--ca-cert/--ca-key)
     expiring: frozenset[str] = frozenset()  # kept certificates that expire soon
+    # kept keys of devices not registered yet whose attestation is missing or wrong
+    unattested: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -81,6 +83,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         _blockers(desired, snap, work)
         _external(desired, work)
         _unsigned(desired, options, work)
+        _unattested(options, work)
         _warnings(desired, snap, options, work)
     _protect(project.protect, work)
     _unknown_addresses(desired, snap, options, work)
@@ -513,6 +516,17 @@ def _external(desired: Desired, work: _Work) -> None:
                 f"{device.address}: certificate is external (the device holds its own key) "
                 f"and {why}; iotc-apply cannot give it a key: register it yourself, or "
                 "declare it with certificate: auto or {file: cert.pem}")
+
+
+def _unattested(options: PlanOptions, work: _Work) -> None:
+    """A device to be created with a kept key apply cannot prove it made (anyone can
+    encrypt to the public age recipient, and a pull request can add key files): refused."""
+    for duid in sorted(options.unattested):
+        change = work.changes.get(Address(Kind.DEVICE, duid))
+        if change is not None and change.action is Action.CREATE:
+            work.errors.append(f"{change.address}: its kept key and certificate were added "
+                               "outside apply (no valid attestation); remove its key folder "
+                               "or attest a store you trust with 'iotc keys attest'")
 
 
 def _unsigned(desired: Desired, options: PlanOptions, work: _Work) -> None:

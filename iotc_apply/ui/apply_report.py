@@ -19,7 +19,7 @@ from ..plan import Action
 
 GROUP_ABOVE = 40
 STATUS_STYLE = {Status.DONE: "ok", Status.FAILED: "diag.error", Status.SKIPPED: "diag.warning",
-                Status.NOT_STARTED: "muted"}
+                Status.NOT_STARTED: "muted", Status.UNVERIFIED: "diag.warning"}
 
 
 class ProgressHooks(Hooks):
@@ -73,7 +73,7 @@ def summary(result: ApplyResult, destroy: bool = False) -> str:
 
 
 def render(console: Console, result: ApplyResult, destroy: bool = False,
-           keys_written: int = 0, keys_dir: str = "") -> None:
+           keys_written: int = 0, keys_dir: str = "", accept_unverified: bool = False) -> None:
     if len(result.results) > GROUP_ABOVE:
         _grouped(console, result)
     else:
@@ -87,7 +87,8 @@ def render(console: Console, result: ApplyResult, destroy: bool = False,
         console.print("[diag.warning]Interrupted:[/] no new changes were started; the ones in "
                       "flight finished. Run apply again to finish the job.")
     verb = "Destroy" if destroy else "Apply"
-    verdict = f"{verb} complete" if result.ok else f"{verb} incomplete"
+    verdict = f"{verb} complete" if result.ok_with(accept_unverified) else \
+        f"{verb} incomplete"
     if result.unconfirmed:
         verdict = f"{verb} not confirmed"
     keys = f"; {keys_written} private key(s) written to {keys_dir}, back them up" \
@@ -99,7 +100,11 @@ def render(console: Console, result: ApplyResult, destroy: bool = False,
                              f"back failed ({result.unconfirmed}); run 'iotc plan' to see "
                              "what took effect, then apply again: it converges without "
                              "duplicates."))
-    elif not result.ok and not result.interrupted:
+    elif result.count(Status.UNVERIFIED) and not accept_unverified:
+        console.print(f"{result.count(Status.UNVERIFIED)} change(s) are in the account but "
+                      "could not be verified as this run's (listed by 'iotc keys verify' "
+                      "until checked); --accept-unverified takes them as done.")
+    elif not result.ok_with(accept_unverified) and not result.interrupted:
         console.print("Fix what failed and run apply again: it converges without duplicates.")
 
 
@@ -108,6 +113,7 @@ def _grouped(console: Console, result: ApplyResult) -> None:
     for (kind, action, status), n in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1],
                                                                              g[0][2].value)):
         console.print(f"[{STATUS_STYLE[status]}]{n:>6} {kind} {action}: {status.value}[/]")
-    failures = [r for r in result.results if r.status is Status.FAILED]
+    failures = [r for r in result.results if r.status in (Status.FAILED, Status.UNVERIFIED)]
     for r in failures:
-        console.print(f"[diag.error]failed:[/] {escape(str(r.address))}: {escape(r.message)}")
+        console.print(f"[{STATUS_STYLE[r.status]}]{r.status.value}:[/] "
+                      f"{escape(str(r.address))}: {escape(r.message)}")

@@ -32,6 +32,13 @@ def register(bp: Blueprint) -> None:
     def device_get(guid: str) -> Response:
         return _device_detail(state().devices.device(guid))
 
+    @route(bp, "/device/<guid>/self-signed-certificate", ["GET"])
+    def device_certificate(guid: str) -> Response:
+        if state().account.pf != "az":  # AWS has no such route (api.md section 6)
+            return Response("<html><body><h1>404 - Not Found</h1></body></html>",
+                            status=404, mimetype="text/html")
+        return ok([state().devices.registered_certificate(guid)])
+
     @route(bp, "/Device/uniqueId/<duid>", ["GET"])
     def device_by_duid(duid: str) -> Response:
         return _device_detail(state().devices.device_by_duid(duid))
