@@ -29,6 +29,7 @@ class Call:
     path: str  # with `{name}` for each variable part
     evidence: str
     source: str
+    pf: str | None = None  # a call only one platform has ("az", "aws"); None: both
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -73,7 +74,7 @@ CALLS: tuple[Call, ...] = (
     Call("PUT", "device", "/Device/{guid}/status", OFFICIAL, "PKG device.py"),
     Call("DELETE", "device", "/Device/{guid}", OFFICIAL, "PKG device.py"),
     Call("GET", "device", "/device/{guid}/self-signed-certificate", SWAGGER,
-         "AE-orig device swagger (Azure only)"),
+         "AE-orig device swagger (Azure only)", pf="az"),
     Call("GET", "firmware", "/Firmware", OFFICIAL, "PKG firmware.py"),
     Call("GET", "firmware", "/Firmware/{guid}", OFFICIAL, "PKG firmware.py"),
     Call("POST", "firmware", "/Firmware", OFFICIAL, "PKG firmware.py"),

@@ -73,6 +73,9 @@ def test_the_fleet_lifecycle(fleet: Fleet, api: IoTConnect,
     d2 = api.devices.get_by_duid(f"{fleet.prefix}-d02")
     assert d1 is not None and d1.display_name == "Acceptance device 1 renamed"
     assert d2 is not None and d2.active is False
+    # the registered certificate, where the platform shows one (Azure): the kept key's
+    shown = api.devices.registered_certificate(d1.guid)
+    assert (shown is not None) is (api.session.settings.pf == "az")
     firmware = api.firmware.get_by_name(fleet.firmware)
     assert firmware is not None and firmware.description == "Acceptance firmware (v2)"
     draft = {u.version: u for u in api.firmware.upgrades(firmware.guid)}["1.1.0"]
