@@ -8,10 +8,14 @@ Exit codes: 0 success, 1 error (bad input, API failure), 2 changes present
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import getpass
 import os
+import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -386,7 +390,8 @@ def _apply(opts: Options, destroy: bool) -> int:
     with ExitStack() as held:
         for path in locks:
             try:
-                warning = held.enter_context(run_lock(path, opts.args.lock_timeout))
+                warning = held.enter_context(run_lock(path, opts.args.lock_timeout,
+                                                      "destroy" if destroy else "apply"))
             except LockHeld as exc:
                 raise UsageError(str(exc)) from None
             except OSError as exc:
@@ -515,7 +520,11 @@ def _confirm(opts: Options, destroy: bool) -> bool:
         raise UsageError("refusing to change the account without a terminal to confirm on: "
                          "pass --auto-approve")
     what = "destroy these objects" if destroy else "apply these changes"
-    answer = input(f"\nDo you want to {what}? Only 'yes' is accepted: ")
+    try:
+        answer = input(f"\nDo you want to {what}? Only 'yes' is accepted: ")
+    except (KeyboardInterrupt, EOFError):
+        make_console().print("\nInterrupted at the prompt; nothing was changed.")
+        raise Interrupted() from None
     if answer.strip() != "yes":
         make_console().print("Cancelled; nothing was changed.")
         return False
@@ -538,6 +547,8 @@ def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any
         result = execute(plan, Actions(api, keys, plan), opts.args.parallelism, hooks)
     finally:
         hooks.close()
+    # the whole command's time, as the user waited it (the walk alone read "0.0 s")
+    result = dataclasses.replace(result, seconds=time.monotonic() - STARTED[0])
     if not result.interrupted:
         try:
             result = result.confirmed({c.address: c.action for c in replan().changes})
@@ -550,6 +561,10 @@ def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok_with(accept) else EXIT_ERROR
+
+
+class Interrupted(Exception):
+    """Ctrl-C where nothing had started: said where it was raised; exit 130."""
 
 
 def _migrate(keys: Any) -> None:
@@ -959,9 +974,28 @@ def cmd_emulator_serve(opts: Options) -> int:
 # -- parser --------------------------------------------------------------------------------------
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, strict and helpful: no option abbreviations (`--auto` must never come to
+    mean a future option), and a mistyped command or choice gets a "did you mean"."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found:
+            choices = re.findall(r"'([^']*)'", found[2]) or \
+                [c.strip() for c in found[2].split(",")]
+            near = difflib.get_close_matches(found[1], choices, n=1, cutoff=0.6)
+            if near:
+                message += f"; did you mean '{near[0]}'?"
+        super().error(message)
+
+
 def _common() -> argparse.ArgumentParser:
     """Options every command takes, before or after its name."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--emulator", metavar="DB", default=argparse.SUPPRESS,
                         help="run against an in-process emulator whose state is the SQLite "
                              f"file DB (--emulator alone: {DEFAULT_EMULATOR_DB})")
@@ -1030,7 +1064,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .ui.console import help_formatter
 
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="iotc", description="Declarative reconciler for Avnet IoTConnect: keep templates, "
         "devices and firmware in YAML and let plan/apply make the account match.",
         parents=[common], formatter_class=help_formatter(),
@@ -1331,7 +1365,11 @@ def _expand_emulator_flag(argv: Sequence[str]) -> list[str]:
     return [f"--emulator={DEFAULT_EMULATOR_DB}" if a == "--emulator" else a for a in argv]
 
 
+STARTED = [time.monotonic()]  # when this command started (main sets it)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    STARTED[0] = time.monotonic()
     parser = build_parser()
     args = parser.parse_args(_expand_emulator_flag(sys.argv[1:] if argv is None else argv))
     emulator_db = getattr(args, "emulator", None)
@@ -1347,6 +1385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ApiError, UsageError) as exc:
         error(err, redact_text(str(exc)))
         return EXIT_ERROR
+    except Interrupted:
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         error(err, "interrupted")
         return EXIT_INTERRUPTED

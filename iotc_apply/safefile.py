@@ -149,8 +149,10 @@ class LockHeld(Exception):
 
 
 @contextlib.contextmanager
-def run_lock(path: Path, timeout: float = 0.0) -> Iterator[str | None]:
-    """Hold an exclusive lock on `path` for the block; yields a warning or None.
+def run_lock(path: Path, timeout: float = 0.0, command: str = "apply") -> \
+        Iterator[str | None]:
+    """Hold an exclusive lock on `path` for the block; yields a warning or None. `command`
+    (apply, destroy) is recorded so a refused run can say which command holds it.
 
     flock is released by the kernel when its holder dies, so a lock is never stale in the
     kernel's eyes; the file's text (pid, host, time) only names the holder. A file naming
@@ -163,7 +165,7 @@ def run_lock(path: Path, timeout: float = 0.0) -> Iterator[str | None]:
         warning = _stale_note(os.pread(fd, 512, 0).decode("utf-8", "replace"))
         stamp = datetime.datetime.now().strftime("%H:%M")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {stamp}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {stamp} {command}\n".encode(), 0)
         try:
             yield warning
         finally:
@@ -189,16 +191,18 @@ def _acquire(fd: int, path: Path, timeout: float) -> None:
 
 def _holder(text: str, path: Path) -> str:
     parts = text.split()
-    if len(parts) == 3:
-        pid, host, since = parts
-        return (f"another apply holds the lock since {since} by pid {pid} on host {host} "
+    command = parts[3] if len(parts) == 4 and parts[3] in ("apply", "destroy") else "apply"
+    if len(parts) in (3, 4):
+        pid, host, since = parts[:3]
+        return (f"another {command} holds the lock since {since} by pid {pid} on host {host} "
                 f"({path}); wait for it, or pass --lock-timeout SECONDS to queue")
-    return f"another apply holds the lock {path}; pass --lock-timeout SECONDS to queue"
+    return f"another {command} holds the lock {path}; pass --lock-timeout SECONDS to queue"
 
 
 def _stale_note(text: str) -> str | None:
     parts = text.split()
-    if len(parts) != 3 or parts[1] != socket.gethostname() or not parts[0].isdigit():
+    if len(parts) not in (3, 4) or parts[1] != socket.gethostname() or \
+            not parts[0].isdigit():
         return None
     try:
         os.kill(int(parts[0]), 0)

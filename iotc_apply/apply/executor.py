@@ -4,6 +4,10 @@ Steps whose prerequisites are done run in parallel (`parallelism` at a time); a 
 skips only the steps that depend on it, transitively; independent work goes on. A stop
 request (Ctrl-C) starts nothing new, lets in-flight calls finish, and the result says what was
 done. Every change gets a result. No terminal I/O: progress goes through `Hooks`.
+A circuit breaker stops scheduling when the service is gone: BREAKER_FAILURES steps in a
+row that failed at the connection (refused, DNS, TLS, timeout) or with a 5xx after their
+retries, within BREAKER_WINDOW seconds, start nothing new; in-flight steps finish, the rest
+are reported not started (once 848 identical "connection refused" lines).
 Imports `plan`, the client errors and the apply package.
 """
 
@@ -16,11 +20,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..client.errors import ApiError
+from ..client.errors import ApiError, StatusError, TransportError
 from ..model import Address
 from ..plan import Action, Plan
 from .actions import Actions, StepFailed, StepUnverified
 from .graph import Graph, Step, build
+
+
+BREAKER_FAILURES = 10
+BREAKER_WINDOW = 60.0  # seconds
 
 
 class Status(StrEnum):
@@ -49,6 +57,8 @@ class ApplyResult:
     # Why the account could not be read back after the changes (empty: it was, or nobody
     # tried): what the service accepted is then reported, but not as confirmed.
     unconfirmed: str = ""
+    # Why the circuit breaker stopped the run (the last outage error), or empty.
+    tripped: str = ""
 
     @property
     def ok(self) -> bool:
@@ -57,7 +67,7 @@ class ApplyResult:
     def ok_with(self, accept_unverified: bool) -> bool:
         """Everything done (`--accept-unverified`: or in the account but unverified)."""
         fine = (Status.DONE, Status.UNVERIFIED) if accept_unverified else (Status.DONE,)
-        return not self.interrupted and not self.unconfirmed and \
+        return not self.interrupted and not self.unconfirmed and not self.tripped and \
             all(r.status in fine for r in self.results)
 
     def count(self, status: Status) -> int:
@@ -74,11 +84,11 @@ class ApplyResult:
                                 "the service accepted it, but the account does not show it "
                                 f"(a fresh plan still has {still_planned[r.address].value})")
         return ApplyResult(tuple(check(r) for r in self.results), self.interrupted,
-                           self.seconds)
+                           self.seconds, tripped=self.tripped)
 
     def not_confirmed(self, reason: str) -> ApplyResult:
         """The result when reading the account back failed: nothing is known to be done."""
-        return ApplyResult(self.results, self.interrupted, self.seconds, reason)
+        return ApplyResult(self.results, self.interrupted, self.seconds, reason, self.tripped)
 
 
 class Hooks:
@@ -100,7 +110,8 @@ def execute(plan: Plan, actions: Actions, parallelism: int = 10, hooks: Hooks | 
     started = time.monotonic()
     walk = _Walk(build(plan), actions, hooks, stop)
     walk.run(max(1, parallelism))
-    return ApplyResult(walk.results(), stop.is_set(), time.monotonic() - started)
+    return ApplyResult(walk.results(), stop.is_set(), time.monotonic() - started,
+                       tripped=walk.tripped)
 
 
 class _Walk:
@@ -114,6 +125,8 @@ class _Walk:
         self.messages: dict[Step, str] = {}
         self.waiting = {s: set(graph.after[s]) for s in graph.steps}
         self.dependents = graph.dependents()
+        self.outage: list[float] = []  # when each failure of the current outage run came
+        self.tripped = ""
 
     def run(self, parallelism: int) -> None:
         self.hooks.started(len(self.graph.steps))
@@ -122,7 +135,8 @@ class _Walk:
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
             try:
                 while ready or running:
-                    while ready and len(running) < parallelism and not self.stop.is_set():
+                    while ready and len(running) < parallelism and not self.stop.is_set() \
+                            and not self.tripped:
                         step = ready.popleft()
                         running[pool.submit(self._one, step)] = step
                     if not running:
@@ -147,10 +161,13 @@ class _Walk:
         try:
             future.result()
             self._finish(step, Status.DONE, "")
+            self.outage.clear()
         except StepUnverified as exc:  # the object exists: what needs it may go on
             self._finish(step, Status.UNVERIFIED, str(exc))
+            self.outage.clear()
         except (ApiError, StepFailed, OSError) as exc:
             self._failed(step, str(exc))
+            self._count_outage(exc)
             return []
         except Exception as exc:  # a bug; the rest of the fleet still gets its turn
             self._failed(step, f"internal error: {type(exc).__name__}: {exc}")
@@ -161,6 +178,20 @@ class _Walk:
             if not self.waiting[dependent] and dependent not in self.status:
                 freed.append(dependent)
         return freed
+
+    def _count_outage(self, exc: Exception) -> None:
+        """A failure at the connection or a 5xx (after the client's retries) extends the
+        current outage; any other result ends it. Enough of them, fast enough, trip the
+        breaker."""
+        if not (isinstance(exc, TransportError) or
+                isinstance(exc, StatusError) and exc.status >= 500):
+            self.outage.clear()
+            return
+        now = time.monotonic()
+        self.outage.append(now)
+        recent = [t for t in self.outage if now - t <= BREAKER_WINDOW]
+        if len(recent) >= BREAKER_FAILURES and not self.tripped:
+            self.tripped = str(exc)
 
     def _finish(self, step: Step, status: Status, message: str) -> None:
         self.status[step] = status

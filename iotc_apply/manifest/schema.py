@@ -135,6 +135,10 @@ def _explain_value(err: ValidationError, name: str, schema_: dict[str, Any]) -> 
     if err.validator == "const":
         return f"{name}: must be {err.validator_value!r}, got {_show(err.instance)}"
     options = [str(o) for o in err.validator_value]
+    if isinstance(err.instance, (int, float)) and not isinstance(err.instance, bool) and \
+            str(err.instance) in options and err.instance not in err.validator_value:
+        # `messageVersion: 2.1` is the number 2.1 to YAML; the schema wants the text
+        return f"{name}: {_show(err.instance)} is a number; quote it: '{err.instance}'"
     hint = _closest(str(err.instance), options)
     return f"{name}: {_show(err.instance)} is not one of {', '.join(options)}{hint}"
 

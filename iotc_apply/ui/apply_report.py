@@ -11,11 +11,19 @@ from collections import Counter
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from ..apply.executor import ApplyResult, Hooks, Status
+from ..apply.executor import BREAKER_FAILURES, ApplyResult, Hooks, Status
 from ..apply.graph import Step
 from ..plan import Action
+from .plan_text import folded
 
 GROUP_ABOVE = 40
 STATUS_STYLE = {Status.DONE: "ok", Status.FAILED: "diag.error", Status.SKIPPED: "diag.warning",
@@ -30,7 +38,8 @@ class ProgressHooks(Hooks):
         self.console = console
         self.progress = Progress(TextColumn("Applying"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[failed]} failed"),
-                                 TimeElapsedColumn(), console=console, transient=True,
+                                 TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=console, transient=True,
                                  disable=not console.is_terminal)
         self.task = self.progress.add_task("apply", total=0, failed=0)
         self.total = self.done = self.failed = 0
@@ -86,6 +95,12 @@ def render(console: Console, result: ApplyResult, destroy: bool = False,
     if result.interrupted:
         console.print("[diag.warning]Interrupted:[/] no new changes were started; the ones in "
                       "flight finished. Run apply again to finish the job.")
+    if result.tripped:
+        console.print(f"[diag.error]Stopped:[/] the service stopped answering "
+                      f"({BREAKER_FAILURES} requests in a row failed at the connection or "
+                      f"with 5xx; last: {escape(result.tripped)}); "
+                      f"{result.count(Status.NOT_STARTED)} change(s) not attempted. Run "
+                      "apply again once it answers: it converges without duplicates.")
     verb = "Destroy" if destroy else "Apply"
     verdict = f"{verb} complete" if result.ok_with(accept_unverified) else \
         f"{verb} incomplete"
@@ -113,7 +128,7 @@ def _grouped(console: Console, result: ApplyResult) -> None:
     for (kind, action, status), n in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1],
                                                                              g[0][2].value)):
         console.print(f"[{STATUS_STYLE[status]}]{n:>6} {kind} {action}: {status.value}[/]")
-    failures = [r for r in result.results if r.status in (Status.FAILED, Status.UNVERIFIED)]
-    for r in failures:
-        console.print(f"[{STATUS_STYLE[r.status]}]{r.status.value}:[/] "
-                      f"{escape(str(r.address))}: {escape(r.message)}")
+    for status in (Status.FAILED, Status.UNVERIFIED):
+        lines = [f"{r.address}: {r.message}" for r in result.results if r.status is status]
+        for line in folded(lines, status.value):  # 848 identical lines once; now one
+            console.print(f"[{STATUS_STYLE[status]}]{status.value}:[/] {escape(line)}")

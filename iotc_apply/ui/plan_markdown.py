@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..model import Kind
 from ..plan import Action, Change, Plan
 from .inert import fence, markdown_text
-from .plan_text import change_lines, grouped_warnings, header, unmanaged_lines
+from .plan_text import change_lines, grouped_errors, grouped_warnings, header, unmanaged_lines
 
 LIMIT = 65_000
 
@@ -24,7 +24,7 @@ def render(plan: Plan, limit: int = LIMIT) -> str:
             f"{markdown_text(header(plan))}; {plan.unchanged} unchanged.", ""]
     if plan.errors:
         head += ["**Plan errors: nothing can be applied.**", ""]
-        head += [f"- :x: {markdown_text(e)}" for e in plan.errors] + [""]
+        head += [f"- :x: {markdown_text(e)}" for e in grouped_errors(plan.errors)] + [""]
     head += ["| action | count |", "| --- | ---: |"]
     head += [f"| {a.value} | {n[a]} |" for a in (Action.DELETE, Action.REPLACE, Action.UPDATE,
                                                   Action.CREATE)]

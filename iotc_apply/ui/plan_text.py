@@ -9,6 +9,7 @@ start a line of its own.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from rich.console import Console
@@ -112,23 +113,42 @@ def unmanaged_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def grouped_warnings(warnings: tuple[str, ...]) -> list[str]:
-    """Warnings as shown: `address: message` lines sharing a message past GROUPED become
-    `N objects: message: a, b, c, ... (all in the JSON plan)`; order of first appearance."""
+SUBJECT = re.compile(r"^(?:(?P<where>\S+:\d+:\d+): )?"
+                     r"(?P<address>(?:template|device|firmware|upgrade|entity)/\S+?): "
+                     r"(?P<message>.+)$", re.S)
+SHOWN_LINES = 40  # lines of one list (errors, warnings) shown; the JSON plan has them all
+
+
+def folded(lines: tuple[str, ...] | list[str], noun: str = "item") -> list[str]:
+    """A list as a reader takes it in: `address: message` lines sharing a message past
+    GROUPED become `N devices: message: a, b, c, ... (all in the JSON plan)`, in order of
+    first appearance; past SHOWN_LINES lines the rest is counted, not listed."""
     groups: dict[str, list[str]] = {}
-    for w in warnings:
-        subject, sep, message = w.partition(": ")
-        key = message if sep and "/" in subject else w
-        groups.setdefault(key, []).append(subject if sep and "/" in subject else "")
+    for line in lines:
+        found = SUBJECT.match(line)
+        key = found["message"] if found else line
+        groups.setdefault(key, []).append(found["address"] if found else "")
     out = []
     for message, subjects in groups.items():
         if len(subjects) <= GROUPED or not all(subjects):
             out += [f"{s}: {message}" if s else message for s in subjects]
             continue
         names = ", ".join(s.partition("/")[2] for s in subjects[:GROUPED])
-        kind = subjects[0].partition("/")[0]
-        out.append(f"{len(subjects)} {kind}s: {message}: {names}, ... (all in the JSON plan)")
+        kinds = {s.partition("/")[0] for s in subjects}
+        kind = f"{kinds.pop()}s" if len(kinds) == 1 else "objects"
+        out.append(f"{len(subjects)} {kind}: {message}: {names}, ... (all in the JSON plan)")
+    if len(out) > SHOWN_LINES:
+        more = len(out) - SHOWN_LINES + 1
+        out = out[:SHOWN_LINES - 1] + [f"... and {more} more {noun}(s) (all in the JSON plan)"]
     return out
+
+
+def grouped_warnings(warnings: tuple[str, ...]) -> list[str]:
+    return folded(warnings, "warning")
+
+
+def grouped_errors(errors: tuple[str, ...]) -> list[str]:
+    return folded(errors, "error")
 
 
 def render(console: Console, plan: Plan) -> None:
@@ -145,7 +165,8 @@ def render(console: Console, plan: Plan) -> None:
         sections.append([f"[diag.warning]warning:[/] {escape(w)}"
                          for w in grouped_warnings(plan.warnings)])
     if plan.errors:
-        sections.append([f"[diag.error]error:[/] {escape(e)}" for e in plan.errors])
+        sections.append([f"[diag.error]error:[/] {escape(e)}"
+                         for e in grouped_errors(plan.errors)])
         sections.append([f"{len(plan.errors)} plan error(s): nothing can be applied."])
     elif plan.changes:
         sections.append([escape(plan.summary())])
