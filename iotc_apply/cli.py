@@ -346,6 +346,8 @@ def _sweep_plan(api: IoTConnect, opts: Options) -> tuple[Any, Callable[[], Any]]
     from .plan import make_sweep
 
     a = opts.args
+    for glob in a.match:
+        _kinded_glob(glob, "--match", ("template", "device", "firmware"))
     cutoff = None
     if a.older_than:
         if any(not g.startswith(("template/", "firmware/")) for g in a.match):
@@ -418,6 +420,12 @@ def _apply_locked(opts: Options, destroy: bool) -> int:
         elif destroy and opts.args.match:
             plan, replan = _sweep_plan(api, opts)
             show_plan(plan, "text")
+            if not plan.errors and not plan.has_changes and not plan.warnings and \
+                    not opts.args.allow_empty:  # (a protected match is a warning, not empty)
+                make_console(sys.stderr).print(
+                    f"error: nothing matches {' '.join(repr(g) for g in opts.args.match)}; "
+                    "pass --allow-empty when a sweep may find nothing", highlight=False)
+                return EXIT_ERROR
             if plan.errors or not plan.has_changes:
                 return EXIT_ERROR if plan.errors else EXIT_OK
             if not _confirm(opts, destroy):
@@ -714,31 +722,43 @@ def _fetch(api: IoTConnect, out: Path, item: Any) -> tuple[str, Path]:
 
 def _address_glob(text: str) -> str:
     """`device/lt-*`: a kind the export writes, then a glob."""
+    return _kinded_glob(text, "--match", ("template", "device", "firmware"))
+
+
+def _kinded_glob(text: str, option: str, kinds: tuple[str, ...]) -> str:
+    """An address glob must name its kind: `pr44*` alone would match no address (they all
+    start with one), and a nightly sweep written that way silently did nothing."""
     kind, _, name = text.partition("/")
-    if kind not in ("template", "device", "firmware") or not name:
-        raise UsageError(f"--match {text!r}: expected template/GLOB, device/GLOB or "
-                         "firmware/GLOB")
-    return text
+    if kind.casefold() in kinds and name:
+        return text
+    hint = f"; did you mean '{kinds[1] if 'device' in kinds else kinds[0]}/{text}'?" \
+        if "/" not in text else ""
+    raise UsageError(f"{option} {text!r}: an address glob names its kind: "
+                     f"{', '.join(k + '/GLOB' for k in kinds)}{hint}")
 
 
 def cmd_get(opts: Options) -> int:
-    """List one kind of object, streamed; JSON/YAML field names are stable."""
+    """List one kind of object, sorted; JSON/YAML field names are stable."""
     from . import inventory
     from .ui import inventory as show
 
     a = opts.args
     try:
-        inventory.check(a.kind, a.glob)
+        kind_name = inventory.canonical(a.kind)
+        inventory.check(kind_name, a.glob)
+        if (a.entity is not None or a.active is not None) and kind_name != "devices":
+            raise inventory.UnknownKind("--entity, --active and --inactive select devices")
+        select = inventory.Select(a.template, a.entity, a.active)
+        kind = inventory.KINDS[kind_name]
+        fields = kind.narrow if a.output == "table" else kind.fields
+        with connect(opts) as api:
+            rows = inventory.rows(api, kind_name, a.glob, select, a.sort)
     except inventory.UnknownKind as exc:
         raise UsageError(str(exc)) from None
-    kind = inventory.KINDS[a.kind]
-    fields = kind.narrow if a.output == "table" else kind.fields
-    with connect(opts) as api:
-        rows = inventory.rows(api, a.kind, a.glob, a.template)
-        count = show.render(rows, fields, a.output, sys.stdout, make_console())
+    count = show.render(rows, fields, a.output, sys.stdout, make_console())
     if not count:
-        print(f"No {a.kind} match {a.glob!r}" + (f" on template {a.template}" if a.template
-                                                 else "") + ".", file=sys.stderr)
+        print(f"No {kind_name} match {a.glob!r}" + (f" on template {a.template}" if a.template
+                                                    else "") + ".", file=sys.stderr)
     return EXIT_OK
 
 
@@ -1153,6 +1173,8 @@ def _manifest_commands(sub: Any) -> None:
                          help="delete live objects whose address matches, declared or not "
                               "(e.g. 'device/pr42-*'); PATHs then only lend their "
                               "Project.protect; repeatable")
+    destroy.add_argument("--allow-empty", action="store_true",
+                         help="with --match: exit 0 when nothing matches (else exit 1)")
     destroy.add_argument("--older-than", metavar="DURATION",
                          help="with --match: only objects created longer ago, e.g. 24h, 7d "
                               "(templates and firmware: the service reports no device ages)")
@@ -1182,10 +1204,19 @@ def _account_commands(sub: Any) -> None:
     sub.add_parser("whoami", help="show the logged-in account").set_defaults(run=cmd_whoami)
 
     get = sub.add_parser("get", help="list templates, devices, firmware or upgrades")
-    get.add_argument("kind", metavar="KIND", help="templates, devices, firmware or upgrades")
+    get.add_argument("kind", metavar="KIND", help="templates, devices, firmware or upgrades "
+                                                  "(singular, or tpl, dev, fw, up, too)")
     get.add_argument("glob", nargs="?", default="*", metavar="NAME-GLOB",
                      help="only names matching this glob (upgrades: VERSION or FW@VERSION)")
     get.add_argument("--template", metavar="CODE", help="only objects of this template")
+    get.add_argument("--entity", metavar="NAME", help="only devices of this entity")
+    state = get.add_mutually_exclusive_group()
+    state.add_argument("--active", dest="active", action="store_const", const=True,
+                       default=None, help="only active devices")
+    state.add_argument("--inactive", dest="active", action="store_const", const=False,
+                       help="only inactive devices")
+    get.add_argument("--sort", metavar="FIELD",
+                     help="sort by this field (default: the natural key, e.g. uniqueId)")
     get.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"),
                      default="table", help="table (default), wide (every field), json, yaml")
     get.set_defaults(run=cmd_get)

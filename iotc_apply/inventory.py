@@ -1,15 +1,19 @@
 """`iotc get`: the account's objects as rows with stable field names, streamed.
 
-Rows come straight from the list endpoints the plan uses (a device listing per template,
-page by page), filtered by a name glob, and are yielded one at a time so 10,000 devices
-print without a second copy of the list. Field names are part of the CLI's contract
-(README "iotc get"): only ever added to, never renamed. Imports the client layer only.
+Rows come from the list endpoints the plan uses (a device listing per template, its pages
+in parallel as the template's `deviceCount` allows, several templates at once), filtered by
+a name glob (without case) and selectors, and sorted by the natural key (or `--sort`).
+Field names are part of the CLI's contract (README "iotc get"): only ever added to, never
+renamed. A kind is named singular, plural or short (`dev`, `tpl`, `fw`, `up`).
+Imports the client layer only.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,31 +43,81 @@ KINDS = {
 }
 
 
+NAMES = {"template": "templates", "tpl": "templates", "device": "devices", "dev": "devices",
+         "firmwares": "firmware", "fw": "firmware", "upgrade": "upgrades", "up": "upgrades",
+         **{k: k for k in KINDS}}
+NATURAL_KEY = {"templates": ("code",), "devices": ("uniqueId",), "firmware": ("name",),
+               "upgrades": ("firmware", "version")}
+
+
 class UnknownKind(ValueError):
     pass
 
 
-def rows(api: IoTConnect, kind: str, glob: str = "*", template: str | None = None,
-         page_size: int = 100) -> Iterator[Row]:
-    """Matching objects of one kind, as they are listed."""
+@dataclass(frozen=True)
+class Select:
+    """What `get` keeps beyond the name glob."""
+
+    template: str | None = None
+    entity: str | None = None
+    active: bool | None = None  # devices only
+
+
+def canonical(kind: str) -> str:
+    """`dev`, `device`, `devices` -> `devices`; UnknownKind (with the nearest) otherwise."""
+    found = NAMES.get(kind.lower())
+    if found is None:
+        import difflib
+
+        near = difflib.get_close_matches(kind.lower(), list(NAMES), n=1, cutoff=0.6)
+        hint = f"; did you mean '{NAMES[near[0]]}'?" if near else ""
+        raise UnknownKind(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)} "
+                          f"(singular and dev, tpl, fw, up work too){hint}")
+    return found
+
+
+def rows(api: IoTConnect, kind: str, glob: str = "*", select: Select = Select(),
+         sort: str | None = None, page_size: int = 100) -> list[Row]:
+    """Matching objects of one kind, sorted by `sort` (a field) or the natural key."""
+    kind = canonical(kind)
     check(kind, glob)
+    if sort is not None and sort not in KINDS[kind].fields:
+        raise UnknownKind(f"--sort {sort!r}: {kind} have the fields "
+                          f"{', '.join(KINDS[kind].fields)}")
+    found = list(_rows(api, kind, glob, select, page_size))
+    keys = (sort,) if sort else NATURAL_KEY[kind]
+    return sorted(found, key=lambda r: tuple(_order(r.get(k)) for k in keys))
+
+
+def _order(value: Any) -> tuple[int, Any]:
+    """A sort key for any field: nothing first, numbers by value, text without case and
+    with its digit runs as numbers (`lt-2` before `lt-10`, `1.2.0` before `1.10.0`)."""
+    if value is None:
+        return (0, ())
+    if isinstance(value, bool | int | float):
+        return (1, (value,))
+    parts = re.split(r"(\d+)", str(value).casefold())
+    return (2, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
+
+
+def _rows(api: IoTConnect, kind: str, glob: str, select: Select,
+          page_size: int) -> Iterator[Row]:
     templates = list(api.templates.list(page_size=page_size))
     codes = {t.guid: t.code for t in templates}
-    if template is not None and template not in codes.values():
+    if select.template is not None and select.template not in codes.values():
         return
     if kind == "templates":
         yield from (_template_row(t) for t in templates
-                    if _match(t.code, glob) and template in (None, t.code))
+                    if _match(t.code, glob) and select.template in (None, t.code))
     elif kind == "devices":
-        yield from _devices(api, codes, glob, template, page_size)
+        yield from _devices(api, templates, codes, glob, select, page_size)
     else:
-        yield from _firmware(api, kind, codes, glob, template, page_size)
+        yield from _firmware(api, kind, codes, glob, select.template, page_size)
 
 
 def check(kind: str, glob: str) -> None:
     """Refuse an unknown kind or a glob with an unclosed `[` before any request."""
-    if kind not in KINDS:
-        raise UnknownKind(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    kind = canonical(kind)
     depth = 0
     for char in glob:
         depth += {"[": 1, "]": -1}.get(char, 0) if depth or char == "[" else 0
@@ -82,12 +136,24 @@ def _template_row(t: LiveTemplate) -> Row:
             "messageVersion": t.message_version, "guid": t.guid}
 
 
-def _devices(api: IoTConnect, codes: dict[str, str], glob: str, template: str | None,
-             page_size: int) -> Iterator[Row]:
-    guids = [g for g, c in codes.items() if template in (None, c)]
-    for guid in guids:
-        for d in api.devices.list(guid, page_size=page_size):
-            if _match(d.duid, glob):
+def _devices(api: IoTConnect, templates: list[LiveTemplate], codes: dict[str, str],
+             glob: str, select: Select, page_size: int) -> Iterator[Row]:
+    """Every template's devices, four templates at a time, each listing's pages in
+    parallel as far as its `deviceCount` says (10,000 devices at 20 ms: pages one at a time
+    took 3.0 s)."""
+    chosen = [t for t in templates if select.template in (None, t.code)]
+
+    def listing(t: LiveTemplate) -> list[Any]:
+        return list(api.devices.list(t.guid, page_size=page_size, expect=t.device_count))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for devices in pool.map(listing, chosen):
+            for d in devices:
+                if not _match(d.duid, glob) or \
+                        select.entity is not None and \
+                        (d.entity_name or "").casefold() != select.entity.casefold() or \
+                        select.active is not None and d.active is not select.active:
+                    continue
                 yield {"uniqueId": d.duid, "displayName": d.display_name,
                        "template": codes.get(d.template_guid, d.template_guid),
                        "entity": d.entity_name, "active": d.active, "guid": d.guid}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,38 @@ def test_nothing_matching_is_a_note_and_bad_input_one_line(
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == "No firmware match 'NOPE*'.\n"
     for args, message in ((["widgets"], "error: unknown kind 'widgets': expected one of "
-                           "templates, devices, firmware, upgrades"),
+                           "templates, devices, firmware, upgrades (singular and dev, tpl, "
+                           "fw, up work too)"),
+                          (["devics"], "error: unknown kind 'devics': expected one of "
+                           "templates, devices, firmware, upgrades (singular and dev, tpl, "
+                           "fw, up work too); did you mean 'devices'?"),
                           (["devices", "lt-[0"], "error: bad glob 'lt-[0': a '[' is not "
                            "closed")):
         assert get(*args) == 1
         assert capsys.readouterr().err.strip().splitlines() == [message]
+
+
+def test_kinds_by_any_name_sorted_and_selected(applied: Path, server: EmulatorServer,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Singular, plural and short kinds; rows by natural key (digits as numbers) or --sort;
+    --entity and --active/--inactive select devices (each failed on the code before)."""
+    results = []
+    for kind in ("device", "dev", "devices"):
+        assert get(kind, "-o", "json") == 0
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0] == results[1] == results[2] and len(results[0]) == 60
+    duids = [r["uniqueId"] for r in results[0]]
+    assert duids == sorted(duids) and duids[0] == "gw-0001"
+    assert get("devices", "--sort", "displayName", "-o", "json") == 0
+    names = [r["displayName"] for r in json.loads(capsys.readouterr().out)]
+    assert names == sorted(names, key=lambda n: [int(p) if p.isdigit() else p.casefold()
+                                                 for p in re.split(r"(\d+)", n)])
+    assert get("dev", "--entity", "plant-b", "--inactive", "-o", "json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and {(r["entity"], r["active"]) for r in rows} == {("Plant-B", False)}
+    assert get("dev", "--active", "-o", "json") == 0
+    assert all(r["active"] for r in json.loads(capsys.readouterr().out))
+    assert get("tpl", "--entity", "x") == 1
+    assert "--entity, --active and --inactive select devices" in capsys.readouterr().err
+    assert get("dev", "--sort", "nope") == 1
+    assert "--sort 'nope': devices have the fields uniqueId" in capsys.readouterr().err

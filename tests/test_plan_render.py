@@ -24,6 +24,7 @@ from iotc_apply.model import (
     Snapshot,
 )
 from iotc_apply.plan import Account, Action, Change, Plan, PlanOptions, Reason, make_plan, planfile
+from iotc_apply.plan.model import FieldChange
 from iotc_apply.ui import plan_markdown, plan_text
 from iotc_apply.ui.console import THEME
 
@@ -154,3 +155,56 @@ def test_markdown_groups_many_devices_under_their_template() -> None:
            "lt-00001, lt-00002, ..., lt-01999" in summary
     assert summary.count("\n+ device/") == 0  # the one-by-one list is folded below
     assert "+ device/lt-00000" in text.split("<details>")[1] and len(text) < 65_000
+
+
+def _mixed_plan(n: int) -> Plan:
+    """n each of device creates, updates and deletes, shared and unique warnings and
+    errors, and unmanaged objects: every list that can grow."""
+    def device(i: int, prefix: str) -> dict[str, object]:
+        return {"duid": f"{prefix}-{i:05d}", "template": "sensor01", "entity": "Plant-A",
+                "displayName": f"Sensor {i}", "active": True, "guid": f"G-{prefix}-{i}"}
+
+    changes = [Change(Address(Kind.DEVICE, f"new-{i:05d}"), Action.CREATE, Reason.NEW, None,
+                      device(i, "new")) for i in range(n)]
+    changes += [Change(Address(Kind.DEVICE, f"upd-{i:05d}"), Action.UPDATE, Reason.CHANGED,
+                       device(i, "upd"), {**device(i, "upd"), "displayName": f"Pump {i}"},
+                       (FieldChange("displayName", f"Sensor {i}", f"Pump {i}"),))
+                for i in range(n)]
+    changes += [Change(Address(Kind.DEVICE, f"old-{i:05d}"), Action.DELETE, Reason.PRUNE,
+                       device(i, "old"), None) for i in range(n)]
+    warnings = tuple(f"device/upd-{i:05d}: exists, but its private key is not in the key "
+                     "store" for i in range(n)) + \
+        tuple(f"device/new-{i:05d}: certificate {i} expires in {i % 30} days"
+              for i in range(n))
+    errors = tuple(f"device/old-{i:05d}: is protected (Project.protect) but the plan would "
+                   "delete it" for i in range(n)) + \
+        tuple(f"device/new-{i:05d}: entity 'Site-{i}' does not exist" for i in range(n))
+    unmanaged = tuple(f"device/stray-{i:05d}" for i in range(n))
+    return Plan(Account("aws", "poc", "CPID0001", False),
+                tuple(sorted(changes, key=lambda c: c.sort_key)), 0, warnings=warnings,
+                errors=errors, unmanaged=unmanaged)
+
+
+def test_golden_folded_text_and_markdown() -> None:
+    """Shared messages fold to one line with the count and the first addresses; past 40
+    lines a list is counted, not listed (the JSON plan keeps everything)."""
+    out = io.StringIO()
+    plan = _mixed_plan(50)
+    plan_text.render(Console(file=out, width=100, color_system=None, theme=THEME), plan)
+    check_golden("folded.txt", out.getvalue())
+    check_golden("folded.md", plan_markdown.render(plan))
+    lines = out.getvalue().splitlines()
+    assert sum(line.startswith("error:") for line in lines) == 40
+    assert "error: 50 devices: is protected (Project.protect) but the plan would delete it: " \
+           "old-00000, old-00001, old-00002, ... (all in the JSON plan)" in lines
+    assert "error: ... and 12 more error(s) (all in the JSON plan)" in lines
+    assert len(planfile.to_json(plan)["errors"]) == 100
+
+
+def test_markdown_stays_a_comment_whatever_the_mix() -> None:
+    """10,000 each of creates, updates, deletes, warnings, errors and unmanaged objects."""
+    text = plan_markdown.render(_mixed_plan(10_000))
+    assert len(text) < 65_000, len(text)
+    assert text.startswith("### iotc plan: 10000 to create, 10000 to update, 0 to replace, "
+                           "10000 to delete")
+    assert "20000 device" not in text and "... and " in text

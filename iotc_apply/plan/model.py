@@ -25,14 +25,17 @@ class Action(StrEnum):
 
     @property
     def symbol(self) -> str:
-        return {"create": "+", "update": "~", "replace": "-/+", "delete": "-",
-                "deprecate": "-", "no-op": " "}[self.value]
+        return _SYMBOLS[self.value]
 
     @property
     def order(self) -> int:
         """Listing order: destroys first, as a reviewer reads them first."""
-        return {"delete": 0, "deprecate": 0, "replace": 1, "update": 2, "create": 3,
-                "no-op": 4}[self.value]
+        return _ORDER[self.value]
+
+
+_SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "deprecate": "-",
+            "no-op": " "}
+_ORDER = {"delete": 0, "deprecate": 0, "replace": 1, "update": 2, "create": 3, "no-op": 4}
 
 
 class Reason(StrEnum):

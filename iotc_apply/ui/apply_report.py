@@ -6,6 +6,7 @@ listed, instead of thousands of "done" lines.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 
@@ -26,6 +27,7 @@ from ..plan import Action
 from .plan_text import folded
 
 GROUP_ABOVE = 40
+REQUEST = re.compile(r"^(?:GET|POST|PUT|DELETE|PATCH) /\S*: ")
 STATUS_STYLE = {Status.DONE: "ok", Status.FAILED: "diag.error", Status.SKIPPED: "diag.warning",
                 Status.NOT_STARTED: "muted", Status.UNVERIFIED: "diag.warning"}
 
@@ -119,7 +121,8 @@ def render(console: Console, result: ApplyResult, destroy: bool = False,
         console.print(f"{result.count(Status.UNVERIFIED)} change(s) are in the account but "
                       "could not be verified as this run's (listed by 'iotc keys verify' "
                       "until checked); --accept-unverified takes them as done.")
-    elif not result.ok_with(accept_unverified) and not result.interrupted:
+    elif not result.ok_with(accept_unverified) and not result.interrupted and \
+            not result.tripped:
         console.print("Fix what failed and run apply again: it converges without duplicates.")
 
 
@@ -129,6 +132,9 @@ def _grouped(console: Console, result: ApplyResult) -> None:
                                                                              g[0][2].value)):
         console.print(f"[{STATUS_STYLE[status]}]{n:>6} {kind} {action}: {status.value}[/]")
     for status in (Status.FAILED, Status.UNVERIFIED):
-        lines = [f"{r.address}: {r.message}" for r in result.results if r.status is status]
-        for line in folded(lines, status.value):  # 848 identical lines once; now one
+        # the request is left out, so one cause reads as one line whatever path met it
+        lines = [f"{r.address}: {REQUEST.sub('', r.message)}" for r in result.results
+                 if r.status is status]
+        # 848 identical lines once; now one (`iotc plan` lists what is still to do)
+        for line in folded(lines, status.value, "'iotc plan'"):
             console.print(f"[{STATUS_STYLE[status]}]{status.value}:[/] {escape(line)}")

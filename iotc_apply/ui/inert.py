@@ -29,6 +29,8 @@ def _escaped(found: re.Match[str]) -> str:
 def inert(text: str, one_line: bool = False) -> str:
     """`text` with every control character written as its escape (`\\x1b`); with
     `one_line`, newlines too, for a value that must stay on its line."""
+    if text.isprintable():  # every character escaped here is unprintable: the fast path
+        return text
     pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
     return pattern.sub(_escaped, text)
 

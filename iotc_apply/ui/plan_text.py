@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -54,6 +55,11 @@ UNMANAGED_SHOWN = 20
 GROUPED = 3  # more warnings than this with one message become one line
 
 
+# json.dumps(text, ensure_ascii=False) without its per-call set-up (a fifth of a 100,000-
+# create plan's rendering went there)
+_quoted = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
 def created(after: dict[str, Any] | None) -> str:
     """What a create makes, on its line: `template=pump01 entity=Plant-A name="Pump 1"`."""
     a = after or {}
@@ -61,7 +67,7 @@ def created(after: dict[str, Any] | None) -> str:
     if "duid" in a:  # a device
         parts += [f"template={a.get('template')}", f"entity={a.get('entity') or '(root)'}"]
         if a.get("displayName") not in (None, a.get("duid")):
-            parts.append(f"name={json.dumps(a['displayName'], ensure_ascii=False)}")
+            parts.append(f"name={_quoted(str(a['displayName']))}")
         if a.get("active") is False:
             parts.append("active=false")
     elif "attributes" in a:  # a template
@@ -119,7 +125,8 @@ SUBJECT = re.compile(r"^(?:(?P<where>\S+:\d+:\d+): )?"
 SHOWN_LINES = 40  # lines of one list (errors, warnings) shown; the JSON plan has them all
 
 
-def folded(lines: tuple[str, ...] | list[str], noun: str = "item") -> list[str]:
+def folded(lines: tuple[str, ...] | list[str], noun: str = "item",
+           where: str = "the JSON plan") -> list[str]:
     """A list as a reader takes it in: `address: message` lines sharing a message past
     GROUPED become `N devices: message: a, b, c, ... (all in the JSON plan)`, in order of
     first appearance; past SHOWN_LINES lines the rest is counted, not listed."""
@@ -136,10 +143,10 @@ def folded(lines: tuple[str, ...] | list[str], noun: str = "item") -> list[str]:
         names = ", ".join(s.partition("/")[2] for s in subjects[:GROUPED])
         kinds = {s.partition("/")[0] for s in subjects}
         kind = f"{kinds.pop()}s" if len(kinds) == 1 else "objects"
-        out.append(f"{len(subjects)} {kind}: {message}: {names}, ... (all in the JSON plan)")
+        out.append(f"{len(subjects)} {kind}: {message}: {names}, ... (all in {where})")
     if len(out) > SHOWN_LINES:
         more = len(out) - SHOWN_LINES + 1
-        out = out[:SHOWN_LINES - 1] + [f"... and {more} more {noun}(s) (all in the JSON plan)"]
+        out = out[:SHOWN_LINES - 1] + [f"... and {more} more {noun}(s) (all in {where})"]
     return out
 
 
@@ -151,27 +158,53 @@ def grouped_errors(errors: tuple[str, ...]) -> list[str]:
     return folded(errors, "error")
 
 
+Line = list[tuple[str, str]]  # one printed line: (style, text) parts; "" is unstyled
+
+
 def render(console: Console, plan: Plan) -> None:
-    """Sections (changes, unmanaged, warnings, errors, summary), one blank line apart."""
-    sections: list[list[str]] = [[escape(header(plan))]]
+    """Sections (changes, unmanaged, warnings, errors, summary), one blank line apart.
+
+    Lines are (style, text) parts made inert once; without colour they are written to the
+    console's stream as plain text in one go, with colour as one rich Text: a print per
+    line cost ~130 us (13 s for a 100,000-create plan), this costs a few."""
+    sections: list[list[Line]] = [[[("", header(plan))]]]
     if not plan.changes and not plan.errors:
-        sections.append([f"No changes. {plan.unchanged} object(s) match the manifests."])
+        sections.append([[("", f"No changes. {plan.unchanged} object(s) match the "
+                               "manifests.")]])
     if plan.changes:
-        sections.append([f"[{style}]{escape(text)}[/]" for change in plan.changes
+        sections.append([[(style, text)] for change in plan.changes
                          for style, text in change_lines(change)])
     if plan.unmanaged:
-        sections.append([f"[diag.warning]{escape(line)}[/]" for line in unmanaged_lines(plan)])
+        sections.append([[("diag.warning", line)] for line in unmanaged_lines(plan)])
     if plan.warnings:
-        sections.append([f"[diag.warning]warning:[/] {escape(w)}"
+        sections.append([[("diag.warning", "warning:"), ("", " " + w)]
                          for w in grouped_warnings(plan.warnings)])
     if plan.errors:
-        sections.append([f"[diag.error]error:[/] {escape(e)}"
+        sections.append([[("diag.error", "error:"), ("", " " + e)]
                          for e in grouped_errors(plan.errors)])
-        sections.append([f"{len(plan.errors)} plan error(s): nothing can be applied."])
+        sections.append([[("", f"{len(plan.errors)} plan error(s): nothing can be "
+                               "applied.")]])
     elif plan.changes:
-        sections.append([escape(plan.summary())])
+        sections.append([[("", plan.summary())]])
+    lines = [[(style, inert(text, one_line=True)) for style, text in line]
+             for line in _spaced(sections)]
+    if console.no_color or not console.is_terminal:
+        console.file.write("".join("".join(t for _, t in line) + "\n" for line in lines))
+        console.file.flush()
+        return
+    from rich.text import Text
+
+    body = Text()
+    for line in lines:
+        for style, text in line:
+            body.append(text, style=style or None)
+        body.append("\n")
+    body.rstrip()
+    console.print(body, soft_wrap=True)
+
+
+def _spaced(sections: list[list[Line]]) -> Iterator[Line]:
     for i, section in enumerate(sections):
         if i:
-            console.print()
-        for line in section:
-            console.print(line)
+            yield []
+        yield from section
