@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import difflib
 import getpass
+import json
 import os
 import re
 import sys
@@ -566,6 +567,12 @@ def _execute(api: IoTConnect, plan: Any, opts: Options, replan: Callable[[], Any
     accept = bool(getattr(opts.args, "accept_unverified", False))
     apply_report.render(out, result, destroy=plan.destroy, keys_written=keys.written,
                         keys_dir=f"{keys.root}/", accept_unverified=accept)
+    if getattr(opts.args, "report", None):
+        from .safefile import write_private
+
+        document = apply_report.as_json(result, accept)
+        write_private(Path(opts.args.report), (json.dumps(document, indent=2) + "\n").encode(),
+                      mode=0o644)
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.ok_with(accept) else EXIT_ERROR
@@ -1160,6 +1167,9 @@ def _manifest_commands(sub: Any) -> None:
                        help="refuse to write a plain key or to use a store holding one (also "
                             "IOTC_KEYS_REQUIRE_SEALED=1; implied by recipients, and in CI by "
                             "a Project that declares them)")
+    apply.add_argument("--report", metavar="FILE",
+                       help="also write the result of every change as JSON (status done, "
+                            "unverified, failed, skipped or not started)")
     apply.add_argument("--accept-unverified", action="store_true",
                        help="exit 0 when the only changes not done are unverified ones "
                             "(devices found after a lost answer whose registered certificate "

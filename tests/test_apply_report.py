@@ -60,7 +60,7 @@ def test_big_results_are_grouped_with_every_failure_listed() -> None:
     apply_report.render(con, result(500, failed=2))
     lines = out.getvalue().splitlines()
     assert lines[:2] == ["   498 device create: done", "     2 device create: failed"]
-    assert lines[2] == "failed: device/d000: HTTP 409: Unique Id already exists."
+    assert lines[2] == "failed: device/d000: POST /Device: HTTP 409: Unique Id already exists."
     assert lines[-2] == "Apply incomplete: 498 created, 2 failed (1.2 s)."
 
 

@@ -85,7 +85,13 @@ def test_a_device_found_after_a_lost_answer_is_unverified_on_aws(
     monkeypatch.chdir(tmp_path)
     _one_device(tmp_path)
     _someone_else_registers_first(monkeypatch, raw)
-    assert main(["apply", "m", "--auto-approve", "--keys-dir", "keys"]) == 1
+    assert main(["apply", "m", "--auto-approve", "--keys-dir", "keys", "--report",
+                 "r.json"]) == 1
+    import json
+
+    report = json.loads(Path("r.json").read_text())
+    assert report["ok"] is False and report["counts"]["unverified"] == 1
+    assert [r["status"] for r in report["results"]] == ["unverified", "done"]
     out = capsys.readouterr().out
     assert re.search(r"\+ device/d-001\s+unverified: device d-001: found after its create's "
                      r"answer was lost", out), out

@@ -151,8 +151,8 @@ def test_export_refusals_are_one_line(
     Path("afile").write_text("x")
     for args, message in ((["busy"], "busy is not empty; pass --force to write into it"),
                           (["afile"], "afile is a file; give a folder to export into"),
-                          (["o2", "--match", "entity/*"], "--match 'entity/*': an address glob names "
-                           "its kind")):
+                          (["o2", "--match", "entity/*"],
+                           "--match 'entity/*': an address glob names its kind")):
         assert iotc("export", *args) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err

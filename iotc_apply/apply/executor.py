@@ -26,7 +26,6 @@ from ..plan import Action, Plan
 from .actions import Actions, StepFailed, StepUnverified
 from .graph import Graph, Step, build
 
-
 BREAKER_FAILURES = 10
 BREAKER_WINDOW = 60.0  # seconds
 

@@ -21,10 +21,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..apply.executor import BREAKER_FAILURES, ApplyResult, Hooks, Status
+from ..apply.executor import BREAKER_FAILURES, ApplyResult, ChangeResult, Hooks, Status
 from ..apply.graph import Step
 from ..plan import Action
-from .plan_text import folded
+from .plan_text import GROUPED, folded
 
 GROUP_ABOVE = 40
 REQUEST = re.compile(r"^(?:GET|POST|PUT|DELETE|PATCH) /\S*: ")
@@ -126,15 +126,42 @@ def render(console: Console, result: ApplyResult, destroy: bool = False,
         console.print("Fix what failed and run apply again: it converges without duplicates.")
 
 
+def as_json(result: ApplyResult, accept_unverified: bool = False) -> dict[str, object]:
+    """The result for tools (`apply --report FILE`): every change with its own outcome."""
+    return {"ok": result.ok_with(accept_unverified), "interrupted": result.interrupted,
+            "unconfirmed": result.unconfirmed or None, "stopped": result.tripped or None,
+            "seconds": round(result.seconds, 3),
+            "counts": {s.value: result.count(s) for s in Status},
+            "results": [{"address": str(r.address), "action": r.action.value,
+                         "status": r.status.value, "message": r.message}
+                        for r in result.results]}
+
+
 def _grouped(console: Console, result: ApplyResult) -> None:
     groups = Counter((r.address.kind.value, r.action.value, r.status) for r in result.results)
     for (kind, action, status), n in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1],
                                                                              g[0][2].value)):
         console.print(f"[{STATUS_STYLE[status]}]{n:>6} {kind} {action}: {status.value}[/]")
     for status in (Status.FAILED, Status.UNVERIFIED):
-        # the request is left out, so one cause reads as one line whatever path met it
-        lines = [f"{r.address}: {REQUEST.sub('', r.message)}" for r in result.results
-                 if r.status is status]
-        # 848 identical lines once; now one (`iotc plan` lists what is still to do)
-        for line in folded(lines, status.value, "'iotc plan'"):
+        for line in _folded_results([r for r in result.results if r.status is status],
+                                    status.value):
             console.print(f"[{STATUS_STYLE[status]}]{status.value}:[/] {escape(line)}")
+
+
+def _folded_results(results: list[ChangeResult], noun: str) -> list[str]:
+    """One line per cause: results whose messages differ only in the request that met it
+    (`GET /Device/uniqueId/lt-0004: cannot connect ...`) fold past GROUPED into `N devices:
+    cause: a, b, c, ...`; fewer are listed as they are (848 identical lines once)."""
+    groups: dict[str, list[ChangeResult]] = {}
+    for r in results:
+        groups.setdefault(REQUEST.sub("", r.message), []).append(r)
+    lines = []
+    for cause, members in groups.items():
+        if len(members) <= GROUPED:
+            lines += [f"{r.address}: {r.message}" for r in members]
+            continue
+        kinds = {r.address.kind.value for r in members}
+        kind = f"{kinds.pop()}s" if len(kinds) == 1 else "objects"
+        names = ", ".join(r.address.name for r in members[:GROUPED])
+        lines.append(f"{len(members)} {kind}: {cause}: {names}, ... (all in 'iotc plan')")
+    return folded(lines, noun, "'iotc plan'")
