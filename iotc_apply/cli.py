@@ -264,6 +264,9 @@ def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool,
     if not destroy and options.local_keys:  # kept keys of devices not registered yet
         waiting = options.local_keys - snap.devices.keys()
         options = dataclasses.replace(options, unattested=keys.unattested(waiting))
+    if not destroy and _unconfirmed_types(desired):  # one request, only when it matters
+        options = dataclasses.replace(options,
+                                      data_types=frozenset(api.templates.data_types()))
     plan = plan_of(desired, snap, options)
     recorded = {"destroy": options.destroy, "prune": options.prune,
                 "targets": [str(t) for t in options.targets],
@@ -273,6 +276,14 @@ def make_plan(api: IoTConnect, loaded: Any, opts: Options, destroy: bool,
     return dataclasses.replace(plan, source=Source(tuple(opts.args.paths), digest, recorded,
                                                    variables),
                                secrets=frozenset(loaded.variables.secrets()))
+
+
+def _unconfirmed_types(desired: Any) -> bool:
+    from .manifest.kinds import UNCONFIRMED_TYPES
+    from .model import DesiredTemplate
+
+    return any(a.data_type in UNCONFIRMED_TYPES for t in desired.of(DesiredTemplate)
+               for a in t.attributes)
 
 
 def _early_snapshot(api: IoTConnect, opts: Options) -> Any:

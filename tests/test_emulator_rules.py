@@ -437,4 +437,6 @@ def test_malformed_requests_get_the_service_envelope_never_a_crash_page(
                   "rate_limit": "fast"}, {"max_page_size": -1}, [1, 2]):
         resp = requests.put(f"{server.url}/_emulator/knobs", json=knobs, timeout=5)
         assert resp.status_code == 400, (knobs, resp.text)
+    typo = requests.put(f"{server.url}/_emulator/knobs", json={"latency": 20}, timeout=5)
+    assert typo.status_code == 400 and typo.text.startswith("unknown knob(s): latency (known:")
     server.emulator.unreadable.clear()  # the POST above was meant to be unreadable

@@ -433,3 +433,56 @@ def test_export_writes_hostile_names_as_data(hostile: Path,
     (device,) = [d for d in docs if d["metadata"]["name"] == "th-lab-01"]
     assert device["spec"]["displayName"] == HOSTILE
     assert main(["validate", "out"]) == 0
+
+
+# -- what the account will refuse is planned, never an internal error (issue 27, part) -------
+
+
+def test_an_unconfirmed_data_type_is_a_validate_warning_and_a_plan_error(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """`type: LONG` validated, planned, then failed apply with `internal error: ValueError`."""
+    from iotc_apply.cli import main
+
+    templates = Path("m/templates.yaml")
+    templates.write_text(templates.read_text().replace("type: DECIMAL", "type: LONG", 1))
+    assert main(["validate", "m"]) == 0
+    assert "warning: attribute 'temperature': data type LONG is not confirmed" in \
+        capsys.readouterr().err
+    assert iotc("apply", "m", "--auto-approve") == 1
+    captured = capsys.readouterr()
+    assert "error: template/sensor01: attribute 'temperature': data type LONG is not offered " \
+        "by this account (it offers BOOLEAN, DECIMAL, INTEGER, NUMBER, OBJECT, STRING)" in \
+        captured.out
+    assert "internal error" not in captured.err + captured.out
+
+
+def test_a_template_name_another_live_template_holds_is_a_plan_error(
+        work: Path, api: IoTConnect, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    from .conftest import TEMPLATE_JSON
+
+    api.templates.create({**TEMPLATE_JSON, "code": "other01", "name": "cold-chain SENSOR"})
+    assert iotc("plan", "m") == 1
+    assert "template/sensor01: the name 'Cold-chain sensor' is taken by the live " \
+        "template/other01 (template names are unique in an account)" in capsys.readouterr().out
+
+
+def test_refusals_the_client_could_not_read_are_worded(storage: tuple[str, dict],
+                                                       api: IoTConnect) -> None:
+    """ASP.NET's ProblemDetails 400 surfaced as "no message"; a proxy's HTML 403 as a bare
+    non-JSON body (issue 27, part)."""
+    from iotc_apply.client.errors import StatusError
+    from iotc_apply.client.session import _error_details
+
+    assert _error_details({"type": "https://tools.ietf.org/html/rfc7231#section-6.5.1",
+                           "title": "One or more validation errors occurred.", "status": 400,
+                           "errors": {"displayName": ["The displayName field is required."]}}) \
+        == ("One or more validation errors occurred.; displayName: The displayName field is "
+            "required.", ("displayName",))
+    base, routes = storage
+    routes["/firewall"] = (403, {"Content-Type": "text/html"},
+                           b"<html><body>Access denied by policy</body></html>")
+    with pytest.raises(StatusError) as caught:
+        api.session._parse(__import__("requests").get(f"{base}/firewall", timeout=5), "GET",
+                           "/firewall", (200,))
+    assert "a proxy or firewall between here and the service refused the request" in \
+        str(caught.value)

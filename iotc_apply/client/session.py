@@ -508,6 +508,11 @@ class ApiSession:
             if status in ok:
                 raise TransportError(f"HTTP {status} with a non-JSON body: {snippet!r}", method,
                                      path, ambiguous=method not in SAFE_METHODS) from None
+            if status in (401, 403, 407) and "<" in resp.text[:200]:
+                raise status_error(method, path, status, (
+                    f"an HTML page ({snippet!r}), not the service's JSON: a proxy or firewall "
+                    "between here and the service refused the request; check HTTPS_PROXY, "
+                    "NO_PROXY and the network's rules"), ()) from None
             raise status_error(method, path, status, f"non-JSON body: {snippet!r}", ()) \
                 from None
         if status not in ok:
@@ -571,13 +576,27 @@ def decode_claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
+def _joined(found: Any) -> str:
+    return "; ".join(str(m) for m in found) if isinstance(found, list) else str(found)
+
+
 def _error_details(body: Any) -> tuple[str, tuple[str, ...]]:
+    """The message and codes of a refusal: the service's envelope (`message`, `error[]` with
+    `param`), or ASP.NET's ProblemDetails (`title`, `errors{field: [messages]}`), which the
+    framework answers for a 400 before the service's own code runs."""
     if not isinstance(body, dict):
         return "", ()
     errors = body.get("error")
     codes = tuple(str(e["param"]) for e in errors if isinstance(e, dict) and e.get("param")) \
         if isinstance(errors, list) else ()
-    return str(body.get("message") or ""), codes
+    message = str(body.get("message") or "")
+    problems = body.get("errors")
+    if not message and (body.get("title") or isinstance(problems, dict)):
+        details = [f"{field}: {_joined(found)}"
+                   for field, found in (problems.items() if isinstance(problems, dict) else ())]
+        message = "; ".join([str(body.get("title") or "invalid request"), *details])
+        codes = codes or tuple(str(k) for k in (problems or {}))
+    return message, codes
 
 
 def _raise_if_unsupported(service: str, method: str, path: str,

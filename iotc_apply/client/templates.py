@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..model import LiveAttribute, LiveCommand, LiveTemplate
-from .errors import ABSENT
+from .errors import ABSENT, ApiError
 from .session import ApiSession
 from .session import guid_of as _guid
 
@@ -163,7 +163,8 @@ class TemplatesClient:
         data_type = str(attribute["type"]).upper()
         type_guid = self.data_types().get(data_type)
         if type_guid is None:
-            raise ValueError(f"unknown attribute data type {data_type!r}")
+            raise ApiError(f"attribute '{attribute['name']}': data type {data_type} is not "
+                           "offered by this account (GET /device-template/datatype)")
         return {"localName": attribute["name"], "deviceTemplateGuid": template_guid,
                 "dataTypeGuid": type_guid, "description": attribute.get("description"),
                 "unit": attribute.get("unit"),

@@ -279,8 +279,20 @@ def _register_control(app: Flask) -> None:
         return _set_knobs(body)
 
 
+KNOB_NAMES = frozenset({
+    "faults", "latency_ms", "rate_limit", "fault_seed", "hang_seconds", "wording",
+    "empty_204", "first_create_fails", "missing_routes", "ignored_routes", "max_page_size",
+    "token_lifetime", "repeat_pages"})
+
+
 def _set_knobs(body: dict[str, Any]) -> Response:
+    """`PUT /_emulator/knobs`; an unknown name is a 400 naming it, so a typo in a test never
+    silently tests nothing."""
     emu = emulator()
+    unknown = sorted(set(body) - KNOB_NAMES)
+    if unknown:
+        return Response(f"unknown knob(s): {', '.join(unknown)} (known: "
+                        f"{', '.join(sorted(KNOB_NAMES))})", status=400, mimetype="text/plain")
     try:
         faults = [FaultRule.parse(str(spec)) for spec in _field(body, "faults", list, [])]
         knobs = Knobs(latency_ms=_field(body, "latency_ms", float, 0.0),

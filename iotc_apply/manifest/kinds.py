@@ -49,6 +49,8 @@ class Built:
 
 
 Builder = Callable[[Document, ManifestFile, Built], None]
+# in the schema's enum, but shown by no public API source (the bundled emulator refuses them)
+UNCONFIRMED_TYPES = frozenset({"LONG", "BIT", "DATE", "DATETIME", "TIME", "LATLONG"})
 
 
 def _file(doc: Document, mf: ManifestFile, out: Built, path: tuple[Any, ...],
@@ -86,6 +88,14 @@ def build_template(doc: Document, mf: ManifestFile, out: Built) -> None:
             "created on a template without attributes)"))
         return
     code = doc.value["metadata"]["name"]
+    for index, attribute in enumerate(spec["attributes"]):
+        if str(attribute["type"]).upper() in UNCONFIRMED_TYPES:
+            where = ("spec", "attributes", index, "type") if "source" not in doc.value["spec"] \
+                else ("spec", "source")
+            out.diagnostics.append(Diagnostic.warning(doc.where(where), (
+                f"attribute '{attribute['name']}': data type {str(attribute['type']).upper()} "
+                "is not confirmed by any public source; plan checks that the account offers "
+                "it")))
     props = spec.get("properties") or {}
     template = DesiredTemplate(
         code=code, name=spec["name"], auth_type=spec["authType"],

@@ -48,6 +48,8 @@ class PlanOptions:
     expiring: frozenset[str] = frozenset()  # kept certificates that expire soon
     # kept keys of devices not registered yet whose attestation is missing or wrong
     unattested: frozenset[str] = frozenset()
+    # the account's attribute data types, when a declared one is unconfirmed (None: unread)
+    data_types: frozenset[str] | None = None
 
 
 @dataclass
@@ -84,6 +86,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         _external(desired, work)
         _unsigned(desired, options, work)
         _unattested(options, work)
+        _data_types(desired, options, work)
         _warnings(desired, snap, options, work)
     _protect(project.protect, work)
     _unknown_addresses(desired, snap, options, work)
@@ -207,6 +210,7 @@ def _declared(desired: Desired, snap: Snapshot, work: _Work) -> None:
     for resource in desired.resources.values():
         if isinstance(resource, DesiredTemplate):
             _platform_auth(resource, snap, work)
+            _name_taken(resource, snap, work)
             work.add(_template(resource, snap))
         elif isinstance(resource, DesiredDevice):
             work.add(_device(resource, snap, work))
@@ -267,6 +271,21 @@ def _platform_auth(t: DesiredTemplate, snap: Snapshot, work: _Work) -> None:
     if allowed is not None and t.auth_type not in allowed:
         work.errors.append(f"{t.address}: authType {t.auth_type} is not offered on "
                            f"{snap.identity.pf.upper()} (it offers {', '.join(allowed)})")
+
+
+def _name_taken(t: DesiredTemplate, snap: Snapshot, work: _Work) -> None:
+    """A template name another live template holds: the service refuses the create or rename
+    (409 DeviceTemplateNameAlreadyExists), and every device on the template would be skipped,
+    so the plan says so first. Names compare without case, as the service does."""
+    live = snap.templates.get(t.code)
+    if live is not None and live.name == t.name:
+        return
+    other = next((c for c, x in snap.templates.items()
+                  if c != t.code and x.name.casefold() == t.name.casefold()), None)
+    if other is not None:
+        work.errors.append(f"{t.address}: the name '{t.name}' is taken by the live "
+                           f"template/{other} (template names are unique in an account); "
+                           "give this template another name")
 
 
 def _template(t: DesiredTemplate, snap: Snapshot) -> Change | None:
@@ -516,6 +535,23 @@ def _external(desired: Desired, work: _Work) -> None:
                 f"{device.address}: certificate is external (the device holds its own key) "
                 f"and {why}; iotc-apply cannot give it a key: register it yourself, or "
                 "declare it with certificate: auto or {file: cert.pem}")
+
+
+def _data_types(desired: Desired, options: PlanOptions, work: _Work) -> None:
+    """An attribute of a data type the account does not offer: a plan error, not a failed
+    step (`type: LONG` validated, planned, then failed apply with an internal error)."""
+    if options.data_types is None:
+        return
+    offered = ", ".join(sorted(options.data_types))
+    for template in desired.of(DesiredTemplate):
+        change = work.changes.get(template.address)
+        if change is None or change.action is Action.DELETE:
+            continue
+        for attribute in template.attributes:
+            if attribute.data_type not in options.data_types:
+                work.errors.append(f"{template.address}: attribute '{attribute.name}': data "
+                                   f"type {attribute.data_type} is not offered by this account "
+                                   f"(it offers {offered})")
 
 
 def _unattested(options: PlanOptions, work: _Work) -> None:
