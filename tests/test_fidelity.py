@@ -104,3 +104,25 @@ def test_on_azure_every_lost_create_is_verified_and_done(
         assert 60 < server.emulator.traffic.counts["POST /Device"] < 120
         assert server.emulator.traffic.counts[
             "GET /device/<guid>/self-signed-certificate"] > 0
+
+
+def test_an_asynchronous_publish_is_waited_for(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Publish is a process on the service ("publish process started"): the upgrade reads as
+    a draft for a while. Apply polls until it reads released, so the read-back confirms it
+    (before: "accepted, but the account does not show it", exit 1)."""
+    server.emulator.state.limits.publish_delay_s = 2.0
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert "Apply complete: 65 created" in capsys.readouterr().out
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+
+
+def test_a_publish_still_processing_says_so(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    server.emulator.state.limits.publish_delay_s = 30.0
+    monkeypatch.setenv("IOTC_PROCESS_WAIT", "1")
+    assert iotc("apply", "m", "--auto-approve") == 1
+    out = capsys.readouterr().out
+    assert "upgrade/SENSORFW@1.0.0" in out and "still processing; run 'iotc plan' later" in out

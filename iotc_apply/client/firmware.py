@@ -8,13 +8,14 @@ empty file list, 204 for deleting a missing file. Imports `model` and the client
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..model import LiveFile, LiveFirmware, LiveUpgrade
 from . import FIRMWARE_MODULE  # noqa: F401  (defined once, in the package)
-from .errors import ABSENT, Conflict
+from .errors import ABSENT, ApiError, Conflict
 from .session import ApiSession
 from .session import guid_of as _guid
 
@@ -135,16 +136,43 @@ class FirmwareClient:
                                      "description": description})
 
     def publish(self, guid: str) -> None:
-        """Publish a draft; a 409 is success when a read shows the upgrade released."""
+        """Publish a draft and wait until a read shows it released.
+
+        The service answers "publish process started" (AZ firmware swagger): the upgrade may
+        read as a draft for a while, so it is polled every PROCESS_POLL seconds for up to
+        `process_wait`; past that, ProcessPending says it is still processing. A 409 (a
+        publish already released or in process) waits the same way: released is success.
+        """
         try:
             self.session.call("firmware", "PUT", f"/firmware-upgrade/{guid}/publish")
         except Conflict:
             current = self.get_upgrade(guid)
-            if current is None or current.draft:
+            if current is None:
                 raise
+            if not current.draft:
+                return
+        deadline = time.monotonic() + self.session.settings.process_wait
+        while True:
+            current = self.get_upgrade(guid)
+            if current is not None and not current.draft:
+                return
+            if time.monotonic() >= deadline:
+                raise ProcessPending(
+                    f"the service accepted the publish, but the upgrade still reads as a draft "
+                    f"after {self.session.settings.process_wait:g} s (IOTC_PROCESS_WAIT): still "
+                    "processing; run 'iotc plan' later", "PUT",
+                    f"/firmware-upgrade/{guid}/publish")
+            time.sleep(PROCESS_POLL)
 
     def delete_upgrade(self, guid: str) -> None:
         self.session.call("firmware", "DELETE", f"/firmware-upgrade/{guid}")
+
+
+PROCESS_POLL = 1.0  # seconds between reads of a process the service runs (publish)
+
+
+class ProcessPending(ApiError):
+    """The service accepted a change that it completes later, and it has not yet."""
 
 
 class FilesClient:

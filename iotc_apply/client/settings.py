@@ -41,6 +41,9 @@ class Settings:
     # the largest upgrade file a download may bring (1 GiB: the largest firmware the
     # vendor documents); a larger body is an error, never read into memory
     max_download_bytes: int = 1 << 30
+    # how long to wait for a process the service runs after answering (publish), polling
+    # every PROCESS_POLL seconds; past it the step says "still processing"
+    process_wait: float = 300.0
     config_dir: Path = field(default_factory=lambda: default_config_dir(os.environ))
 
     @classmethod
@@ -57,6 +60,7 @@ class Settings:
             token_refresh=not environ.get("IOTC_API_NO_TOKEN_REFRESH"),
             max_retry_after=_seconds(environ.get("IOTC_MAX_RETRY_AFTER"), 120.0),
             max_download_bytes=_bytes(environ.get("IOTC_MAX_DOWNLOAD_BYTES"), 1 << 30),
+            process_wait=_wait(environ.get("IOTC_PROCESS_WAIT"), 300.0),
             config_dir=default_config_dir(environ),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -71,6 +75,16 @@ def _seconds(text: str | None, default: float) -> float:
         return float(text) if text else default
     except ValueError:
         raise ConfigError(f"IOTC_MAX_RETRY_AFTER={text!r}: expected seconds") from None
+
+
+def _wait(text: str | None, default: float) -> float:
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ConfigError(f"IOTC_PROCESS_WAIT={text!r}: expected seconds")
+    return value
 
 
 def _bytes(text: str | None, default: int) -> int:

@@ -46,6 +46,9 @@ class Limits:
     # A broken service: every page number answers page 1 (the client must not loop forever).
     repeat_pages: bool = False
     guid_seed: int | None = None
+    # Publish is a process on the service ("publish process started", AZ firmware swagger):
+    # the upgrade reads as a draft for this long after the call (0: at once, as before).
+    publish_delay_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -10,6 +10,7 @@ Imports nothing from the rest of iotc_apply.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,7 +162,7 @@ class Firmware:
             self.store.update("firmware", fw)
 
     def upgrades_of(self, firmware_guid: str) -> list[Record]:
-        return self.store.children("upgrade", firmware_guid)
+        return [_settled(u) for u in self.store.children("upgrade", firmware_guid)]
 
     # -- upgrades -----------------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ class Firmware:
 
         Source: PKG lib/upgrade.py:130 get_by_guid (NotFoundResponseError means absent).
         """
-        return self.ctx.fetch("upgrade", guid, "firmware upgrade", missing)
+        return _settled(self.ctx.fetch("upgrade", guid, "firmware upgrade", missing))
 
     def upgrades(self, params: dict[str, Any]) -> tuple[list[Record], int]:
         """`GET /firmware-upgrade`: `type` (draft, released or both) is required.
@@ -185,6 +186,7 @@ class Firmware:
         with self.store.lock:
             rows = self.store.children("upgrade", firmware_guid) if firmware_guid \
                 else self.store.all("upgrade")
+        rows = [_settled(u) for u in rows]
         if kind != "both":
             rows = [u for u in rows if u["isDraft"] == (kind == "draft")]
         if params.get("searchText"):
@@ -238,17 +240,23 @@ class Firmware:
     def publish_upgrade(self, guid: str, user: str) -> None:
         """`PUT /firmware-upgrade/{guid}/publish`: publishing twice is a 409.
 
-        Source: OLD tests/firmware.py "Twice-Upgrade publish test" (live).
-        ASSUMPTION: an upgrade without any file cannot be released.
+        Source: OLD tests/firmware.py "Twice-Upgrade publish test" (live); AZ firmware
+        swagger answers "publish process started": with `publish_delay_s` the upgrade reads
+        as a draft until the process ends. ASSUMPTION: an upgrade without any file cannot be
+        released; a publish while one is in process is a 409 like a second publish.
         """
         with self.store.transaction():
             record = self.upgrade(guid, missing=Conflict)
-            if not record["isDraft"]:
+            if not record["isDraft"] or record.get("releaseAt"):
                 raise Conflict("Firmware upgrade is already released.",
                                param="FirmwareUpgradeAlreadyReleased")
             if not self.files.files_of(record["guid"]):
                 raise Conflict("Firmware upgrade has no file.", param="FirmwareFileNotFound")
-            record.update(isDraft=False, updatedDate=self.ctx.now(), updatedBy=user)
+            delay = self.ctx.limits.publish_delay_s
+            if delay > 0:
+                record.update(releaseAt=time.time() + delay, updatedBy=user)
+            else:
+                record.update(isDraft=False, updatedDate=self.ctx.now(), updatedBy=user)
             self.store.update("upgrade", record)
 
     def delete_upgrade(self, guid: str, delete_single: bool) -> None:
@@ -282,7 +290,7 @@ class Firmware:
             if must_exist:
                 raise absent("firmware upgrade")
             return
-        if not record["isDraft"]:
+        if not _settled(record)["isDraft"] or record.get("releaseAt"):
             raise Conflict("A released firmware upgrade cannot change.",
                            param="FirmwareUpgradeReleased")
 
@@ -336,3 +344,13 @@ class Firmware:
                 raise absent("device")
             return chosen
         raise PreconditionFailed("target must be 1 (entity) or 3 (devices).", param="target")
+
+
+def _settled(record: Record) -> Record:
+    """An upgrade as it reads now: a publish in process (`releaseAt`) has ended once its
+    time has come. Kept in the record, not written back, so reads stay reads."""
+    due = record.get("releaseAt")
+    if due is not None and time.time() >= float(due):
+        record = {k: v for k, v in record.items() if k != "releaseAt"}
+        record["isDraft"] = False
+    return record
