@@ -126,3 +126,27 @@ def test_a_publish_still_processing_says_so(
     assert iotc("apply", "m", "--auto-approve") == 1
     out = capsys.readouterr().out
     assert "upgrade/SENSORFW@1.0.0" in out and "still processing; run 'iotc plan' later" in out
+
+
+def test_a_rename_keeps_the_note_and_properties_when_put_replaces(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """If `PUT /Device/{guid}` replaces the whole record (no source says it merges), a rename
+    that sent only the name and entity wiped the device's note and properties, or was
+    refused for the two fields the AWS swagger marks required."""
+    assert iotc("apply", "m", "--auto-approve") == 0
+    store = server.emulator.state.store
+    device = next(d for d in live(server)["device"] if d["uniqueId"] == "th-lab-01")
+    with store.lock, store.transaction():
+        store.update("device", {**device, "note": "calibrated 2026-11-02",
+                                "properties": [{"guid": "P-1", "value": "north wall"}],
+                                "videoStreamResource": "", "autoStartVideoStream": False})
+    server.emulator.state.limits.put_replaces = True
+    devices = Path("m/devices.yaml")
+    devices.write_text(devices.read_text().replace("displayName: Lab sensor 1",
+                                                   "displayName: Lab sensor one"))
+    capsys.readouterr()
+    assert iotc("apply", "m", "--auto-approve") == 0, capsys.readouterr().out
+    after = next(d for d in live(server)["device"] if d["uniqueId"] == "th-lab-01")
+    assert after["displayName"] == "Lab sensor one"
+    assert after["note"] == "calibrated 2026-11-02"
+    assert after["properties"] == [{"guid": "P-1", "value": "north wall"}]

@@ -253,7 +253,8 @@ class Actions:
             entity = self.plan.entities.get(after["entity"] or "")
             if entity is None:
                 raise StepFailed(f"entity '{after['entity']}' does not exist")
-            self.api.devices.update(before["guid"], after["displayName"], entity)
+            self.api.devices.update(before["guid"], before["duid"], after["displayName"],
+                                    entity)
         if before["active"] != after["active"]:
             self.api.devices.set_active(before["guid"], after["active"])
 

@@ -92,9 +92,25 @@ class DevicesClient:
         return RegisteredCertificate(str(pem) if pem else None,
                                      str(thumb).upper() if thumb else None)
 
-    def update(self, guid: str, display_name: str, entity_guid: str) -> None:
-        self.session.call("device", "PUT", f"/Device/{guid}",
-                          json_body={"displayName": display_name, "entityGuid": entity_guid})
+    def update(self, guid: str, duid: str, display_name: str, entity_guid: str) -> None:
+        """Rename or move a device, keeping everything else it has.
+
+        Whether `PUT /Device/{guid}` merges or replaces the record no source shows, and the
+        AWS swagger marks `videoStreamResource` and `autoStartVideoStream` required. So the
+        current record is read (by DUID: `GET /Device/uniqueId/{duid}` is the lookup live
+        code uses) and sent whole with the two changes: a rename never wipes the device's
+        note or properties, whichever the service does.
+        """
+        current = self.session.call("device", "GET", f"/Device/uniqueId/{duid}").first() or {}
+        properties = [{"guid": p.get("guid"), "value": p.get("value")}
+                      for p in current.get("properties") or []
+                      if isinstance(p, dict) and p.get("guid")]
+        body: dict[str, Any] = {
+            "displayName": display_name, "entityGuid": entity_guid,
+            "note": current.get("note"), "properties": properties,
+            "videoStreamResource": current.get("videoStreamResource") or "",
+            "autoStartVideoStream": bool(current.get("autoStartVideoStream"))}
+        self.session.call("device", "PUT", f"/Device/{guid}", json_body=body)
 
     def set_active(self, guid: str, active: bool) -> None:
         """Activate or deactivate; already being in that state is success."""

@@ -282,7 +282,7 @@ def _register_control(app: Flask) -> None:
 KNOB_NAMES = frozenset({
     "faults", "latency_ms", "rate_limit", "fault_seed", "hang_seconds", "wording",
     "empty_204", "first_create_fails", "missing_routes", "ignored_routes", "max_page_size",
-    "token_lifetime", "repeat_pages", "publish_delay_s"})
+    "token_lifetime", "repeat_pages", "publish_delay_s", "put_replaces"})
 
 
 def _set_knobs(body: dict[str, Any]) -> Response:
@@ -310,6 +310,7 @@ def _set_knobs(body: dict[str, Any]) -> Response:
         lifetime = _field(body, "token_lifetime", int, None)
         repeat = _field(body, "repeat_pages", bool, None)
         publish_delay = _field(body, "publish_delay_s", float, None)
+        put_replaces = _field(body, "put_replaces", bool, None)
     except ValueError as exc:
         return Response(str(exc), status=400, mimetype="text/plain")
     emu.traffic.configure(knobs)
@@ -321,6 +322,8 @@ def _set_knobs(body: dict[str, Any]) -> Response:
         emu.state.limits.repeat_pages = repeat
     if publish_delay is not None:
         emu.state.limits.publish_delay_s = publish_delay
+    if put_replaces is not None:
+        emu.state.limits.put_replaces = put_replaces
     return jsonify({"status": "configured"})
 
 

@@ -49,6 +49,10 @@ class Limits:
     # Publish is a process on the service ("publish process started", AZ firmware swagger):
     # the upgrade reads as a draft for this long after the call (0: at once, as before).
     publish_delay_s: float = 0.0
+    # `PUT /Device/{guid}` replaces the record (fields left out are cleared) and requires
+    # what the AWS swagger marks required; off: it merges, as before (which one the real
+    # service does, no source shows: the client must be right under both)
+    put_replaces: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

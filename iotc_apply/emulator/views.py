@@ -101,7 +101,9 @@ def device_detail(d: Record, t: Record, entity: Record, cpid: str) -> dict[str, 
         "isAcquired": 0, "isParentAcquired": 0, "isEdgeSupport": t["isEdgeSupport"],
         "isIotEdgeEnable": False, "isLowBandwidth": False, "isSolutionTemplate": False,
         "messageVersion": t["messageVersion"], "parentDeviceGuid": None, "tag": None,
-        "properties": [], "deviceStatus": "Released", "lastConnection": None,
+        "properties": d.get("properties") or [], "deviceStatus": "Released",
+        "lastConnection": None, "videoStreamResource": d.get("videoStreamResource"),
+        "autoStartVideoStream": bool(d.get("autoStartVideoStream")),
     }  # no createdDate: neither the DeviceInformation schema nor a capture shows one
 
 
