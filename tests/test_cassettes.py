@@ -58,7 +58,7 @@ def every_client_call(api: IoTConnect) -> None:
     dev = api.devices.create(tpl, "cas-dev-1", "Cassette device", root.guid, CERT)
     with pytest.raises(Conflict):
         api.devices.create(tpl, "cas-dev-1", "Again", root.guid, CERT)
-    api.devices.update(dev, "Renamed device", plant)
+    api.devices.update(dev, "cas-dev-1", "Renamed device", plant)
     api.devices.set_active(dev, False)
     assert api.devices.get(dev).active is False  # type: ignore[union-attr]
     assert api.devices.get_by_duid("cas-dev-1").display_name == "Renamed device"  # type: ignore

@@ -346,7 +346,7 @@ def test_resource_clients_round_trip(api: IoTConnect) -> None:
     api.templates.rename(template, "Renamed")
     child = next(e for e in api.entities.list() if e.name == "Plant-B")
     guid = api.devices.create(template, "dev-1", "One", child.guid, self_signed_pem("x"))
-    api.devices.update(guid, "Uno", api.entities.root().guid)
+    api.devices.update(guid, "dev-1", "Uno", api.entities.root().guid)
     api.devices.set_active(guid, False)
     api.devices.set_active(guid, False)  # already inactive: still success
     found = api.devices.get_by_duid("dev-1")

@@ -118,5 +118,5 @@ def test_plan_file_holds_no_secret_and_a_stale_plan_is_detected(
     assert planfile.stale(plan, fresh()) == []
     gw = api.devices.get_by_duid("gw-0002")
     assert gw is not None
-    api.devices.update(gw.guid, "Renamed behind our back", api.entities.root().guid)
+    api.devices.update(gw.guid, "gw-0002", "Renamed behind our back", api.entities.root().guid)
     assert planfile.stale(plan, fresh()) == ["device/gw-0002"]

@@ -34,7 +34,7 @@ def hostile(work: Path, api: IoTConnect, capsys: pytest.CaptureFixture[str]) -> 
     assert iotc("apply", "m", "--auto-approve") == 0
     device = api.devices.get_by_duid("th-lab-01")
     assert device is not None
-    api.devices.update(device.guid, HOSTILE, api.entities.root().guid)
+    api.devices.update(device.guid, "th-lab-01", HOSTILE, api.entities.root().guid)
     capsys.readouterr()
     return work
 

@@ -3,7 +3,8 @@
 Used by the `IOTC_API_TRACE` tracer and by the cassette scrubbing in the tests, so there is
 one definition of what a secret is: passwords, tokens (access, refresh, basic), solution
 keys, Authorization headers, private keys wherever they appear in text, and the parts of a
-URL that are credentials: its user-info and its query (a signed download URL's signature).
+URL that are credentials: its user-info, and the query of a signed URL (a download URL's
+signature, a token in a query).
 Imports nothing else from iotc_apply.
 """
 
@@ -62,7 +63,16 @@ def redact_url(url: str) -> str:
     return URL.sub(_url, url)
 
 
+# query keys of signed URLs: Azure SAS (sig, se, sv, sp, ...), S3 presigned (X-Amz-*), and
+# any token, key or credential; a query holding one is redacted whole
+SIGNED_QUERY = re.compile(r"(?:^|[?&])(?:sig|signature|se|sv|sp|sr|st|skoid|x-amz-[a-z-]+|"
+                          r"[a-z_-]*(?:token|key|credential|secret|password)[a-z_-]*)=",
+                          re.IGNORECASE)
+
+
 def _url(found: re.Match[str]) -> str:
     userinfo = f"{REDACTED}@" if found["userinfo"] else ""
-    query = f"?{REDACTED}" if found["query"] else ""
+    query = found["query"] or ""
+    if query and SIGNED_QUERY.search(query):
+        query = f"?{REDACTED}"
     return f"{found['scheme']}{userinfo}{found['rest']}{query}"
