@@ -48,7 +48,7 @@ def seed(api: IoTConnect, manifests: Path, keys: KeyStore) -> None:
         guid = api.devices.create(guids[d.template], d.duid, d.display_name,
                                   entities[d.entity] if d.entity else root, pem)
         if not d.active:
-            api.devices.set_active(guid, False)
+            api.devices.set_active(guid, d.duid, False)
     for f in desired.of(DesiredFirmware):
         first = f.upgrades[0]
         fw, upgrade = api.firmware.create(guids[f.template], f.name, f.hardware, first.version,

@@ -59,7 +59,7 @@ def every_client_call(api: IoTConnect) -> None:
     with pytest.raises(Conflict):
         api.devices.create(tpl, "cas-dev-1", "Again", root.guid, CERT)
     api.devices.update(dev, "cas-dev-1", "Renamed device", plant)
-    api.devices.set_active(dev, False)
+    api.devices.set_active(dev, "cas-dev-1", False)
     assert api.devices.get(dev).active is False  # type: ignore[union-attr]
     assert api.devices.get_by_duid("cas-dev-1").display_name == "Renamed device"  # type: ignore
     assert [d.duid for d in api.devices.list(tpl)] == ["cas-dev-1"]

@@ -330,7 +330,7 @@ def test_firmware_reads_tolerate_both_upgrade_shapes() -> None:
     assert firmware_from_wire(base).upgrades is None
 
 
-def test_resource_clients_round_trip(api: IoTConnect) -> None:
+def test_resource_clients_round_trip(api: IoTConnect, server: EmulatorServer) -> None:
     template = make_template(api, "tpl01")
     assert api.templates.get(template).code == "tpl01"  # type: ignore[union-attr]
     attr = api.templates.create_attribute(template, {"name": "hum", "type": "integer"})
@@ -347,8 +347,11 @@ def test_resource_clients_round_trip(api: IoTConnect) -> None:
     child = next(e for e in api.entities.list() if e.name == "Plant-B")
     guid = api.devices.create(template, "dev-1", "One", child.guid, self_signed_pem("x"))
     api.devices.update(guid, "dev-1", "Uno", api.entities.root().guid)
-    api.devices.set_active(guid, False)
-    api.devices.set_active(guid, False)  # already inactive: still success
+    api.devices.set_active(guid, "dev-1", False)
+    # already inactive: still success, read by DUID (AWS shows no GET /Device/{guid})
+    server.emulator.traffic.configure(Knobs(missing_routes=("GET /Device/<guid>",)))
+    api.devices.set_active(guid, "dev-1", False)
+    server.emulator.traffic.configure(Knobs())
     found = api.devices.get_by_duid("dev-1")
     assert found and (found.display_name, found.active) == ("Uno", False)
     fw, first = api.firmware.create(template, "TPLFW", "1.0", "1.0.0", description="d")

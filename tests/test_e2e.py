@@ -117,7 +117,7 @@ def test_a_stale_saved_plan_is_refused(work: Path, api: IoTConnect,
     assert iotc("plan", "m", "--out", "plan.json") == 0
     device = api.devices.get_by_duid("gw-0001")
     assert device is not None
-    api.devices.set_active(device.guid, False)
+    api.devices.set_active(device.guid, "gw-0001", False)
     capsys.readouterr()
     assert iotc("apply", "plan.json") == 1
     err = capsys.readouterr().err.strip()

@@ -98,7 +98,7 @@ def _hand_made_account(api: IoTConnect, keys: KeyStore) -> int:
         guid = api.devices.create(template, duid, display, entities[entity] if entity
                                   else root, pem)
         if not active:
-            api.devices.set_active(guid, False)
+            api.devices.set_active(guid, duid, False)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(create, jobs))

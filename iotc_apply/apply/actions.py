@@ -150,7 +150,7 @@ class Actions:
             found.append)
         self.remember(change.address, guid)
         if not after["active"]:
-            self.api.devices.set_active(guid, False)
+            self.api.devices.set_active(guid, after["duid"], False)
         if found and pem is not None:
             self._verify(after["duid"], guid, pem, identity, first_conflict=found[0])
 
@@ -256,7 +256,7 @@ class Actions:
             self.api.devices.update(before["guid"], before["duid"], after["displayName"],
                                     entity)
         if before["active"] != after["active"]:
-            self.api.devices.set_active(before["guid"], after["active"])
+            self.api.devices.set_active(before["guid"], before["duid"], after["active"])
 
     def device_delete(self, change: Change) -> None:
         before = change.before or {}

@@ -112,13 +112,15 @@ class DevicesClient:
             "autoStartVideoStream": bool(current.get("autoStartVideoStream"))}
         self.session.call("device", "PUT", f"/Device/{guid}", json_body=body)
 
-    def set_active(self, guid: str, active: bool) -> None:
-        """Activate or deactivate; already being in that state is success."""
+    def set_active(self, guid: str, duid: str, active: bool) -> None:
+        """Activate or deactivate; already being in that state is success. The check after
+        a 409 reads by DUID (`GET /Device/uniqueId/{duid}`, seen live): the AWS swagger's
+        `/Device/{guid}` block has no GET, and a missing route must never read as absent."""
         try:
             self.session.call("device", "PUT", f"/Device/{guid}/status",
                               json_body={"isActive": active})
         except Conflict:
-            current = self.get(guid)
+            current = self.get_by_duid(duid)
             if current is None or current.active != active:
                 raise
 
