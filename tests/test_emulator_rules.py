@@ -240,7 +240,7 @@ def test_firmware_rules(raw: Raw) -> None:
     assert raw("DELETE", "firmware", f"/Firmware/{created['newId']}").status_code == 405
 
 
-def test_upgrade_rules(raw: Raw) -> None:
+def test_upgrade_rules(raw: Raw, server: EmulatorServer) -> None:
     template = raw.template()
     fw = raw.firmware(template)
     first = fw["firmwareUpgradeGuid"]
@@ -265,8 +265,10 @@ def test_upgrade_rules(raw: Raw) -> None:
                  params={"firmwareguid": fw["newId"], "type": "Draft"}).json()
     assert [u["software"] for u in listed["data"]] == ["1.1.0"] and "createdby" in \
         listed["data"][0]
+    server.emulator.state.limits.refuse_released_delete = True
     released = raw("DELETE", "firmware", f"/firmware-upgrade/{first}")
     assert said(released) == "Released firmware upgrade can not delete."  # AE swagger
+    server.emulator.state.limits.refuse_released_delete = False
     third = raw("POST", "firmware", "/firmware-upgrade",
                 json={"firmwareGuid": fw["newId"], "software": "1.2.0"}).json()["data"][0]
     assert raw("DELETE", "firmware", f"/firmware-upgrade/{third['newId']}").status_code == 200

@@ -150,3 +150,27 @@ def test_a_rename_keeps_the_note_and_properties_when_put_replaces(
     assert after["displayName"] == "Lab sensor one"
     assert after["note"] == "calibrated 2026-11-02"
     assert after["properties"] == [{"guid": "P-1", "value": "north wall"}]
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_a_released_upgrade_removed_from_the_list_is_deleted_with_a_warning(
+        work: Path, server: EmulatorServer, refused: bool,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Live evidence (the vendor's test deletes a released upgrade) beats the swagger's 409:
+    a plan warning naming both, a delete; where the service refuses, that step fails."""
+    assert iotc("apply", "m", "--auto-approve") == 0
+    firmware = Path("m/firmware.yaml")
+    text = firmware.read_text()
+    released = text[text.index("    - version: 1.0.0"):text.index("    - version: 1.1.0")]
+    firmware.write_text(text.replace(released, ""))
+    server.emulator.state.limits.refuse_released_delete = refused
+    capsys.readouterr()
+    assert iotc("apply", "m", "--auto-approve") == (1 if refused else 0)
+    out = capsys.readouterr().out
+    assert "warning: upgrade/SENSORFW@1.0.0: deleting a released upgrade" in out
+    if refused:
+        assert re.search(r"- upgrade/SENSORFW@1.0.0\s+failed: .*HTTP 409: Released firmware "
+                         r"upgrade can not delete", out), out
+    else:
+        assert "Apply complete: 1 deleted" in out
+        assert iotc("plan", "m", "--detailed-exitcode") == 0

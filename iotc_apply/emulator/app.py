@@ -282,7 +282,8 @@ def _register_control(app: Flask) -> None:
 KNOB_NAMES = frozenset({
     "faults", "latency_ms", "rate_limit", "fault_seed", "hang_seconds", "wording",
     "empty_204", "first_create_fails", "missing_routes", "ignored_routes", "max_page_size",
-    "token_lifetime", "repeat_pages", "publish_delay_s", "put_replaces"})
+    "token_lifetime", "repeat_pages", "publish_delay_s", "put_replaces",
+    "refuse_released_delete"})
 
 
 def _set_knobs(body: dict[str, Any]) -> Response:
@@ -311,6 +312,7 @@ def _set_knobs(body: dict[str, Any]) -> Response:
         repeat = _field(body, "repeat_pages", bool, None)
         publish_delay = _field(body, "publish_delay_s", float, None)
         put_replaces = _field(body, "put_replaces", bool, None)
+        refuse_released = _field(body, "refuse_released_delete", bool, None)
     except ValueError as exc:
         return Response(str(exc), status=400, mimetype="text/plain")
     emu.traffic.configure(knobs)
@@ -324,6 +326,8 @@ def _set_knobs(body: dict[str, Any]) -> Response:
         emu.state.limits.publish_delay_s = publish_delay
     if put_replaces is not None:
         emu.state.limits.put_replaces = put_replaces
+    if refuse_released is not None:
+        emu.state.limits.refuse_released_delete = refuse_released
     return jsonify({"status": "configured"})
 
 

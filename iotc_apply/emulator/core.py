@@ -53,6 +53,9 @@ class Limits:
     # what the AWS swagger marks required; off: it merges, as before (which one the real
     # service does, no source shows: the client must be right under both)
     put_replaces: bool = False
+    # the AZ swagger's 409 on deleting a released upgrade; off, as the vendor's live test
+    # shows (OLD tests/firmware.py:110 publishes upgrade_2, :121 deletes it)
+    refuse_released_delete: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

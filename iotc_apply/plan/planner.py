@@ -458,10 +458,11 @@ def _removed_upgrades(desired: Desired, snap: Snapshot, work: _Work) -> None:
             if version not in declared:
                 address = Address(Kind.UPGRADE, f"{fw.name}@{version}")
                 if not upgrade.draft:
-                    work.errors.append(
-                        f"{address}: a released upgrade cannot be deleted (IoTConnect refuses "
-                        f"it); keep version {version} in the firmware's upgrades")
-                    continue
+                    work.warnings.append(
+                        f"{address}: deleting a released upgrade: the vendor's live test does "
+                        "it (tests/firmware.py:121 of its older repository), its Azure "
+                        "swagger answers 409; devices that run it keep it, and should the "
+                        "service refuse, apply says so")
                 work.add(_deletion(address, Reason.REMOVED,
                                    views.live_upgrade(upgrade, fw.name, snap)))
 
