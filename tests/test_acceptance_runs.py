@@ -44,6 +44,13 @@ def test_the_acceptance_suite_passes_against_a_served_emulator(tmp_path: Path) -
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "1 passed" in run.stdout
     text = next((tmp_path / "cassettes").glob("acceptance-*.yaml")).read_text()
+    # nothing in it identifies the account: cpId, login e-mail, GUIDs, signed URL queries
+    assert env["IOTC_USER"] not in text and "0A1B2C3D4E5F60718293A4B5C6D7E8F9" not in text
+    guids = set(re.findall(r"\b[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}\b", text))
+    assert guids and all(g.startswith("00000000-0000-4000-8000-") for g in guids), \
+        sorted(guids)[:5]
+    assert "sig=" not in text and "se=" not in text
+    assert "acceptance summary: run " in run.stderr + run.stdout
     interactions = yaml.safe_load(text)["interactions"]
     seen = {(i["request"]["method"], urlsplit(i["request"]["uri"]).path.split("/api/v2.1")[-1])
             for i in interactions}

@@ -85,10 +85,57 @@ def scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def recorder(library: Path, mode: str = "none") -> vcr.VCR:
+GUID = re.compile(r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-"
+                  r"[0-9A-Fa-f]{12}\b")
+PLACEHOLDER = re.compile(r"^00000000-0000-4000-8000-[0-9a-f]{12}$")
+
+
+class Identifiers:
+    """What identifies an account in a recording of a real one: its cpId, the login e-mail
+    and every GUID. Each GUID becomes a stable placeholder for the run (the same GUID, the
+    same placeholder, so the cassette still reads as one story); placeholders stay as they
+    are. For `--record` of the acceptance suite, whose cassettes users attach to issues."""
+
+    def __init__(self, *known: str) -> None:
+        self.known = [k for k in known if k]
+        self.guids: dict[str, str] = {}
+
+    def _guid(self, found: re.Match[str]) -> str:
+        value = found.group(0)
+        if PLACEHOLDER.match(value):
+            return value
+        key = value.upper()
+        if key not in self.guids:
+            self.guids[key] = f"00000000-0000-4000-8000-{len(self.guids) + 1:012x}"
+        return self.guids[key]
+
+    def scrub(self, text: str) -> str:
+        for value in self.known:
+            text = re.sub(re.escape(value), "(account)", text, flags=re.IGNORECASE)
+        return GUID.sub(self._guid, text)
+
+    def request(self, request: Request) -> Request:
+        request = scrub_request(request)
+        request.uri = self.scrub(request.uri)
+        if request.body:
+            body = request.body.decode("utf-8", "replace") if isinstance(request.body, bytes) \
+                else request.body
+            request.body = self.scrub(body).encode()
+        return request
+
+    def response(self, response: dict[str, Any]) -> dict[str, Any]:
+        response = scrub_response(response)
+        raw = (response["body"].get("string") or b"").decode("utf-8", "replace")
+        response["body"]["string"] = self.scrub(raw).encode()
+        return response
+
+
+def recorder(library: Path, mode: str = "none",
+             identifiers: Identifiers | None = None) -> vcr.VCR:
     rec = vcr.VCR(cassette_library_dir=str(library), record_mode=mode,
                   match_on=("method", "path", "query", "body_fields"),
-                  before_record_request=scrub_request, before_record_response=scrub_response,
-                  decode_compressed_response=True)
+                  before_record_request=identifiers.request if identifiers else scrub_request,
+                  before_record_response=identifiers.response if identifiers
+                  else scrub_response, decode_compressed_response=True)
     rec.register_matcher("body_fields", body_fields)
     return rec

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +25,12 @@ from iotc_apply.client.settings import Settings, TokenStore
 from .fleet import Fleet
 
 REQUIRED = ("IOTC_USER", "IOTC_PASS", "IOTC_SKEY", "IOTC_PF", "IOTC_ENV")
+SUMMARY: list[str] = []  # what the run did, printed at the end for the user's report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -52,9 +58,12 @@ def fleet(tmp_path: Path, api: IoTConnect, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("IOTC_CONFIG_DIR", str(tmp_path / "config"))
     record = request.config.getoption("--record")
-    fleet = Fleet(tmp_path / "m", secrets.token_hex(3), parallelism=1 if record else 10)
+    # parallelism 2 (1 while recording: vcrpy loses interactions recorded by threads), with
+    # the client's rate throttle: a real account's limits are unknown
+    fleet = Fleet(tmp_path / "m", secrets.token_hex(3), parallelism=1 if record else 2)
     fleet.write(version=1)
-    cassette = _recording(Path(record), fleet.prefix) if record else None
+    me = api.session.identity()
+    cassette = _recording(Path(record), fleet.prefix, me.cpid, me.username) if record else None
     try:
         if cassette is not None:
             with cassette:
@@ -62,21 +71,27 @@ def fleet(tmp_path: Path, api: IoTConnect, monkeypatch: pytest.MonkeyPatch,
         else:
             yield fleet
     finally:
-        left = _cleanup(fleet, api)
+        left, notes = _cleanup(fleet, api)
+        SUMMARY.extend(f"acceptance cleanup: {note}" for note in notes)
+        SUMMARY.append(f"acceptance summary: run {fleet.token} on {me.pf}/{me.env}: 2 "
+                       f"templates, {len(fleet.devices())} devices, 1 firmware with 2 "
+                       "upgrades created, changed in place, one device replaced, all "
+                       f"destroyed; left behind: {', '.join(left) or 'nothing'}")
         if left:
-            print(f"acceptance cleanup could not remove: {', '.join(left)}", file=sys.stderr)
             pytest.fail(f"cleanup left {len(left)} object(s) behind: {', '.join(left)}")
 
 
-def _recording(folder: Path, prefix: str):  # type: ignore[no-untyped-def]
-    from ..vcr_rules import recorder
+def _recording(folder: Path, prefix: str, *identifying: str):  # type: ignore[no-untyped-def]
+    from ..vcr_rules import Identifiers, recorder
 
     folder.mkdir(parents=True, exist_ok=True)
-    return recorder(folder, "all").use_cassette(f"acceptance-{prefix}.yaml")
+    return recorder(folder, "all", Identifiers(*identifying)).use_cassette(
+        f"acceptance-{prefix}.yaml")
 
 
-def _cleanup(fleet: Fleet, api: IoTConnect) -> list[str]:
-    """Destroy what the manifests of any version declared; list what still exists."""
+def _cleanup(fleet: Fleet, api: IoTConnect) -> tuple[list[str], list[str]]:
+    """Destroy what the manifests of any version declared; list what still exists, and
+    one line for each object the service cannot delete (firmware is only deprecated)."""
     for version in (3, 2, 1):
         fleet.write(version)
         main(["destroy", "m", "--auto-approve", "--keys-dir", "keys", "--parallelism",
@@ -84,6 +99,8 @@ def _cleanup(fleet: Fleet, api: IoTConnect) -> list[str]:
     left = [f"device/{d.duid}" for d in api.devices.list() if d.duid.startswith(fleet.prefix)]
     left += [f"template/{t.code}" for t in api.templates.list()
              if t.code.lower().startswith(fleet.code_prefix)]
-    left += [f"firmware/{f.name}" for f in api.firmware.list()
-             if f.name.startswith(fleet.firmware) and not f.deprecated]
-    return left
+    firmware = [f for f in api.firmware.list() if f.name.startswith(fleet.firmware)]
+    left += [f"firmware/{f.name}" for f in firmware if not f.deprecated]
+    notes = [f"firmware/{f.name} is deprecated; IoTConnect deletes no firmware, remove it in "
+             "the web UI if it must go" for f in firmware if f.deprecated]
+    return left, notes

@@ -48,12 +48,14 @@ class Fleet:
             if not path.exists():
                 path.write_bytes(f"{self.token} {name}\n".encode() * 64)
         a, b = self.templates
-        (self.root / "templates.yaml").write_text(_templates(a, b, version))
+        (self.root / "templates.yaml").write_text(_templates(a, b, version, self.token))
         (self.root / "devices.yaml").write_text(_devices(self.prefix, a, b, version))
         (self.root / "firmware.yaml").write_text(_firmware(self.firmware, a, version))
 
 
-def _templates(a: str, b: str, version: int) -> str:
+def _templates(a: str, b: str, version: int, token: str) -> str:
+    """Names carry the run's token too: template names are unique in an account, so a
+    leftover or a parallel run must never collide with this one."""
     v1 = version == 1
     attributes = ("    - {name: temperature, type: DECIMAL, unit: C}\n"
                   "    - {name: humidity, type: DECIMAL, unit: \"%\"}\n") if v1 else (
@@ -63,10 +65,11 @@ def _templates(a: str, b: str, version: int) -> str:
                "    - {name: Reboot, command: reboot, requiredAck: false}\n"
                + ("    - {name: Blink, command: blink}\n" if version == 2 else ""))
     return (f"apiVersion: iotc/v1\nkind: Template\nmetadata: {{name: {a}}}\nspec:\n"
-            f"  name: Acceptance sensor{'' if v1 else ' v2'}\n  authType: self-signed\n"
+            f"  name: Acceptance sensor {token}{'' if v1 else ' v2'}\n"
+            "  authType: self-signed\n"
             f"  attributes:\n{attributes}  commands:\n{commands}"
             f"---\napiVersion: iotc/v1\nkind: Template\nmetadata: {{name: {b}}}\nspec:\n"
-            "  name: Acceptance meter\n  authType: self-signed\n  attributes:\n"
+            f"  name: Acceptance meter {token}\n  authType: self-signed\n  attributes:\n"
             "    - {name: level, type: INTEGER}\n")
 
 

@@ -7,6 +7,10 @@ trusting the command's own report. See conftest.py for how to run it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
 
 from iotc_apply.cli import main
@@ -14,7 +18,20 @@ from iotc_apply.client import IoTConnect
 
 from .fleet import Fleet
 
-PARALLELISM = ["10"]
+T = TypeVar("T")
+
+PARALLELISM = ["2"]
+
+
+def eventually(check: Callable[[], T], timeout: float = 120.0, every: float = 1.0) -> T:
+    """The first truthy result of `check` within `timeout` seconds: a real service may
+    finish a change after answering (publish is a "process"), so reads poll."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(every)
 
 
 def iotc(*args: str) -> int:
@@ -45,12 +62,16 @@ def test_the_fleet_lifecycle(fleet: Fleet, api: IoTConnect,
     assert "15 to create" in capsys.readouterr().out
 
     applied(capsys)
-    live = {d.duid: d for d in api.devices.list() if d.duid.startswith(fleet.prefix)}
-    assert sorted(live) == sorted(fleet.devices())
-    firmware = api.firmware.get_by_name(fleet.firmware)
+    live = eventually(lambda: {d.duid: d for d in api.devices.list()
+                               if d.duid.startswith(fleet.prefix)}
+                      if len([d for d in api.devices.list() if d.duid.startswith(
+                          fleet.prefix)]) == len(fleet.devices()) else None)
+    assert live and sorted(live) == sorted(fleet.devices())
+    firmware = eventually(lambda: api.firmware.get_by_name(fleet.firmware))
     assert firmware is not None
-    upgrades = {u.version: u for u in api.firmware.upgrades(firmware.guid)}
-    assert not upgrades["1.0.0"].draft and upgrades["1.1.0"].draft
+    upgrades = eventually(lambda: (lambda u: u if not u["1.0.0"].draft else None)(
+        {u.version: u for u in api.firmware.upgrades(firmware.guid)}))
+    assert upgrades and not upgrades["1.0.0"].draft and upgrades["1.1.0"].draft
     converged(capsys)
 
     # export round trip: what the account holds, written back as manifests, plans clean
@@ -62,8 +83,9 @@ def test_the_fleet_lifecycle(fleet: Fleet, api: IoTConnect,
 
     fleet.write(version=2)  # every kind changed in place
     applied(capsys)
-    template = api.templates.get_by_code(a)
-    assert template is not None and template.name == "Acceptance sensor v2"
+    template = eventually(lambda: (lambda t: t if t and t.name.endswith(" v2") else None)(
+        api.templates.get_by_code(a)))
+    assert template is not None and template.name == f"Acceptance sensor {fleet.token} v2"
     attributes = {x.name: x for x in api.templates.attributes(template.guid)}
     assert sorted(attributes) == ["pressure", "temperature"]
     assert attributes["temperature"].unit == "F"
