@@ -133,3 +133,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--record", metavar="DIR", default=None,
                      help="acceptance suite: write vcrpy cassettes of the traffic to DIR, "
                           "secrets scrubbed (tests/vcr_rules.py)")
+
+
+@pytest.fixture
+def identity(tmp_path: Path) -> tuple[Path, str]:
+    """An age identity file and its public recipient (`age1...`), for sealed key stores."""
+    from pyrage import x25519
+
+    key = x25519.Identity.generate()
+    path = tmp_path / "identity.txt"
+    path.write_text(f"# made for the test\n{key}\n")
+    return path, str(key.to_public())

@@ -196,16 +196,6 @@ def _matches(cert_pem: str, key_path: Path) -> bool:
 # -- kept keys carry proof of who made them --------------------------------------------------
 
 
-@pytest.fixture
-def recipient(tmp_path: Path) -> tuple[Path, str]:
-    from pyrage import x25519
-
-    key = x25519.Identity.generate()
-    path = tmp_path / "identity.txt"
-    path.write_text(f"{key}\n")
-    return path, str(key.to_public())
-
-
 def _forge(folder: Path, duid: str, recipient: str) -> None:
     """What a pull request can add: a sealed key (the recipient is public) and its cert."""
     import pyrage
@@ -224,9 +214,9 @@ def _forge(folder: Path, duid: str, recipient: str) -> None:
 
 
 def test_a_forged_sealed_key_is_refused_by_plan_and_apply(
-        work: Path, server: EmulatorServer, recipient: tuple[Path, str],  # noqa: F811
+        work: Path, server: EmulatorServer, identity: tuple[Path, str],  # noqa: F811
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    _, public = recipient
+    _, public = identity
     monkeypatch.setenv("IOTC_PLAN_KEY", "ci-secret-0123456789")  # the attestation key too
     monkeypatch.setenv("IOTC_KEYS_RECIPIENTS", public)
     assert iotc("apply", "m", "--auto-approve") == 0
@@ -271,9 +261,9 @@ def test_a_kept_key_of_an_earlier_failed_run_is_used_again(
 
 
 def test_no_plain_key_is_written_beside_sealed_ones(
-        work: Path, recipient: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        work: Path, identity: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    _, public = recipient
+    _, public = identity
     assert iotc("apply", "m", "--auto-approve", "--keys-recipient", public) == 0
     Path("m/extra.yaml").write_text("apiVersion: iotc/v1\nkind: Device\nmetadata: "
                                     "{name: new-01}\nspec: {template: sensor01}\n")
@@ -287,9 +277,9 @@ def test_no_plain_key_is_written_beside_sealed_ones(
 
 @pytest.mark.parametrize("how", ["flag", "environment", "recipients", "ci-project"])
 def test_sealed_required_refuses_a_store_with_plain_keys(
-        work: Path, recipient: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        work: Path, identity: tuple[Path, str], monkeypatch: pytest.MonkeyPatch,  # noqa: F811
         how: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _, public = recipient
+    _, public = identity
     assert iotc("apply", "m", "--auto-approve") == 0  # plain keys
     Path("m/extra.yaml").write_text("apiVersion: iotc/v1\nkind: Device\nmetadata: "
                                     "{name: new-01}\nspec: {template: sensor01}\n")
@@ -316,9 +306,9 @@ def test_sealed_required_refuses_a_store_with_plain_keys(
 
 
 def test_verify_of_a_sealed_store_without_identity_says_what_it_could_not_check(
-        work: Path, recipient: tuple[Path, str],  # noqa: F811
+        work: Path, identity: tuple[Path, str],  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    _, public = recipient
+    _, public = identity
     assert iotc("apply", "m", "--auto-approve", "--keys-recipient", public) == 0
     capsys.readouterr()
     assert main(["keys", "verify", "--keys-dir", "keys"]) == 1
@@ -329,9 +319,9 @@ def test_verify_of_a_sealed_store_without_identity_says_what_it_could_not_check(
 
 
 def test_a_failed_unseal_leaves_no_plaintext(
-        work: Path, recipient: tuple[Path, str],  # noqa: F811
+        work: Path, identity: tuple[Path, str],  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    path, public = recipient
+    path, public = identity
     assert iotc("apply", "m", "--auto-approve", "--keys-recipient", public) == 0
     out = work / "prov"
     out.mkdir(mode=0o700)

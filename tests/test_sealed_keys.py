@@ -23,14 +23,6 @@ from .test_e2e import EXAMPLES, iotc, live, work  # noqa: F401  (fixture)
 from .test_hardening import _env
 
 
-@pytest.fixture
-def identity(tmp_path: Path) -> tuple[Path, str]:
-    key = x25519.Identity.generate()
-    path = tmp_path / "identity.txt"
-    path.write_text(f"# made for the test\n{key}\n")
-    return path, str(key.to_public())
-
-
 def _no_plaintext(folder: Path) -> None:
     for file in folder.rglob("*"):
         if file.is_file():
