@@ -132,7 +132,7 @@ def test_the_action_installs_only_what_it_ships() -> None:
     installs = [c for c in commands if "pip install" in c or "pip wheel" in c]
     assert installs == [
         'python -m pip install --quiet --require-hashes -r '
-        '"$GITHUB_ACTION_PATH/requirements/runtime.txt"',
+        '"$GITHUB_ACTION_PATH/requirements.txt"',
         'python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$wheels" '
         '"$GITHUB_ACTION_PATH"',
         'python -m pip install --quiet --no-deps --no-index "$wheels"/iotc_apply-*.whl']

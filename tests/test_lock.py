@@ -1,7 +1,7 @@
 """The lock and pyproject.toml say the same thing, so an install can never pick a release
 nobody chose (PyYAML 6.0.4 once turned a fresh install red with no change in the project).
 
-`requirements/dev.txt` and `requirements/runtime.txt` are made by `.ci/lock` (uv). Each
+`requirements-dev.txt` and `requirements.txt` are made by `.ci/lock` (uv). Each
 declared dependency must be pinned there, inside its declared range, with hashes; nothing may
 be pinned as a direct dependency that pyproject.toml does not declare; the two files agree on
 every package they share. The checker is tested on broken inputs too, so it cannot pass by
@@ -21,8 +21,8 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-DEV = (ROOT / "requirements" / "dev.txt").read_text()
-RUNTIME = (ROOT / "requirements" / "runtime.txt").read_text()
+DEV = (ROOT / "requirements-dev.txt").read_text()
+RUNTIME = (ROOT / "requirements.txt").read_text()
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.M)
 
 
