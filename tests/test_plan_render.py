@@ -208,3 +208,13 @@ def test_markdown_stays_a_comment_whatever_the_mix() -> None:
     assert text.startswith("### iotc plan: 10000 to create, 10000 to update, 0 to replace, "
                            "10000 to delete")
     assert "20000 device" not in text and "... and " in text
+
+
+def test_a_list_too_short_to_fold_keeps_each_line_as_written() -> None:
+    """A located error shown on its own keeps its file:line:column (the fold once dropped
+    it); a shared cause folds past three, the request that met it left out."""
+    located = "m/fleet.yaml:12:9: device/LT-0001: the account has this device as 'lt-0001'"
+    assert plan_text.folded([located, "device/b: other"]) == [located, "device/b: other"]
+    lines = [f"device/d{i}: GET /Device/uniqueId/d{i}: cannot connect" for i in range(5)]
+    assert plan_text.folded(lines, cause=lambda m: m.split(": ", 1)[1]) == [
+        "5 devices: cannot connect: d0, d1, d2, ... (all in the JSON plan)"]

@@ -21,10 +21,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..apply.executor import BREAKER_FAILURES, ApplyResult, ChangeResult, Hooks, Status
+from ..apply.executor import BREAKER_FAILURES, ApplyResult, Hooks, Status
 from ..apply.graph import Step
 from ..plan import Action
-from .plan_text import GROUPED, folded
+from .plan_text import folded
 
 GROUP_ABOVE = 40
 REQUEST = re.compile(r"^(?:GET|POST|PUT|DELETE|PATCH) /\S*: ")
@@ -143,25 +143,9 @@ def _grouped(console: Console, result: ApplyResult) -> None:
                                                                              g[0][2].value)):
         console.print(f"[{STATUS_STYLE[status]}]{n:>6} {kind} {action}: {status.value}[/]")
     for status in (Status.FAILED, Status.UNVERIFIED):
-        for line in _folded_results([r for r in result.results if r.status is status],
-                                    status.value):
+        # one line per cause (848 identical "connection refused" lines once): messages that
+        # differ only in the request that met the cause fold together
+        lines = [f"{r.address}: {r.message}" for r in result.results if r.status is status]
+        for line in folded(lines, status.value, "'iotc plan'",
+                           cause=lambda message: REQUEST.sub("", message)):
             console.print(f"[{STATUS_STYLE[status]}]{status.value}:[/] {escape(line)}")
-
-
-def _folded_results(results: list[ChangeResult], noun: str) -> list[str]:
-    """One line per cause: results whose messages differ only in the request that met it
-    (`GET /Device/uniqueId/lt-0004: cannot connect ...`) fold past GROUPED into `N devices:
-    cause: a, b, c, ...`; fewer are listed as they are (848 identical lines once)."""
-    groups: dict[str, list[ChangeResult]] = {}
-    for r in results:
-        groups.setdefault(REQUEST.sub("", r.message), []).append(r)
-    lines = []
-    for cause, members in groups.items():
-        if len(members) <= GROUPED:
-            lines += [f"{r.address}: {r.message}" for r in members]
-            continue
-        kinds = {r.address.kind.value for r in members}
-        kind = f"{kinds.pop()}s" if len(kinds) == 1 else "objects"
-        names = ", ".join(r.address.name for r in members[:GROUPED])
-        lines.append(f"{len(members)} {kind}: {cause}: {names}, ... (all in 'iotc plan')")
-    return folded(lines, noun, "'iotc plan'")

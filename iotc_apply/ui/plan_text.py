@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -126,19 +126,22 @@ SHOWN_LINES = 40  # lines of one list (errors, warnings) shown; the JSON plan ha
 
 
 def folded(lines: tuple[str, ...] | list[str], noun: str = "item",
-           where: str = "the JSON plan") -> list[str]:
-    """A list as a reader takes it in: `address: message` lines sharing a message past
-    GROUPED become `N devices: message: a, b, c, ... (all in the JSON plan)`, in order of
-    first appearance; past SHOWN_LINES lines the rest is counted, not listed."""
-    groups: dict[str, list[str]] = {}
+           where: str = "the JSON plan",
+           cause: Callable[[str], str] = lambda message: message) -> list[str]:
+    """A list as a reader takes it in: `[file:line:col: ]address: message` lines sharing a
+    `cause` (the message, by default) past GROUPED become `N devices: cause: a, b, c, ...
+    (all in the JSON plan)`, in order of first appearance; fewer stay as written (position
+    included); past SHOWN_LINES lines the rest is counted, not listed."""
+    groups: dict[str, list[tuple[str, str]]] = {}
     for line in lines:
         found = SUBJECT.match(line)
-        key = found["message"] if found else line
-        groups.setdefault(key, []).append(found["address"] if found else "")
+        key = cause(found["message"]) if found else line
+        groups.setdefault(key, []).append((found["address"] if found else "", line))
     out = []
-    for message, subjects in groups.items():
-        if len(subjects) <= GROUPED or not all(subjects):
-            out += [f"{s}: {message}" if s else message for s in subjects]
+    for message, members in groups.items():
+        subjects = [address for address, _ in members]
+        if len(members) <= GROUPED or not all(subjects):
+            out += [line for _, line in members]
             continue
         names = ", ".join(s.partition("/")[2] for s in subjects[:GROUPED])
         kinds = {s.partition("/")[0] for s in subjects}
