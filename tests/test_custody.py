@@ -350,3 +350,23 @@ def test_an_empty_secret_is_an_error_not_unsigned(
     assert iotc("plan", "m", "--out", "p.json") == 1
     assert f"{name} is set but empty; unset it or give it the secret" in capsys.readouterr().err
     assert not Path("p.json").exists()
+
+
+def test_keys_attest_makes_an_older_store_usable_once(
+        work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Keys kept by a run made before attestations (its creates failed) are refused once an
+    attestation key is set, until `iotc keys attest` vouches for the store."""
+    server.emulator.traffic.configure(Knobs(faults=[FaultRule.parse("POST /Device=1.0:500")]))
+    assert iotc("apply", "m", "--auto-approve") == 1  # keys kept, devices not registered
+    server.emulator.traffic.configure(Knobs())
+    monkeypatch.setenv("IOTC_KEYS_ATTEST_KEY", "attest-0123456789")
+    capsys.readouterr()
+    assert iotc("plan", "m") == 1
+    assert "were added outside apply (no valid attestation)" in capsys.readouterr().out
+    assert main(["keys", "attest", "--keys-dir", "keys"]) == 0
+    assert re.search(r"Attested \d+ kept key\(s\)", capsys.readouterr().out)
+    assert iotc("apply", "m", "--auto-approve") == 0
+    monkeypatch.delenv("IOTC_KEYS_ATTEST_KEY")
+    assert main(["keys", "attest", "--keys-dir", "keys"]) == 1
+    assert "keys attest needs IOTC_KEYS_ATTEST_KEY" in capsys.readouterr().err

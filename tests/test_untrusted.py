@@ -486,3 +486,20 @@ def test_refusals_the_client_could_not_read_are_worded(storage: tuple[str, dict]
                            "/firewall", (200,))
     assert "a proxy or firewall between here and the service refused the request" in \
         str(caught.value)
+
+
+def test_an_untagged_upgrade_file_is_kept_and_marked_unverified(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    from iotc_apply.cli import main
+
+    assert iotc("apply", "m", "--auto-approve") == 0
+    (record,) = [f for f in live(server)["file"] if f["name"] == "sensor-1.1.0.bin"]
+    _rename(server, "file", record["guid"], "tag", "")
+    capsys.readouterr()
+    assert main(["export", "out", "--keys-dir", "keys"]) == 0
+    out = capsys.readouterr().out
+    path = "files/SENSORFW/1.1.0/sensor-1.1.0.bin"
+    assert f"warning: {path}: the service gave no MD5 for this file" in out
+    assert f"# {path}: the service gave no MD5 for this file; its content is unverified" in \
+        Path("out/firmware.yaml").read_text()
+    assert Path("out", path).read_bytes() == Path("m/firmware/sensor-1.1.0.bin").read_bytes()
