@@ -905,8 +905,15 @@ def _keys_verify(opts: Options, keys: Any) -> int:
         generating = [t for t in api.templates.list() if t.auth_type == 3]
         live = {d.duid: d for t in generating for d in api.devices.list(t.guid)}
         kept = keys.kept(store)
-        shown = {k.duid: api.devices.registered_certificate(live[k.duid].guid)
-                 for k in kept if k.duid in live}
+        # one read per kept live device where the platform shows one (Azure): 10 at a time,
+        # as apply runs its requests (10,000 devices at 20 ms: 20 s, not 200)
+        from concurrent.futures import ThreadPoolExecutor
+
+        on_account = [k.duid for k in kept if k.duid in live]
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            shown = dict(zip(on_account, pool.map(
+                lambda duid: api.devices.registered_certificate(live[duid].guid), on_account),
+                strict=True))
     problems: list[str] = []
     pairs = unopened = attested = registered = 0
     marked = store.unverified()

@@ -370,3 +370,21 @@ def test_keys_attest_makes_an_older_store_usable_once(
     monkeypatch.delenv("IOTC_KEYS_ATTEST_KEY")
     assert main(["keys", "attest", "--keys-dir", "keys"]) == 1
     assert "keys attest needs IOTC_KEYS_ATTEST_KEY" in capsys.readouterr().err
+
+
+def test_keys_verify_on_azure_checks_registered_certificates_and_clears_a_marker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with EmulatorServer(account=Account(pf="az")) as server:
+        point_cli_at(server, tmp_path / "config", monkeypatch)
+        monkeypatch.setenv("IOTC_PF", "az")
+        monkeypatch.chdir(tmp_path)
+        _one_device(tmp_path)
+        assert main(["apply", "m", "--auto-approve", "--keys-dir", "keys"]) == 0
+        folder = account_keys(server, tmp_path / "keys") / "d-001"
+        (folder / "unverified").write_text("found after a lost answer\n")
+        capsys.readouterr()
+        assert main(["keys", "verify", "--keys-dir", "keys"]) == 0
+        assert "1 key/certificate pair(s) match; 0 sealed key(s) not opened (no --identity); " \
+            "1 registered certificate(s) match" in capsys.readouterr().out
+        assert not (folder / "unverified").exists()  # checked now: no longer listed
