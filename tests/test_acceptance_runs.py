@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
 from iotc_apply.client import coverage
@@ -21,6 +22,7 @@ from iotc_apply.client import coverage
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_the_acceptance_suite_passes_against_a_served_emulator(tmp_path: Path) -> None:
     server = subprocess.Popen([sys.executable, "-m", "iotc_apply", "emulator", "serve",
                                "--db", ":memory:"], stdout=subprocess.PIPE,

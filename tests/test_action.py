@@ -19,7 +19,7 @@ import yaml
 
 from iotc_apply.emulator import EmulatorServer
 
-from .test_hardening import _env
+from .support import env_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
@@ -83,7 +83,7 @@ def _run(tmp_path: Path, env: dict[str, str], **inputs: str) -> tuple[int, dict[
 def test_the_action_script_plans_and_applies_against_the_emulator(
         server: EmulatorServer, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples" / "test-fleet", tmp_path / "m")
-    env = {**_env(server, tmp_path / "config"), "PATH": f"{Path(os.sys.executable).parent}"
+    env = {**env_for(server, tmp_path / "config"), "PATH": f"{Path(os.sys.executable).parent}"
            f"{os.pathsep}{os.environ['PATH']}"}
     code, out = _run(tmp_path, env, vars="run=pr7\ncount=2")
     assert code == 0 and out["exitcode"] == "2" and out["has-changes"] == "true"
@@ -105,7 +105,7 @@ def test_the_plan_in_the_log_cannot_issue_workflow_commands(
     """Names from the account or a pull request reach the job log through the plan: the
     runner is told to obey no workflow command until a random token ends the plan."""
     shutil.copytree(ROOT / "examples" / "test-fleet", tmp_path / "m")
-    env = {**_env(server, tmp_path / "config"), "PATH": f"{Path(os.sys.executable).parent}"
+    env = {**env_for(server, tmp_path / "config"), "PATH": f"{Path(os.sys.executable).parent}"
            f"{os.pathsep}{os.environ['PATH']}", "RUNNER_TEMP": str(tmp_path),
            "GITHUB_OUTPUT": str(tmp_path / "out"), "COMMAND": "plan", "MANIFESTS": "m",
            "VARS": "run=pr7", "ARGS": "--keys-dir keys"}

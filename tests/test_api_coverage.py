@@ -12,7 +12,7 @@ from iotc_apply.client import IoTConnect, coverage
 from iotc_apply.client.errors import ABSENT, UnsupportedCall
 from iotc_apply.emulator import EmulatorServer, Knobs
 
-from .conftest import TEMPLATE_JSON
+from .support import TEMPLATE_JSON
 
 CLIENT = Path(__file__).resolve().parent.parent / "iotc_apply" / "client"
 README = Path(__file__).resolve().parent.parent / "README.md"

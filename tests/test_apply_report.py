@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from iotc_apply.apply.executor import ApplyResult, ChangeResult, Status
@@ -12,8 +13,6 @@ from iotc_apply.model import Address, Kind
 from iotc_apply.plan import Action
 from iotc_apply.ui import apply_report
 from iotc_apply.ui.console import THEME
-
-from .test_e2e import work  # noqa: F401  (fixture)
 
 
 def console() -> tuple[Console, io.StringIO]:
@@ -108,7 +107,7 @@ def test_the_breaker_stops_an_apply_whose_service_answers_5xx_to_everything(
         work, server, capsys) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     from iotc_apply.emulator.knobs import FaultRule, Knobs
 
-    from .test_e2e import iotc
+    from .support import iotc
 
     server.emulator.traffic.configure(Knobs(faults=[FaultRule.parse("POST /Device=1.0:500")]))
     assert iotc("apply", "m", "--auto-approve") == 1
@@ -119,6 +118,7 @@ def test_the_breaker_stops_an_apply_whose_service_answers_5xx_to_everything(
     assert server.emulator.traffic.counts["POST /Device"] < 60 * 3  # 3 tries each before
 
 
+@pytest.mark.own_server
 def test_the_breaker_stops_an_apply_when_the_service_goes_away(
         work, server, capsys) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The emulator is stopped after its fifth device create: the apply stops scheduling,
@@ -129,7 +129,7 @@ def test_the_breaker_stops_an_apply_when_the_service_goes_away(
 
     from iotc_apply.emulator.knobs import Knobs
 
-    from .test_e2e import iotc
+    from .support import iotc
 
     server.emulator.traffic.configure(Knobs(latency_ms=20))
 

@@ -10,8 +10,6 @@ import pytest
 from iotc_apply.cli import main
 from iotc_apply.emulator import EmulatorServer
 
-from .test_e2e import work  # noqa: F401  (fixture)
-
 BAD_ENV = [
     {},
     {"IOTC_DISCOVERY_URL": "discovery.example/api"},

@@ -14,8 +14,7 @@ from cryptography.x509.oid import NameOID
 from iotc_apply.apply.keys import KeyStore, self_signed
 from iotc_apply.emulator import EmulatorServer
 
-from .conftest import account_keys
-from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
+from .support import account_keys, iotc, live
 
 FLEET = """apiVersion: iotc/v1
 kind: Template

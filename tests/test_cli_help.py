@@ -12,7 +12,7 @@ import pytest
 from iotc_apply.cli import build_parser, main
 from iotc_apply.emulator import EmulatorServer
 
-from .test_scenarios import point_cli_at
+from .support import point_cli_at
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -23,13 +23,7 @@ from iotc_apply.client.settings import Settings, TokenStore
 from iotc_apply.client.templates import aggregates_from_wire
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
 
-from .conftest import TEMPLATE_JSON, self_signed_pem, settings_for
-
-
-def make_template(api: IoTConnect, code: str, attributes: int = 1) -> str:
-    attrs = [{"name": f"a{i}", "type": "INTEGER"} for i in range(attributes)]
-    return api.templates.create({**TEMPLATE_JSON, "code": code, "name": code,
-                                 "attributes": attrs})
+from .support import TEMPLATE_JSON, make_template, self_signed_pem, settings_for
 
 
 def stats(server: EmulatorServer) -> dict[str, int]:

@@ -20,10 +20,7 @@ from iotc_apply.client.errors import TransportError
 from iotc_apply.emulator import Account, EmulatorServer
 from iotc_apply.emulator.knobs import FaultRule, Knobs
 
-from .conftest import Raw, account_keys
-from .test_e2e import EXAMPLES, iotc, live, work  # noqa: F401  (fixture)
-from .test_hardening import _env
-from .test_scenarios import point_cli_at
+from .support import Raw, account_keys, env_for, iotc, live, point_cli_at
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE_DEVICE = """apiVersion: iotc/v1
@@ -141,6 +138,7 @@ def test_our_own_device_found_after_a_lost_answer_is_done_on_azure(
         assert _kept_matches_registered(server, tmp_path / "keys", "d-001")
 
 
+@pytest.mark.slow
 def test_two_key_stores_racing_never_end_done_with_a_mismatched_key(
         tmp_path: Path) -> None:
     """Two real processes with their own key stores apply the same 30 devices to one
@@ -157,7 +155,7 @@ def test_two_key_stores_racing_never_end_done_with_a_mismatched_key(
         "  count: 30\n  uniqueId: 'r-{index:03}'\n  template: sensor01\n"))
     unverified = 0
     with EmulatorServer(knobs=knobs) as server:
-        env = _env(server, tmp_path / "config")
+        env = env_for(server, tmp_path / "config")
         for round_ in range(5):
             server.emulator.state.reset()
             for side in ("a", "b"):

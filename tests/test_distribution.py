@@ -47,6 +47,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work / "out"
 
 
+@pytest.mark.slow
 def test_the_sdist_and_wheel_pass_twine_check(dist: Path) -> None:
     files = sorted(p.name for p in dist.iterdir())
     version = iotc_apply.__version__
@@ -70,6 +71,7 @@ def test_the_wheel_carries_everything_iotc_reads(dist: Path) -> None:
     assert "Requires-Dist: PyYAML" in metadata and "Requires-Python: >=3.11" in metadata
 
 
+@pytest.mark.slow
 def test_the_wheel_works_from_a_fresh_environment(dist: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)

@@ -9,8 +9,6 @@ import pytest
 from iotc_apply.cli import main
 from iotc_apply.emulator import EmulatorServer
 
-from .test_e2e import work  # noqa: F401  (fixture)
-
 
 def test_a_healthy_setup_passes_every_check(
         work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import stat
 import sys
 import threading
@@ -18,31 +17,10 @@ from iotc_apply.apply.actions import Actions
 from iotc_apply.apply.executor import Hooks, Status, execute
 from iotc_apply.apply.graph import Step
 from iotc_apply.apply.keys import KeyStore
-from iotc_apply.cli import main
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
 
-from .conftest import account_keys
-from .test_scenarios import point_cli_at
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
-
-
-@pytest.fixture
-def work(server: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the examples to edit, the CLI pointed at the emulator, keys in tmp."""
-    point_cli_at(server, tmp_path / "config", monkeypatch)
-    shutil.copytree(EXAMPLES, tmp_path / "m")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def iotc(*args: str) -> int:
-    return main([*args, "--keys-dir", "keys"])
-
-
-def live(server: EmulatorServer) -> dict[str, list[dict]]:  # type: ignore[type-arg]
-    return server.emulator.state.store.dump()
+from .support import account_keys, iotc, live
 
 
 def test_apply_plan_edit_apply_destroy(work: Path, server: EmulatorServer,

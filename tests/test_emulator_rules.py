@@ -10,7 +10,7 @@ import requests
 
 from iotc_apply.emulator import EmulatorServer, Limits
 
-from .conftest import TEMPLATE_JSON, Raw, self_signed_pem
+from .support import TEMPLATE_JSON, Raw, self_signed_pem
 
 
 def tpl(**fields: Any) -> bytes:

@@ -15,8 +15,7 @@ from iotc_apply.cli import main
 from iotc_apply.client import FIRMWARE_MODULE, IoTConnect
 from iotc_apply.emulator import EmulatorServer
 
-from .conftest import TEMPLATE_JSON, account_keys, self_signed_pem
-from .test_e2e import iotc, work  # noqa: F401  (fixture)
+from .support import TEMPLATE_JSON, account_keys, iotc, self_signed_pem
 
 
 def round_trip(capsys: pytest.CaptureFixture[str], *match: str) -> dict[str, int]:
@@ -37,9 +36,9 @@ def round_trip(capsys: pytest.CaptureFixture[str], *match: str) -> dict[str, int
     return kinds
 
 
+@pytest.mark.usefixtures("applied")
 def test_the_applied_examples_export_and_plan_clean(
         work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
-    assert iotc("apply", "m", "--auto-approve") == 0
     capsys.readouterr()
     kinds = round_trip(capsys)
     assert kinds["Template"] == 2 and kinds["Firmware"] == 1
@@ -52,9 +51,9 @@ def test_the_applied_examples_export_and_plan_clean(
             Path(f"m/firmware/sensor-{version}.bin").read_bytes()
 
 
+@pytest.mark.usefixtures("applied")
 def test_a_part_of_the_account_exports_with_the_templates_it_needs(
         work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
-    assert iotc("apply", "m", "--auto-approve") == 0
     capsys.readouterr()
     kinds = round_trip(capsys, "device/gw-*")
     del kinds["_line"]
@@ -113,6 +112,7 @@ def _hand_made_account(api: IoTConnect, keys: KeyStore) -> int:
     return len(jobs)
 
 
+@pytest.mark.slow
 def test_a_hand_made_account_of_2000_devices_exports_and_plans_clean(
         work: Path, server: EmulatorServer, api: IoTConnect,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:

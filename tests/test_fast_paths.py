@@ -22,8 +22,7 @@ from iotc_apply.apply.keys import EXPIRY_CACHE, KeyStore, device_config, self_si
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
 
-from .conftest import Raw, self_signed_pem
-from .test_e2e import iotc, work  # noqa: F401  (fixture)
+from .support import Raw, iotc, self_signed_pem
 
 
 def _store(tmp_path: Path, n: int = 3) -> KeyStore:
@@ -160,6 +159,7 @@ def test_a_client_pool_of_32_connections_is_kept_alive(server: EmulatorServer) -
     assert [conn.sock for conn in pool] == sockets
 
 
+@pytest.mark.own_server
 def test_stopping_the_emulator_ends_a_request_held_by_latency(server: EmulatorServer) -> None:
     """A request held for 30 s (the latency knob) ends when the server stops; cheroot alone
     would wait it out."""
@@ -193,7 +193,7 @@ def test_big_listings_share_a_page_budget_and_every_device_is_read(
 
     from iotc_apply import snapshot
 
-    from .test_client import make_template
+    from .support import make_template
 
     root = api.entities.root().guid
     for t in range(4):

@@ -13,7 +13,7 @@ import pytest
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer, Knobs
 
-from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
+from .support import iotc, live
 
 
 def hostile(server: EmulatorServer) -> None:
@@ -90,8 +90,7 @@ def test_on_azure_every_lost_create_is_verified_and_done(
 
     from iotc_apply.emulator import Account
 
-    from .test_e2e import EXAMPLES
-    from .test_scenarios import point_cli_at
+    from .support import EXAMPLES, point_cli_at
 
     with EmulatorServer(account=Account(pf="az")) as server:
         point_cli_at(server, tmp_path / "config", monkeypatch)

@@ -11,7 +11,7 @@ import yaml
 
 from iotc_apply.emulator import EmulatorServer
 
-from .test_e2e import iotc, work  # noqa: F401  (fixture)
+from .support import iotc
 
 
 def get(*args: str) -> int:

@@ -20,18 +20,9 @@ from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import Account, EmulatorServer
 from iotc_apply.safefile import run_lock
 
-from .conftest import account_keys, self_signed_pem
-from .test_e2e import EXAMPLES, iotc, live, work  # noqa: F401  (fixture)
-from .test_scenarios import point_cli_at
+from .support import EXAMPLES, account_keys, env_for, iotc, live, point_cli_at, self_signed_pem
 
 CONFIG = {"ver": "2.1", "uid": "d"}
-
-
-def _env(server: EmulatorServer, config: Path) -> dict[str, str]:
-    acc = server.emulator.state.account
-    return {**os.environ, "IOTC_DISCOVERY_URL": server.discovery_url,
-            "IOTC_SKEY": acc.solution_key, "IOTC_USER": acc.user_email,
-            "IOTC_PASS": acc.user_password, "IOTC_CONFIG_DIR": str(config)}
 
 
 def _registered_certificates_match_kept_keys(server: EmulatorServer, keys: Path) -> int:
@@ -46,11 +37,12 @@ def _registered_certificates_match_kept_keys(server: EmulatorServer, keys: Path)
     return len(devices)
 
 
+@pytest.mark.slow
 def test_two_applies_at_once_keep_every_registered_key(server: EmulatorServer,
                                                        tmp_path: Path) -> None:
     """Two real processes, one served emulator, one key store, five times over."""
     shutil.copytree(EXAMPLES, tmp_path / "m")
-    env = _env(server, tmp_path / "config")
+    env = env_for(server, tmp_path / "config")
     cmd = [sys.executable, "-m", "iotc_apply", "apply", "m", "--auto-approve",
            "--keys-dir", "keys", "--lock-timeout", "120"]
     for _ in range(5):

@@ -17,15 +17,15 @@ import pytest
 
 from iotc_apply.emulator import EmulatorServer, Knobs
 
-from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
+from .support import iotc, live
 
 Doc = dict[str, Any]
 
 
 @pytest.fixture
-def planned(work: Path) -> Path:  # noqa: F811
+def planned(applied: Path) -> Path:
     """The examples applied, then one edit planned (a display name) and saved."""
-    assert iotc("apply", "m", "--auto-approve") == 0
+    work = applied
     devices = work / "m" / "devices.yaml"
     devices.write_text(devices.read_text().replace("Lab sensor 2\n", "Lab sensor two\n"))
     assert iotc("plan", "m", "--out", "plan.json") == 0

@@ -20,7 +20,7 @@ from iotc_apply.model import Address, DesiredFirmware, DesiredTemplate
 from iotc_apply.plan import make_plan, planfile
 
 from .fleet import seed
-from .test_scenarios import point_cli_at
+from .support import point_cli_at
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
 TEMPLATE = """apiVersion: iotc/v1

@@ -18,8 +18,8 @@ from iotc_apply.cli import main
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer
 
-from .conftest import account_keys
 from .fleet import seed
+from .support import account_keys, point_cli_at
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 CASES = sorted(p.name for p in SCENARIOS.iterdir() if p.is_dir())
@@ -28,15 +28,6 @@ UPDATE = bool(os.environ.get("IOTC_UPDATE_GOLDEN"))
 
 def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
-
-
-def point_cli_at(server: EmulatorServer, config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    acc = server.emulator.state.account
-    for name, value in (("IOTC_DISCOVERY_URL", server.discovery_url),
-                        ("IOTC_SKEY", acc.solution_key), ("IOTC_USER", acc.user_email),
-                        ("IOTC_PASS", acc.user_password), ("IOTC_CONFIG_DIR", str(config))):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("NO_COLOR", raising=False)
 
 
 @pytest.mark.parametrize("case", CASES)

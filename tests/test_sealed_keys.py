@@ -18,9 +18,7 @@ from pyrage import x25519
 from iotc_apply.cli import main
 from iotc_apply.emulator import EmulatorServer, Knobs
 
-from .conftest import account_keys
-from .test_e2e import EXAMPLES, iotc, live, work  # noqa: F401  (fixture)
-from .test_hardening import _env
+from .support import account_keys, env_for, iotc, live
 
 
 def _no_plaintext(folder: Path) -> None:
@@ -112,6 +110,7 @@ def test_a_plain_store_is_sealed_and_verified(
         capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_killed_during_a_sealed_apply_then_rerun_every_device_has_its_sealed_key(
         server: EmulatorServer, tmp_path: Path, identity: tuple[Path, str]) -> None:
     path, recipient = identity
@@ -121,7 +120,7 @@ def test_killed_during_a_sealed_apply_then_rerun_every_device_has_its_sealed_key
         "self-signed, attributes: [{name: a, type: DECIMAL}]}\n---\napiVersion: iotc/v1\n"
         "kind: DeviceSet\nmetadata: {name: s}\nspec: {count: 200, uniqueId: 'k-{index:03}', "
         "template: t1}\n")
-    env = _env(server, tmp_path / "config")
+    env = env_for(server, tmp_path / "config")
     cmd = [sys.executable, "-m", "iotc_apply", "apply", "m", "--auto-approve", "--keys-dir",
            "keys", "--keys-recipient", recipient]
     server.emulator.traffic.configure(Knobs(latency_ms=15))

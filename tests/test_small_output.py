@@ -15,7 +15,7 @@ import pytest
 from iotc_apply.cli import main
 from iotc_apply.safefile import run_lock
 
-from .test_e2e import iotc, work  # noqa: F401  (fixture)
+from .support import iotc
 
 
 @pytest.mark.parametrize("glob", ["pr44*", "lt-0001"])

@@ -17,7 +17,7 @@ from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer
 from iotc_apply.ui.inert import fence, inert, markdown_text, workflow_safe
 
-from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
+from .support import iotc, live
 
 HOSTILE = ("Pump \x1b]0;owned\x07\x1b[2J\x9b31m\nNo changes.\n```\n### ok @ops\n![x](h://e) "
            "<img>\n::warning::f")  # under the service's 100 characters
@@ -116,7 +116,7 @@ def test_export_never_writes_outside_out(work: Path, server: EmulatorServer,  # 
     the rest is exported, nothing lands outside OUT."""
     from iotc_apply.client import FIRMWARE_MODULE
 
-    from .conftest import TEMPLATE_JSON, self_signed_pem
+    from .support import TEMPLATE_JSON, self_signed_pem
 
     home = work / "home"
     (home / "deep" / "er").mkdir(parents=True)
@@ -162,7 +162,7 @@ def test_export_refuses_a_symlinked_folder_in_out(work: Path, api: IoTConnect,  
     from iotc_apply.cli import main
     from iotc_apply.client import FIRMWARE_MODULE
 
-    from .conftest import TEMPLATE_JSON
+    from .support import TEMPLATE_JSON
 
     sensor = api.templates.create({**TEMPLATE_JSON, "code": "sensor01"})
     _, first = api.firmware.create(sensor, "SENSORFW", "1.0", "1.0.0")
@@ -344,11 +344,11 @@ def test_integers_past_64_bits_are_located_errors(number: str) -> None:
 # -- case: one device whatever the spelling ---------------------------------------------------
 
 
+@pytest.mark.usefixtures("applied")
 def test_a_case_only_change_is_a_located_plan_error_never_delete_and_create(
         work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     """The example DeviceSet `lt-{index:04}` (50 devices) re-spelled `LT-{index:04}`: on
     the code before, 50 deletes and 50 creates with new keys."""
-    assert iotc("apply", "m", "--auto-approve") == 0
     capsys.readouterr()
     devices = Path("m/fleet.yaml")
     text = devices.read_text()
@@ -364,11 +364,11 @@ def test_a_case_only_change_is_a_located_plan_error_never_delete_and_create(
                         plan["errors"][0]), plan["errors"][0]
 
 
+@pytest.mark.usefixtures("applied")
 def test_protect_and_match_globs_ignore_case(work: Path, server: EmulatorServer,  # noqa: F811
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from iotc_apply.cli import main
 
-    assert iotc("apply", "m", "--auto-approve") == 0
     capsys.readouterr()
     assert main(["get", "devices", "LT-000*", "-o", "json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 9
@@ -394,7 +394,7 @@ def test_plan_reads_kept_certificates_without_following_or_hanging(
     import os
     import time
 
-    from .conftest import account_keys
+    from .support import account_keys
 
     assert iotc("apply", "m", "--auto-approve") == 0
     capsys.readouterr()
@@ -458,7 +458,7 @@ def test_an_unconfirmed_data_type_is_a_validate_warning_and_a_plan_error(
 
 def test_a_template_name_another_live_template_holds_is_a_plan_error(
         work: Path, api: IoTConnect, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
-    from .conftest import TEMPLATE_JSON
+    from .support import TEMPLATE_JSON
 
     api.templates.create({**TEMPLATE_JSON, "code": "other01", "name": "cold-chain SENSOR"})
     assert iotc("plan", "m") == 1
@@ -488,11 +488,11 @@ def test_refusals_the_client_could_not_read_are_worded(storage: tuple[str, dict]
         str(caught.value)
 
 
+@pytest.mark.usefixtures("applied")
 def test_an_untagged_upgrade_file_is_kept_and_marked_unverified(
         work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     from iotc_apply.cli import main
 
-    assert iotc("apply", "m", "--auto-approve") == 0
     (record,) = [f for f in live(server)["file"] if f["name"] == "sensor-1.1.0.bin"]
     _rename(server, "file", record["guid"], "tag", "")
     capsys.readouterr()

@@ -14,7 +14,7 @@ from iotc_apply.manifest import load
 from iotc_apply.manifest.variables import Given
 from iotc_apply.model import DesiredDevice
 
-from .test_e2e import iotc, live, work  # noqa: F401  (fixture)
+from .support import iotc, live
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_FLEET = ROOT / "examples" / "test-fleet"
