@@ -83,7 +83,7 @@ def self_signed(cn: str) -> str:
     """A certificate for one registration, made as the key store makes them."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from iotc_apply.apply.keys import self_signed as certificate
+    from iotc_apply.keystore import self_signed as certificate
 
     return certificate(ec.generate_private_key(ec.SECP256R1()), cn)
 

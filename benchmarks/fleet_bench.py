@@ -93,7 +93,7 @@ def certificate_seconds(n: int, parallelism: int) -> float:
     part of apply), with the same parallelism, measured here on this disk."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from iotc_apply.apply.keys import KeyStore, device_config
+    from iotc_apply.keystore import KeyStore, device_config
 
     sample = min(n, 300)
     with tempfile.TemporaryDirectory() as tmp:

@@ -211,3 +211,17 @@ def _stale_note(text: str) -> str | None:
     except PermissionError:
         return None
     return None
+
+
+def md5_and_size(path: Path) -> tuple[str, int]:
+    """A file's MD5 (hex) and size, read in 1 MiB chunks: the service tags upgrade files
+    with their MD5, and both the manifest loader and the executor compare against it."""
+    import hashlib
+
+    digest = hashlib.md5()  # noqa: S324 (the service's file tag, not a security digest)
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

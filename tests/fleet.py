@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iotc_apply.apply.keys import KeyStore, common_name, device_config
 from iotc_apply.client import FIRMWARE_MODULE, IoTConnect
+from iotc_apply.keystore import KeyStore, common_name, device_config
 from iotc_apply.manifest import load
 from iotc_apply.model import (
     AUTH_TYPE_CODES,

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from iotc_apply.apply.keys import KeyStore, self_signed
 from iotc_apply.emulator import EmulatorServer
+from iotc_apply.keystore import KeyStore, self_signed
 
 from .support import account_keys, iotc, live
 

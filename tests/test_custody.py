@@ -199,7 +199,7 @@ def _forge(folder: Path, duid: str, recipient: str) -> None:
     import pyrage
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from iotc_apply.apply.keys import Issuer
+    from iotc_apply.keystore import Issuer
 
     key = ec.generate_private_key(ec.SECP256R1())
     folder.mkdir(parents=True, mode=0o700)

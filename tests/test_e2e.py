@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from iotc_apply.apply.actions import Actions
 from iotc_apply.apply.executor import Hooks, Status, execute
 from iotc_apply.apply.graph import Step
-from iotc_apply.apply.keys import KeyStore
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
+from iotc_apply.keystore import KeyStore
 
 from .support import account_keys, iotc, live
 
@@ -133,9 +133,9 @@ def test_a_read_back_that_fails_reports_the_changes_as_not_confirmed(
     """The changes were made, the account cannot be read back: the report says what the
     service accepted and that it is not confirmed (never a bare error that hides 65 creates
     and 60 new keys), exit 1, and the next apply converges."""
-    import iotc_apply.cli as cli
+    from iotc_apply import operations
 
-    real, calls = cli.make_plan, []
+    real, calls = operations.plan_account, []
 
     def then_the_service_fails(*args: object, **kwargs: object) -> object:
         calls.append(1)
@@ -144,7 +144,7 @@ def test_a_read_back_that_fails_reports_the_changes_as_not_confirmed(
                 FaultRule("GET /Entity", 1.0, ("503",))]))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli, "make_plan", then_the_service_fails)
+    monkeypatch.setattr(operations, "plan_account", then_the_service_fails)
     assert iotc("apply", "m", "--auto-approve") == 1
     out = capsys.readouterr().out
     assert "Apply not confirmed: 65 created; 60 private key(s) written to" in out

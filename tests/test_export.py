@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iotc_apply.apply.keys import KeyStore, common_name, device_config
 from iotc_apply.cli import main
 from iotc_apply.client import FIRMWARE_MODULE, IoTConnect
 from iotc_apply.emulator import EmulatorServer
+from iotc_apply.keystore import KeyStore, common_name, device_config
 
 from .support import TEMPLATE_JSON, account_keys, iotc, self_signed_pem
 

@@ -18,9 +18,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from iotc_apply.apply.keys import EXPIRY_CACHE, KeyStore, device_config, self_signed
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
+from iotc_apply.keystore import EXPIRY_CACHE, KeyStore, device_config, self_signed
 
 from .support import Raw, iotc, self_signed_pem
 

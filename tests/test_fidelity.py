@@ -71,7 +71,7 @@ def test_a_delete_refused_for_an_object_that_still_exists_is_a_failure(
     # Below the CLI, the executor never trusts a GUID alone either.
     from iotc_apply.apply.actions import Actions
     from iotc_apply.apply.executor import Status, execute
-    from iotc_apply.apply.keys import KeyStore
+    from iotc_apply.keystore import KeyStore
     from iotc_apply.plan import planfile
 
     tampered, _ = planfile.read(Path("p.json"))

@@ -14,10 +14,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from iotc_apply.apply.keys import KeyStore, KeyStoreError
 from iotc_apply.cli import main
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import Account, EmulatorServer
+from iotc_apply.keystore import KeyStore, KeyStoreError
 from iotc_apply.safefile import run_lock
 
 from .support import EXAMPLES, account_keys, env_for, iotc, live, point_cli_at, self_signed_pem

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from iotc_apply import snapshot
-from iotc_apply.apply.keys import KeyStore
 from iotc_apply.client import IoTConnect
+from iotc_apply.keystore import KeyStore
 from iotc_apply.manifest import load
 from iotc_apply.model import DesiredFirmware, DesiredTemplate
 from iotc_apply.plan import PlanOptions, make_plan

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from iotc_apply import snapshot
-from iotc_apply.apply.keys import KeyStore
 from iotc_apply.cli import main
 from iotc_apply.client import IoTConnect
 from iotc_apply.client.session import ApiSession
 from iotc_apply.emulator import EmulatorServer
+from iotc_apply.keystore import KeyStore
 from iotc_apply.manifest import load
 from iotc_apply.model import Address, DesiredFirmware, DesiredTemplate
 from iotc_apply.plan import make_plan, planfile

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from iotc_apply.apply.keys import KeyStore
 from iotc_apply.cli import main
 from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer
+from iotc_apply.keystore import KeyStore
 
 from .fleet import seed
 from .support import account_keys, point_cli_at

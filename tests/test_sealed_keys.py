@@ -139,7 +139,7 @@ def test_killed_during_a_sealed_apply_then_rerun_every_device_has_its_sealed_key
     assert len(devices) == 200
     store = account_keys(server, tmp_path / "keys")
     _no_plaintext(tmp_path / "keys")
-    from iotc_apply.apply.keys import KeyStore, identities, private_key
+    from iotc_apply.keystore import KeyStore, identities, private_key
 
     keys = KeyStore(tmp_path / "keys", store.name)
     mine = identities(path)

@@ -80,15 +80,15 @@ def test_apply_reports_the_time_the_command_took(
     """The walk alone read "(0.0 s)"; the verdict gives the whole command's time."""
     import time
 
-    from iotc_apply import cli
+    from iotc_apply import operations
 
-    real = cli.make_plan
+    real = operations.plan_account
 
     def slow_plan(*args: object, **kwargs: object) -> object:
         time.sleep(0.3)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cli, "make_plan", slow_plan)
+    monkeypatch.setattr(operations, "plan_account", slow_plan)
     assert iotc("apply", "m", "--auto-approve") == 0
     seconds = float(re.search(r"back them up \((\d+\.\d) s\)\.", capsys.readouterr().out)[1])
     assert seconds >= 0.3

@@ -411,11 +411,11 @@ def test_plan_reads_kept_certificates_without_following_or_hanging(
     assert iotc("plan", "m", "--detailed-exitcode") == 0
     assert time.perf_counter() - started < 20
     assert "No changes." in capsys.readouterr().out
-    from iotc_apply.apply.keys import KeyStore, _kept_cert_text
+    from iotc_apply.keystore import KeyStore, kept_cert_text
 
     assert KeyStore  # the store the CLI uses; its reader refuses the planted file
     with pytest.raises(Exception) as caught:
-        _kept_cert_text(cert)
+        kept_cert_text(cert)
     assert "symlink" in str(caught.value) or "not a regular file" in str(caught.value) or \
         "larger than 65,536 bytes" in str(caught.value)
 

@@ -17,11 +17,7 @@ from typing import Any
 
 from ..client import FIRMWARE_MODULE, IoTConnect
 from ..client.errors import ABSENT, ApiError, Conflict
-from ..manifest.files import md5_and_size
-from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
-from ..plan import Action, Change, Plan
-from .graph import Step
-from .keys import (
+from ..keystore import (
     DeviceIdentity,
     KeyStore,
     KeyStoreError,
@@ -31,6 +27,10 @@ from .keys import (
     public_key_matches,
     thumbprint,
 )
+from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
+from ..plan import Action, Change, Plan
+from ..safefile import md5_and_size
+from .graph import Step
 
 SELF_SIGNED = "self-signed"
 CA_TYPES = ("ca-signed", "ca-individual")

@@ -127,16 +127,6 @@ def read_limited(path: Path, limit: int) -> bytes:
     return path.read_bytes()
 
 
-def md5_and_size(path: Path) -> tuple[str, int]:
-    digest = hashlib.md5()
-    size = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def shown_path(path: Path) -> str:
     """A path relative to the working directory when inside it (plan files travel between
     checkouts: a CI job plans in one and applies in another), else absolute."""

@@ -28,8 +28,9 @@ from ..model import (
     FirmwareFile,
     Globs,
 )
+from ..safefile import md5_and_size
 from . import schema
-from .files import ManifestFile, Refused, md5_and_size, read_limited, resolve, shown_path
+from .files import ManifestFile, Refused, read_limited, resolve, shown_path
 from .yamlsafe import Document
 
 MAX_SIDE_FILE = 1024 * 1024

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 from ..diagnostics import Diagnostic, Severity
+
+if TYPE_CHECKING:
+    from ..manifest import Loaded
 
 SHOWN = 200
 
@@ -70,3 +74,9 @@ def as_json(diagnostics: Sequence[Diagnostic], files: int, documents: int,
         "diagnostics": [{"file": d.position.file, "line": d.position.line,
                          "column": d.position.column, "severity": d.severity.value,
                          "message": d.message} for d in diagnostics]}, indent=2) + "\n"
+
+
+def failed_load(console: Console, loaded: Loaded) -> None:
+    """Manifests that did not load: every diagnostic, then the summary line."""
+    render(console, loaded.diagnostics)
+    console.print(summary(loaded.diagnostics, loaded.files, loaded.documents, 0))

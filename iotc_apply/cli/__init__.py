@@ -1,0 +1,91 @@
+"""Command line: argparse -> typed options -> one module per verb -> exit code.
+
+`root` builds the parser from the verb modules (each with `register` and `run`), `args`
+holds the argument groups several verbs share, `context` the environment (read once) and
+the collaborators made from it; the workflows themselves are in `operations`, below.
+Exit codes: 0 success, 1 error (bad input, API failure), 2 changes present
+(`--detailed-exitcode`), 130 interrupted. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..client.errors import ApiError
+from ..client.redact import redact_text
+from ..ui.console import error, make_console
+from .context import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    Environment,
+    Interrupted,
+    Invocation,
+    UsageError,
+)
+from .root import build_parser, expand_emulator_flag
+
+if TYPE_CHECKING:
+    from ..ui.console import Console
+
+__all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "UsageError",
+           "build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    args = build_parser().parse_args(expand_emulator_flag(sys.argv[1:] if argv is None
+                                                          else argv))
+    db = getattr(args, "emulator", None)  # only the commands that talk to an account have it
+    inv = Invocation(Environment.current(), Path(db) if db else None, started)
+    run: Callable[..., int] = args.run
+    err = make_console(sys.stderr)
+    try:
+        if inv.emulator_db is not None and inv.emulator_db.is_dir():
+            raise UsageError(f"--emulator={db} is a folder; name a file for the emulator's "
+                             f"state, e.g. --emulator={inv.emulator_db / 'e.db'}")
+        return run(args, inv)
+    except _refusals() as exc:
+        _manifest_diagnostics(err, exc)
+        if str(exc):
+            error(err, redact_text(str(exc)))
+        return EXIT_ERROR
+    except Interrupted:
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        error(err, "interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if inv.env.get("IOTC_DEBUG"):
+            raise
+        error(err, redact_text(f"internal error: {type(exc).__name__}: {exc} (IOTC_DEBUG=1 "
+                               "shows the traceback; please report it)"))
+        return EXIT_ERROR
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """What ends a command with one line and exit 1: usage mistakes, refused workflows,
+    API errors, a key store that refuses."""
+    from ..keystore import KeyStoreError
+    from ..operations import Refused
+
+    return (ApiError, UsageError, Refused, KeyStoreError)
+
+
+def _manifest_diagnostics(err: Console, exc: Exception) -> None:
+    """Manifests that did not load: their diagnostics and summary, before any one line."""
+    from ..operations import ManifestsInvalid
+
+    if isinstance(exc, ManifestsInvalid):
+        from ..ui import diagnostics
+
+        diagnostics.failed_load(err, exc.loaded)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
