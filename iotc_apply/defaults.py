@@ -1,5 +1,6 @@
 """Default paths, kept apart so the command line can name them without importing the
-modules that use them (the key store imports `cryptography`). Imports nothing."""
+modules that use them (the key store imports `cryptography`).
+May import: nothing else of iotc_apply."""
 
 from __future__ import annotations
 

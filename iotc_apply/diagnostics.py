@@ -1,7 +1,7 @@
 """Diagnostics: user mistakes as values, collected so one run reports every problem.
 
 `file:line:column: error: message`, with 1-based line and column, pointing at the YAML node
-the problem is about. Imports nothing else from iotc_apply.
+the problem is about. May import: nothing else of iotc_apply.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ person would debug: is the service there for this solution key, can we log in, c
 token be refreshed, is the clock close to the service's, may this login list every kind the
 reconciler reads, is the key store usable. Read-only: it lists (one item per kind) and
 refreshes a token, nothing else. No secret is ever part of a detail (and the CLI's
-redactor runs over every line anyway). Imports the client layer and `safefile` only.
+redactor runs over every line anyway). May import: `client`.
 """
 
 from __future__ import annotations

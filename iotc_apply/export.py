@@ -20,6 +20,8 @@ one of whose upgrade versions or file names) breaks the manifest rule for its ki
 skipped with a warning naming it, never written, so no name becomes a path outside OUT;
 every string written has `${` escaped. A file the service gives no MD5 for is marked
 unverified in the manifest that lists it.
+May import: `manifest` (the DeviceSet numbering itself, so a set is only written if the
+loader expands it back), `model`, `names`.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ import yaml
 
 from . import names
 from .manifest.kinds import numbered
-from .model import AUTH_TYPE_NAMES, LiveDevice, LiveFile, LiveFirmware, Snapshot
+from .model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, LiveDevice, LiveFile, LiveFirmware, Snapshot
 
 MIN_RUN = 3
 NUMBERED = re.compile(r"^(.*?)(\d+)(\D*)$")
 NO_PATTERN = "\0"  # a display name no `{index}` pattern renders: the run ends with it
-SELF_SIGNED = 3  # the auth type whose devices get generated keys
+SELF_SIGNED = AUTH_TYPE_CODES["self-signed"]  # the auth type whose devices get generated keys
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ in parallel as the template's `deviceCount` allows, several templates at once), 
 a name glob (without case) and selectors, and sorted by the natural key (or `--sort`).
 Field names are part of the CLI's contract (README "iotc get"): only ever added to, never
 renamed. A kind is named singular, plural or short (`dev`, `tpl`, `fw`, `up`).
-Imports the client layer only.
+May import: `client`, `model`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ the Snapshot of the account.
 Live values are what the client layer reads from the account, already normalised (upper-case
 GUIDs, one spelling per field, upgrades as a tuple), so nothing downstream ever sees the
 API's casing quirks. Desired values are what the manifests declare (the loader assembles them
-into `manifest.Desired`). Imports nothing else from iotc_apply.
+into `manifest.Desired`). May import: `diagnostics`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
+
+from .diagnostics import Position
 
 
 class Kind(StrEnum):
@@ -163,6 +165,9 @@ class LiveFirmware:
 
 # -- desired values (what the manifests declare) ---------------------------------------------
 
+# how a sensitive variable's value is shown wherever it would appear (plans, plan files)
+MASK = "(sensitive)"
+
 AUTH_TYPE_CODES = {"ca-signed": 2, "self-signed": 3, "tpm": 4, "symmetric-key": 5,
                    "ca-individual": 7}
 AUTH_TYPE_NAMES = {code: name for name, code in AUTH_TYPE_CODES.items()}
@@ -280,6 +285,25 @@ class DesiredProject:
 
 
 DesiredResource = DesiredTemplate | DesiredDevice | DesiredFirmware | DesiredUpgrade
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The declared state: resources and where each was declared, sorted by address."""
+
+    resources: dict[Address, DesiredResource]
+    origins: dict[Address, Position]
+    project: DesiredProject | None
+    _of: dict[type, list[DesiredResource]] = field(default_factory=dict, init=False,
+                                                   compare=False, repr=False)
+
+    def of(self, cls: type) -> list:  # type: ignore[type-arg]
+        """The resources of one kind, in address order (found once per kind: the planner
+        asks for the devices seven times)."""
+        found = self._of.get(cls)
+        if found is None:
+            found = self._of[cls] = [r for r in self.resources.values() if isinstance(r, cls)]
+        return list(found)
 
 
 # -- the live account as the plan reads it --------------------------------------------------

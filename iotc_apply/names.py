@@ -6,7 +6,7 @@ access to it, can return a template code, firmware name, version or upload file 
 A path segment must satisfy the same rule a manifest name does (read from the kinds'
 schemas, so the rule lives in one place); a string written into a manifest has `${`
 escaped, so an exported tree never reads a live name as a variable reference.
-Imports nothing else from iotc_apply.
+May import: nothing else of iotc_apply.
 """
 
 from __future__ import annotations

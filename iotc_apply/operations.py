@@ -5,7 +5,8 @@ Commands hand these typed requests (`PlanRequest`, `KeyPolicy`) and show what co
 nothing here parses arguments, reads the environment or prints. A workflow that cannot go
 ahead raises `Refused` (one line); manifests that do not load raise `ManifestsInvalid`,
 which carries their diagnostics for the caller to show.
-Imports model, manifest, snapshot, plan, apply, keystore, client and safefile; never cli.
+May import: `apply`, `client`, `export`, `keystore`, `manifest`, `model`, `plan`, `safefile`,
+`snapshot`; never `cli`.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def load(request: PlanRequest, recorded: Mapping[str, Any] | None = None) -> Loa
     """Load and validate the manifests; `recorded`, a saved plan's variable values, counts as
     --var (its sensitive ones, recorded masked, must come from elsewhere)."""
     from .manifest import load as load_manifests
-    from .manifest.variables import MASK, Given
+    from .manifest.variables import Given
+    from .model import MASK
 
     inputs = request.inputs
     if recorded is not None:

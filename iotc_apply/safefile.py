@@ -3,7 +3,7 @@
 Atomic and durable writes (a temp file created with O_EXCL in the target's folder, fsync,
 rename, fsync of the folder), exclusive creation that never replaces what exists and never
 follows a symlink, and the run lock that keeps two applies off one key store.
-Imports nothing from the rest of iotc_apply.
+May import: nothing else of iotc_apply.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ attributes), one device listing per live template (ceil(N_t/P) + 1 each, in para
 firmware list, 1 detail per relevant firmware and 1 file listing per upgrade of it:
 within ceil(N/P) + 4T + 2F + U + 10. Never one request per device.
 The fingerprint of every object read lets `apply PLANFILE` refuse a stale plan.
-Imports `model` (where the `Snapshot` value lives) and the client package.
+May import: `client`, `model`.
 """
 
 from __future__ import annotations

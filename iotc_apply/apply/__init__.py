@@ -1,1 +1,2 @@
-"""Applying plans: the executor, the key store and certificates."""
+"""Applying plans: the dependency graph, the executor and the step that runs each change.
+May import: `client`, `keystore`, `model`, `plan`, `safefile`."""

@@ -5,8 +5,7 @@ stored) is read back by its natural key and counts as done when the object is th
 of something already gone is done; an upload skips files already attached with the same MD5.
 Keys are written before the device that uses them is registered. GUIDs of objects created in
 this run are shared with the steps that depend on them through `guids`.
-Imports `model`, `plan`, the client package and the key store.
-"""
+May import: `client`, `keystore`, `model`, `plan`, `safefile`."""
 
 from __future__ import annotations
 

@@ -8,8 +8,7 @@ A circuit breaker stops scheduling when the service is gone: BREAKER_FAILURES st
 row that failed at the connection (refused, DNS, TLS, timeout) or with a 5xx after their
 retries, within BREAKER_WINDOW seconds, start nothing new; in-flight steps finish, the rest
 are reported not started (once 848 identical "connection refused" lines).
-Imports `plan`, the client errors and the apply package.
-"""
+May import: `client`, `model`, `plan`."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ A change becomes one step, or two for a replacement (delete, then create: names 
 so create-before-destroy is impossible). Edges say which steps must finish first: creates
 follow references (template -> device, template -> firmware -> upgrade), a template leaves
 only after its devices and firmware, an upgrade is deleted only after its firmware's new
-upgrades exist (the last upgrade cannot be deleted). Pure. Imports `model` and `plan`.
-"""
+upgrades exist (the last upgrade cannot be deleted). Pure. May import: `model`, `plan`."""
 
 from __future__ import annotations
 

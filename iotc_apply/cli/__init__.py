@@ -5,6 +5,8 @@ holds the argument groups several verbs share, `context` the environment (read o
 the collaborators made from it; the workflows themselves are in `operations`, below.
 Exit codes: 0 success, 1 error (bad input, API failure), 2 changes present
 (`--detailed-exitcode`), 130 interrupted. Errors are one line on stderr, never a traceback.
+May import: any room of iotc_apply (the CLI wires them together; only it starts the
+emulator).
 """
 
 from __future__ import annotations

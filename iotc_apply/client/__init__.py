@@ -2,7 +2,7 @@
 
 `IoTConnect` bundles one `ApiSession` (discovery, auth, retries, paging, tracing) with a
 typed client per API area; every read returns `iotc_apply.model` values and every failure is
-an `ApiError` (see `errors.py` for the tree). Imports `model` only from the rest of iotc_apply.
+an `ApiError` (see `errors.py` for the tree). May import: nothing else of iotc_apply.
 
 The package imports its parts when they are first used (PEP 562): `requests` costs a tenth
 of a second, and `iotc validate` or `iotc --help` never talk to the API.

@@ -10,7 +10,7 @@ Evidence, strongest first (tags as in ../shared/iotconnect-api.md):
 The client turns a refusal that means "no such route" (405, 501, or a 404 whose body is not
 the service's JSON envelope) of a call that is not "official client" into `UnsupportedCall`,
 whose message names the call and asks for a report, instead of a bare HTTP error.
-Imports nothing else from iotc_apply.
+May import: nothing else of iotc_apply.
 """
 
 from __future__ import annotations

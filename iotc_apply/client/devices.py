@@ -2,7 +2,7 @@
 
 Device listings page through `/Device`, whose `count` is -1: they end on an empty page.
 List items name the entity but not its GUID; the detail read carries both.
-Imports `model` and the client package.
+May import: `model`.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ the wording of a message: a lookup (GET of one object or of a child list) answer
 lib/entity.py:49, lib/command.py:28, lib/storage.py:60); a 204 or an empty body on a list
 means empty; a 409 on a create means "exists or conflicts" and is read back by natural key;
 a DELETE's 404/409 counts as "already gone" only when a lookup by natural key confirms it.
+May import: nothing else of iotc_apply.
 """
 
 from __future__ import annotations

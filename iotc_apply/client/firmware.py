@@ -2,7 +2,7 @@
 
 Tolerates the documented variants: `Upgrades` as a list or as `{"Upgrade": [...]}`,
 `createdby`/`createdBy`, `firmwareguid`/`firmwareGuid`, `newId`/`newid`, 204 or 409 for an
-empty file list, 204 for deleting a missing file. Imports `model` and the client package.
+empty file list, 204 for deleting a missing file. May import: `model`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ..model import LiveFile, LiveFirmware, LiveUpgrade
-from . import FIRMWARE_MODULE  # noqa: F401  (defined once, in the package)
 from .errors import ABSENT, ApiError, Conflict
 from .session import ApiSession
 from .session import guid_of as _guid

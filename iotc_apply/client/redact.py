@@ -5,7 +5,7 @@ one definition of what a secret is: passwords, tokens (access, refresh, basic), 
 keys, Authorization headers, private keys wherever they appear in text, and the parts of a
 URL that are credentials: its user-info, and the query of a signed URL (a download URL's
 signature, a token in a query).
-Imports nothing else from iotc_apply.
+May import: nothing else of iotc_apply.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ request, and retries only where a request can safely repeat (GET, PUT, DELETE on
 errors, 429, 502, 503, 504, with capped exponential backoff and jitter, honouring
 `Retry-After`). A POST is retried only when the service provably did not act on it (429, or
 a connection that was never opened); any other POST failure is raised as `ambiguous`.
-Imports `model` and the client package only.
+May import: `model`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ stored login; never from manifests, because the same manifests go to every accou
 The token cache is one JSON file, mode 0600, written atomically, under the user's config
 directory (`$IOTC_CONFIG_DIR`, else `$XDG_CONFIG_HOME/iotc-apply`, else
 `~/.config/iotc-apply`). It holds tokens, never the password.
-Imports nothing else from iotc_apply.
+May import: `safefile`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Reads tolerate every documented spelling (`code`/`templateCode`, lower-case GUIDs from quick
 create, 404 or 409 for "not found"); writes use the quick-create JSON and the attribute and
-command update endpoints. Returns `model` values. Imports `model` and the client package.
+command update endpoints. Returns `model` values. May import: `model`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 - `custody`: age recipients and identities, seal, read back, unseal, verify,
 - `migrate`: the flat layout into per-account folders,
 - `expiry`: which kept certificates expire soon, cached,
-over `layout` (what is on disk and how it is read). Imports `safefile` and `defaults`.
+over `layout` (what is on disk and how it is read). May import: `safefile`, `defaults`.
 """
 
 from .certs import (

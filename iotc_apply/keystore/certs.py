@@ -1,6 +1,6 @@
 """Certificates: who signs a device's certificate (itself, or the user's CA), the names
 and SDK config a device needs, and the fingerprints people and services compare.
-Imports `keystore.layout` only."""
+May import: nothing else of iotc_apply."""
 
 from __future__ import annotations
 

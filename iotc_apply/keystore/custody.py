@@ -1,7 +1,7 @@
 """Custody of kept keys: age recipients and identities, listing, sealing a plain store,
 reading one device's key back (checked against its certificate), unsealing keys into a
 private folder for provisioning, and verifying a store against the account.
-Imports `safefile` and the rest of `keystore`."""
+May import: `safefile`."""
 
 from __future__ import annotations
 

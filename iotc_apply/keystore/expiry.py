@@ -2,7 +2,7 @@
 
 Every plan asks this of every kept key, and parsing 10,000 certificates costs about 0.2 s,
 so each certificate's expiry is remembered in EXPIRY_CACHE under the file's identity (inode,
-size, mtime): a certificate replaced or edited is parsed again. Imports `keystore.layout`.
+size, mtime): a certificate replaced or edited is parsed again. May import: `safefile`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `<keys-dir>/<cpId>-<env>/<duid>/key.pem` (0600) or `key.pem.age` (sealed), `cert.pem`,
 `iotcDeviceConfig.json`, optionally `attestation` and `unverified`; folders 0700. Nothing
 found on disk is trusted: symlinks, loose modes, FIFOs and garbage are refused with the
-path and what to do. Imports `safefile` only.
+path and what to do. May import: `safefile`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Moving a key store of the flat layout (`<keys-dir>/<duid>/`) into per-account folders,
-reading each device's account from its `iotcDeviceConfig.json`. Imports `keystore.layout`.
+reading each device's account from its `iotcDeviceConfig.json`. May import: `safefile`.
 """
 
 from __future__ import annotations

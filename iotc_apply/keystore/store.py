@@ -14,8 +14,7 @@ with a `key.pem.age` and `cert.pem` of its own. With an attestation key
 `attestation` file beside it, an HMAC over the certificate's DER, the DUID and the account,
 and a kept key is used for a device not yet registered only when its attestation is right.
 The keys dir and account folder must not be writable by group or others.
-Private keys never leave this package except as files. Imports `safefile`, `defaults` and
-the rest of `keystore`.
+Private keys never leave this package except as files. May import: `defaults`, `safefile`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 the diagnostics (`file:line:column: error: message`), sorted by position, so one run reports
 every problem. Pipeline: discover files -> safe YAML with positions -> apiVersion/kind ->
 JSON Schema -> per-kind values (files resolved inside the root) -> cross-document checks.
-Imports `model`, `diagnostics` and its own modules; no network, no terminal.
+May import: `diagnostics`, `model`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..diagnostics import Diagnostic, has_errors
+from ..model import Desired
 from . import schema
-from .checks import Desired, assemble
+from .checks import assemble
 from .files import ManifestFile, discover, file_digest_line
 from .kinds import BUILDERS, Built
 from .variables import Given, Resolved, declarations, resolve, substitute

@@ -2,18 +2,18 @@
 
 Takes everything the kind builders produced and assembles the desired state keyed by
 address, reporting each violation at the node it is about and naming the other place
-involved. Imports `model`, `diagnostics` and the manifest package.
+involved. May import: `diagnostics`, `model`.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from dataclasses import dataclass, field
 
 from ..diagnostics import Diagnostic, Position
 from ..model import (
     Address,
+    Desired,
     DesiredDevice,
     DesiredFirmware,
     DesiredProject,
@@ -24,25 +24,6 @@ from .kinds import Built
 
 CERT_AUTH_TYPES = {"self-signed", "ca-signed", "ca-individual"}
 MAX_CERT_DUID = 31
-
-
-@dataclass(frozen=True)
-class Desired:
-    """The declared state: resources and where each was declared, sorted by address."""
-
-    resources: dict[Address, DesiredResource]
-    origins: dict[Address, Position]
-    project: DesiredProject | None
-    _of: dict[type, list[DesiredResource]] = field(default_factory=dict, init=False,
-                                                   compare=False, repr=False)
-
-    def of(self, cls: type) -> list:  # type: ignore[type-arg]
-        """The resources of one kind, in address order (found once per kind: the planner
-        asks for the devices seven times)."""
-        found = self._of.get(cls)
-        if found is None:
-            found = self._of[cls] = [r for r in self.resources.values() if isinstance(r, cls)]
-        return list(found)
 
 
 def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:

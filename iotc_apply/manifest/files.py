@@ -3,7 +3,7 @@
 A PATH given on the command line sets the manifest root: the directory itself, or a file's
 directory. Everything a manifest names (firmware files, certificates, template JSON) must
 resolve inside that root: absolute paths, `..` escapes and symlinks that lead out are refused,
-because manifests come from pull requests. Imports `diagnostics` only.
+because manifests come from pull requests. May import: `diagnostics`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each builder reads a document that already passed its JSON Schema, resolves the files it
 names (inside the manifest root), and returns desired values plus the problems it found, with
 positions. Cross-document rules (references, duplicates) live in checks.py.
-Imports `model`, `diagnostics` and the manifest package.
+May import: `diagnostics`, `model`, `safefile`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ documents never reaches jsonschema); only a document it rejects is checked again
 jsonschema, whose errors are complete and carry paths. jsonschema's error paths are mapped
 back to the YAML node they are about, and its messages are rewritten into one short sentence
 naming the field (`spec.upgrades[0].version`) and, where it helps, the closest valid word.
-Imports `diagnostics` and the manifest package only.
+May import: `diagnostics`.
 """
 
 from __future__ import annotations

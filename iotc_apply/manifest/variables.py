@@ -11,7 +11,7 @@ A `pattern` comes from the same pull request as the value it checks, so it runs 
 (google-re2): matching is linear in the text whatever the pattern, where Python's `re`
 backtracks (`(a|a)*b` took 24.5 s on 28 characters). RE2 has no backreferences or
 lookaround; a pattern using them is a located error saying so.
-Imports `diagnostics` and the manifest package only.
+May import: `diagnostics`, `model`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 import re2
 
 from ..diagnostics import Diagnostic, Position
+from ..model import MASK
 from .yamlsafe import Document, load_file
 
 REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)(?P<close>\})?")
 NAME = re.compile(r"var\.([A-Za-z_][A-Za-z0-9_]*)")
-MASK = "(sensitive)"
 # What substitution may add to one document: aliases copy a `${var}` wherever they point,
 # so without a bound a 2 MB manifest became 4 GB (the loader bounds what aliases copy).
 MAX_SUBSTITUTED_BYTES = 8 * 1024 * 1024

@@ -7,7 +7,7 @@ no tags beyond the YAML core schema, bounded depth (checked as events arrive, so
 crashes anything), and a bound on how far aliases may expand (an alias bomb is refused
 instead of filling memory). Every value's position is kept
 by its path, so later checks (jsonschema, references) can point at the exact node.
-Imports `diagnostics` only.
+May import: `diagnostics`.
 """
 
 from __future__ import annotations

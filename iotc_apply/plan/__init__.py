@@ -1,4 +1,5 @@
-"""Plans: what would change, why, and the plan file. The planner is pure (no I/O)."""
+"""Plans: what would change, why, and the plan file. The planner is pure (no I/O).
+May import: `model`, `safefile`."""
 
 from .model import Account, Action, Change, FieldChange, Plan, Reason
 from .planner import PlanOptions, make_plan, make_sweep

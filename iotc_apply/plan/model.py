@@ -3,7 +3,7 @@
 A `Plan` is immutable and self-contained: each change carries the live values it replaces
 (`before`, including the GUIDs the executor needs) and the desired values (`after`), so
 `apply PLANFILE` works from the plan alone. Nothing secret is ever put in it: keys are made
-at apply time, and passwords and tokens never reach the planner. Imports `model` only.
+at apply time, and passwords and tokens never reach the planner. May import: `model`.
 """
 
 from __future__ import annotations

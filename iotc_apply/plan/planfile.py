@@ -9,7 +9,7 @@ keys (certificates are public).
 Plan files travel between CI jobs as artifacts, so a file read back is untrusted: it must
 match the schema, carry a valid HMAC-SHA256 `signature` when `IOTC_PLAN_KEY` is set, and
 `apply` executes it only after re-planning from the same manifests gives exactly the same
-document (`difference`). Imports `model` and the plan package.
+document (`difference`). May import: `model`, `safefile`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..manifest.variables import MASK
-from ..model import Address
+from ..model import MASK, Address
 from ..safefile import write_private
 from .model import Account, Action, Change, FieldChange, Plan, Reason, Source
 

@@ -3,8 +3,7 @@
 One small function decides each resource's action (`_template`, `_device`, `_firmware`,
 `_upgrade`); separate passes add the deletes (destroy, prune, removed upgrades), the cascade
 of template replacements, the protect check, and the target/exclude selection. No I/O: the
-caller passes which local keys exist. Imports `model`, `manifest.checks` (the
-`Desired` value) and the plan package.
+caller passes which local keys exist. May import: `model`.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..manifest.checks import Desired
 from ..model import (
     Address,
+    Desired,
     DesiredDevice,
     DesiredFirmware,
     DesiredProject,

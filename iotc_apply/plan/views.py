@@ -3,7 +3,7 @@
 Both sides of every comparison go through here, so the normalisation that makes an applied
 fleet plan as "no changes" forever lives in one place: GUIDs upper-cased, attribute and
 command order ignored (keyed by name), empty strings equal to nothing, data types upper-case,
-aggregate types as a sorted list. Pure functions. Imports `model` only.
+aggregate types as a sorted list. Pure functions. May import: `model`.
 """
 
 from __future__ import annotations

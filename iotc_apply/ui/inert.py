@@ -4,7 +4,8 @@ Names, display names, entity names and file names come from the account (anyone 
 access to it, or a service that does not validate them) and from pull requests. Shown as
 they are, an ESC or OSC sequence sets the window title, clears the screen or prints a fake
 "No changes."; a newline in a markdown plan closes its fence and forges what follows. Every
-renderer passes such strings through here. Imports nothing from rich.
+renderer passes such strings through here.
+May import: nothing else of iotc_apply (and not rich either).
 """
 
 from __future__ import annotations
