@@ -23,7 +23,17 @@ from iotc_apply.model import (
     LiveTemplate,
     Snapshot,
 )
-from iotc_apply.plan import Account, Action, Change, Plan, PlanOptions, Reason, make_plan, planfile
+from iotc_apply.plan import (
+    Account,
+    Action,
+    Change,
+    Plan,
+    PlanIssue,
+    PlanOptions,
+    Reason,
+    make_plan,
+    planfile,
+)
 from iotc_apply.plan.model import FieldChange
 from iotc_apply.ui import plan_markdown, plan_text
 from iotc_apply.ui.console import THEME
@@ -120,8 +130,9 @@ def _fleet_plan(n: int) -> Plan:
                            None, {"duid": f"lt-{i:05d}", "template": "sensor01",
                                   "entity": "Plant-A", "displayName": f"Sensor {i}",
                                   "active": True}) for i in range(n))
-    warnings = tuple(f"device/gw-{i:04d}: exists, but its private key is not in the key store; "
-                     "the device cannot connect with a key from here" for i in range(n))
+    warnings = tuple(PlanIssue("key-not-kept", "exists, but its private key is not in the key "
+                               "store; the device cannot connect with a key from here",
+                               f"device/gw-{i:04d}") for i in range(n))
     unmanaged = tuple(f"device/old-{i:04d}" for i in range(n))
     return Plan(Account("aws", "poc", "CPID0001", False), changes, 0, warnings=warnings,
                 unmanaged=unmanaged)
@@ -172,13 +183,14 @@ def _mixed_plan(n: int) -> Plan:
                 for i in range(n)]
     changes += [Change(Address(Kind.DEVICE, f"old-{i:05d}"), Action.DELETE, Reason.PRUNE,
                        device(i, "old"), None) for i in range(n)]
-    warnings = tuple(f"device/upd-{i:05d}: exists, but its private key is not in the key "
-                     "store" for i in range(n)) + \
-        tuple(f"device/new-{i:05d}: certificate {i} expires in {i % 30} days"
-              for i in range(n))
-    errors = tuple(f"device/old-{i:05d}: is protected (Project.protect) but the plan would "
-                   "delete it" for i in range(n)) + \
-        tuple(f"device/new-{i:05d}: entity 'Site-{i}' does not exist" for i in range(n))
+    warnings = tuple(PlanIssue("key-not-kept", "exists, but its private key is not in the key "
+                               "store", f"device/upd-{i:05d}") for i in range(n)) + \
+        tuple(PlanIssue("certificate-expiring", f"certificate {i} expires in {i % 30} days",
+                        f"device/new-{i:05d}") for i in range(n))
+    errors = tuple(PlanIssue("protected", "is protected (Project.protect) but the plan would "
+                             "delete it", f"device/old-{i:05d}") for i in range(n)) + \
+        tuple(PlanIssue("entity-missing", f"entity 'Site-{i}' does not exist",
+                        f"device/new-{i:05d}") for i in range(n))
     unmanaged = tuple(f"device/stray-{i:05d}" for i in range(n))
     return Plan(Account("aws", "poc", "CPID0001", False),
                 tuple(sorted(changes, key=lambda c: c.sort_key)), 0, warnings=warnings,
@@ -213,8 +225,13 @@ def test_markdown_stays_a_comment_whatever_the_mix() -> None:
 def test_a_list_too_short_to_fold_keeps_each_line_as_written() -> None:
     """A located error shown on its own keeps its file:line:column (the fold once dropped
     it); a shared cause folds past three, the request that met it left out."""
-    located = "m/fleet.yaml:12:9: device/LT-0001: the account has this device as 'lt-0001'"
-    assert plan_text.folded([located, "device/b: other"]) == [located, "device/b: other"]
-    lines = [f"device/d{i}: GET /Device/uniqueId/d{i}: cannot connect" for i in range(5)]
+    located = PlanIssue("case-only", "the account has this device as 'lt-0001'",
+                        "device/LT-0001", "m/fleet.yaml:12:9")
+    other = PlanIssue("x", "other", "device/b")
+    assert plan_text.folded([located, other]) == [
+        "m/fleet.yaml:12:9: device/LT-0001: the account has this device as 'lt-0001'",
+        "device/b: other"]
+    lines = [PlanIssue("failed", f"GET /Device/uniqueId/d{i}: cannot connect", f"device/d{i}")
+             for i in range(5)]
     assert plan_text.folded(lines, cause=lambda m: m.split(": ", 1)[1]) == [
         "5 devices: cannot connect: d0, d1, d2, ... (all in the JSON plan)"]

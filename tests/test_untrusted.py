@@ -358,10 +358,13 @@ def test_a_case_only_change_is_a_located_plan_error_never_delete_and_create(
     plan = json.loads(capsys.readouterr().out)
     assert [c for c in plan["changes"] if c["action"] in ("create", "delete")] == []
     assert len(plan["errors"]) == 50
+    first = plan["errors"][0]
+    assert (first["code"], first["address"]) == ("case-only", "device/LT-0001")
+    assert re.fullmatch(r"m/fleet\.yaml:\d+:\d+", first["where"]), first
     assert re.fullmatch(r"m/fleet\.yaml:\d+:\d+: device/LT-0001: the account has this "
                         r"device as 'lt-0001' \(unique IDs are compared without case and "
                         r"cannot be renamed\); write 'lt-0001' in the manifest",
-                        plan["errors"][0]), plan["errors"][0]
+                        first["text"]), first
 
 
 @pytest.mark.usefixtures("applied")

@@ -98,12 +98,29 @@ class Source:
 
 
 @dataclass(frozen=True)
+class PlanIssue:
+    """A plan warning or error as a value: a code tools can match on (`entity-missing`,
+    `protected`, ...), the address it is about (None: the plan as a whole), where it was
+    declared when that is known (`file:line:column`), and the message. Renderers format it
+    (`str` is the one-line form); nothing parses the line again."""
+
+    code: str
+    message: str
+    address: str | None = None
+    where: str | None = None
+
+    def __str__(self) -> str:
+        return "".join(f"{part}: " for part in (self.where, self.address) if part) + \
+            self.message
+
+
+@dataclass(frozen=True)
 class Plan:
     account: Account
     changes: tuple[Change, ...]
     unchanged: int
-    warnings: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()
+    warnings: tuple[PlanIssue, ...] = ()
+    errors: tuple[PlanIssue, ...] = ()
     fingerprint: dict[str, str] = field(default_factory=dict)
     entities: dict[str, str] = field(default_factory=dict)
     guids: dict[str, str] = field(default_factory=dict)

@@ -1,6 +1,6 @@
 """Plans as JSON: the `--format json` output, the `--out` plan file, and its integrity.
 
-`format_version` "2"; one entry per change with address, action, reason, before, after and
+`format_version` "3"; one entry per change with address, action, reason, before, after and
 field changes; the account; the fingerprint (a digest per live object the plan read, or
 "absent"); the source (manifest paths, their digest, the plan options). Documented by
 `schemas/plan.schema.json`. A plan file holds no secrets: no tokens, no passwords, no private
@@ -24,9 +24,9 @@ from typing import Any
 
 from ..model import MASK, Address
 from ..safefile import write_private
-from .model import Account, Action, Change, FieldChange, Plan, Reason, Source
+from .model import Account, Action, Change, FieldChange, Plan, PlanIssue, Reason, Source
 
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"  # 3: warnings and errors are objects (code, address, where)
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
 # Parts of a plan that may differ between the plan job and the apply job without changing
 # what apply does: warnings depend on the machine's key store, the signature on the key.
@@ -52,6 +52,9 @@ def masked(plan: Plan) -> Plan:
             return {k: hide(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return type(value)(hide(v) for v in value)
+        if isinstance(value, PlanIssue):
+            return dataclasses.replace(value, message=hide(value.message),
+                                       address=hide(value.address))
         return value
 
     changes = tuple(dataclasses.replace(
@@ -75,8 +78,8 @@ def to_json(plan: Plan) -> dict[str, Any]:
                     "unchanged": plan.unchanged},
         "changes": [_change(c) for c in plan.changes],
         "unmanaged": list(plan.unmanaged),
-        "warnings": list(plan.warnings),
-        "errors": list(plan.errors),
+        "warnings": [_issue(w) for w in plan.warnings],
+        "errors": [_issue(e) for e in plan.errors],
         "fingerprint": dict(plan.fingerprint),
         "entities": dict(plan.entities),
         "guids": dict(plan.guids),
@@ -84,6 +87,11 @@ def to_json(plan: Plan) -> dict[str, Any]:
                        "options": plan.source.options, "variables": plan.source.variables}}
            if plan.source else {}),
     }
+
+
+def _issue(issue: PlanIssue) -> dict[str, Any]:
+    return {"code": issue.code, "address": issue.address, "where": issue.where,
+            "message": issue.message, "text": str(issue)}
 
 
 def _change(c: Change) -> dict[str, Any]:
@@ -187,10 +195,15 @@ def _plan(data: dict[str, Any]) -> Plan:
                     dict(src["variables"])) if src else None
     return Plan(account=Account(acc["pf"], acc["env"], acc["cpid"], acc["dedicated"]),
                 changes=changes, unchanged=data["summary"]["unchanged"],
-                warnings=tuple(data["warnings"]), errors=tuple(data["errors"]),
+                warnings=tuple(_read_issue(w) for w in data["warnings"]),
+                errors=tuple(_read_issue(e) for e in data["errors"]),
                 fingerprint=dict(data["fingerprint"]), entities=dict(data["entities"]),
                 guids=dict(data["guids"]), destroy=bool(data["destroy"]), source=source,
                 unmanaged=tuple(data["unmanaged"]))
+
+
+def _read_issue(doc: dict[str, Any]) -> PlanIssue:
+    return PlanIssue(doc["code"], doc["message"], doc["address"], doc["where"])
 
 
 def stale(plan: Plan, fresh: dict[str, str]) -> list[str]:

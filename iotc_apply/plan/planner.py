@@ -29,7 +29,7 @@ from ..model import (
     Snapshot,
 )
 from . import views
-from .model import Account, Action, Change, FieldChange, Plan, Reason
+from .model import Account, Action, Change, FieldChange, Plan, PlanIssue, Reason
 
 REPLACE_TEMPLATE_FIELDS = ("authType", "messageVersion")
 IGNORED_FIELDS = {"guid", "attributeGuids", "commandGuids", "properties", "certificate",
@@ -58,8 +58,16 @@ class _Work:
     changes: dict[Address, Change] = field(default_factory=dict)
     unmanaged: list[str] = field(default_factory=list)
     unchanged: int = 0
-    warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    warnings: list[PlanIssue] = field(default_factory=list)
+    errors: list[PlanIssue] = field(default_factory=list)
+
+    def error(self, code: str, address: Address | None, message: str,
+              where: object = None) -> None:
+        self.errors.append(PlanIssue(code, message, str(address) if address else None,
+                                     str(where) if where is not None else None))
+
+    def warn(self, code: str, address: Address | None, message: str) -> None:
+        self.warnings.append(PlanIssue(code, message, str(address) if address else None))
 
     def add(self, change: Change | None) -> None:
         if change is None:
@@ -123,10 +131,10 @@ def _case_only(desired: Desired, snap: Snapshot, work: _Work) -> tuple[Desired, 
         return desired, snap
     for d, found in pairs:
         where = desired.origins.get(d.address)
-        work.errors.append(f"{where}: " * (where is not None) +
-                           f"{d.address}: the account has this device as '{found}' (unique "
-                           "IDs are compared without case and cannot be renamed); write "
-                           f"'{found}' in the manifest")
+        work.error("case-only", d.address,
+                   f"the account has this device as '{found}' (unique IDs are compared "
+                   f"without case and cannot be renamed); write '{found}' in the manifest",
+                   where)
     dropped = {d.address for d, _ in pairs}
     kept = {a: r for a, r in desired.resources.items() if a not in dropped}
     desired = Desired(kept, {a: p for a, p in desired.origins.items() if a in kept},
@@ -175,7 +183,7 @@ def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
     for address in sorted(work.changes):
         if _matches_folded(address.name, by_kind.get(address.kind, ())):
             del work.changes[address]  # protect wins: a sweep leaves it, and says so
-            work.warnings.append(f"{address}: protected (Project.protect); left in place")
+            work.warn("protected", address, "protected (Project.protect); left in place")
     _blockers(Desired({}, {}, None), snap, work)
     return Plan(
         account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
@@ -268,8 +276,8 @@ PLATFORM_AUTH_TYPES = {"aws": ("self-signed", "ca-signed", "ca-individual")}
 def _platform_auth(t: DesiredTemplate, snap: Snapshot, work: _Work) -> None:
     allowed = PLATFORM_AUTH_TYPES.get(snap.identity.pf)
     if allowed is not None and t.auth_type not in allowed:
-        work.errors.append(f"{t.address}: authType {t.auth_type} is not offered on "
-                           f"{snap.identity.pf.upper()} (it offers {', '.join(allowed)})")
+        work.error("auth-type", t.address, f"authType {t.auth_type} is not offered on "
+                   f"{snap.identity.pf.upper()} (it offers {', '.join(allowed)})")
 
 
 def _name_taken(t: DesiredTemplate, snap: Snapshot, work: _Work) -> None:
@@ -282,9 +290,9 @@ def _name_taken(t: DesiredTemplate, snap: Snapshot, work: _Work) -> None:
     other = next((c for c, x in snap.templates.items()
                   if c != t.code and x.name.casefold() == t.name.casefold()), None)
     if other is not None:
-        work.errors.append(f"{t.address}: the name '{t.name}' is taken by the live "
-                           f"template/{other} (template names are unique in an account); "
-                           "give this template another name")
+        work.error("name-taken", t.address, f"the name '{t.name}' is taken by the live "
+                   f"template/{other} (template names are unique in an account); give this "
+                   "template another name")
 
 
 def _template(t: DesiredTemplate, snap: Snapshot) -> Change | None:
@@ -304,8 +312,8 @@ def _template(t: DesiredTemplate, snap: Snapshot) -> Change | None:
 def _device(d: DesiredDevice, snap: Snapshot, work: _Work) -> Change | None:
     after = views.desired_device(d, snap)
     if snap.entity_by_name(after["entity"]) is None:
-        work.errors.append(f"{d.address}: entity '{d.entity}' does not exist in the account "
-                           "(entities are not managed by iotc-apply; create it first)")
+        work.error("entity-missing", d.address, f"entity '{d.entity}' does not exist in the "
+                   "account (entities are not managed by iotc-apply; create it first)")
     depends = (Address(Kind.TEMPLATE, d.template),)
     live = snap.devices.get(d.duid)
     if live is None:
@@ -329,17 +337,17 @@ def _firmware(f: DesiredFirmware, snap: Snapshot, work: _Work) -> Change | None:
     live = snap.firmwares.get(f.name)
     if live is None or live.deprecated:
         if live is not None:
-            work.warnings.append(
-                f"{f.address}: a deprecated firmware has this name; a new one is created "
-                "beside it (if IoTConnect refuses the name, choose another)")
+            work.warn("deprecated-name", f.address,
+                      "a deprecated firmware has this name; a new one is created beside it "
+                      "(if IoTConnect refuses the name, choose another)")
         return Change(f.address, Action.CREATE, Reason.NEW, None, after, depends_on=depends)
     before = views.live_firmware(live, snap)
     fields = _diff(before, after)
     for fc in fields:
         if fc.name in ("hardware", "template"):
-            work.errors.append(
-                f"{f.address}: {fc.name} cannot change ({fc.before} -> {fc.after}); a firmware "
-                "cannot be deleted, only deprecated: declare it under a new name")
+            work.error("firmware-immutable", f.address,
+                       f"{fc.name} cannot change ({fc.before} -> {fc.after}); a firmware "
+                       "cannot be deleted, only deprecated: declare it under a new name")
     if not fields:
         return None
     return Change(f.address, Action.UPDATE, Reason.CHANGED, before, after, fields, depends)
@@ -375,8 +383,8 @@ def _upgrade_update(u: DesiredUpgrade, before: dict[str, Any], after: dict[str, 
         return None
     if before["release"]:
         names = ", ".join(f.name for f in fields)
-        work.errors.append(f"{u.address}: released upgrades are immutable ({names} changed); "
-                           "declare a new version instead")
+        work.error("released-immutable", u.address, f"released upgrades are immutable "
+                   f"({names} changed); declare a new version instead")
     return Change(u.address, Action.UPDATE, Reason.CHANGED, before, after, tuple(fields),
                   (Address(Kind.FIRMWARE, u.firmware),))
 
@@ -443,8 +451,8 @@ def _unknown_addresses(desired: Desired, snap: Snapshot, options: PlanOptions,
             if str(address) not in known:
                 near = difflib.get_close_matches(str(address), sorted(known), n=3, cutoff=0.6)
                 hint = f"; did you mean {', '.join(near)}?" if near else ""
-                work.errors.append(f"{flag} {address} matches nothing declared or in the "
-                                   f"account{hint}")
+                work.error("unknown-address", None, f"{flag} {address} matches nothing "
+                           f"declared or in the account{hint}")
 
 
 def _removed_upgrades(desired: Desired, snap: Snapshot, work: _Work) -> None:
@@ -457,11 +465,11 @@ def _removed_upgrades(desired: Desired, snap: Snapshot, work: _Work) -> None:
             if version not in declared:
                 address = Address(Kind.UPGRADE, f"{fw.name}@{version}")
                 if not upgrade.draft:
-                    work.warnings.append(
-                        f"{address}: deleting a released upgrade: the vendor's live test does "
-                        "it (tests/firmware.py:121 of its older repository), its Azure "
-                        "swagger answers 409; devices that run it keep it, and should the "
-                        "service refuse, apply says so")
+                    work.warn("released-delete", address,
+                              "deleting a released upgrade: the vendor's live test does it "
+                              "(tests/firmware.py:121 of its older repository), its Azure "
+                              "swagger answers 409; devices that run it keep it, and should "
+                              "the service refuse, apply says so")
                 work.add(_deletion(address, Reason.REMOVED,
                                    views.live_upgrade(upgrade, fw.name, snap)))
 
@@ -510,17 +518,17 @@ def _blockers(desired: Desired, snap: Snapshot, work: _Work, destroying: bool = 
         staying = sorted(d.duid for d in snap.devices.values() if d.template_guid == guid and
                          Address(Kind.DEVICE, d.duid) not in work.changes)
         if staying:
-            work.errors.append(
-                f"template/{code}: cannot be removed while {len(staying)} device(s) not in this "
-                f"plan are on it ({', '.join(staying[:3])}{'...' if len(staying) > 3 else ''})"
-                f"; {remedy.format(code=code)}")
+            work.error("template-in-use", Address(Kind.TEMPLATE, code),
+                       f"cannot be removed while {len(staying)} device(s) not in this plan "
+                       f"are on it ({', '.join(staying[:3])}"
+                       f"{'...' if len(staying) > 3 else ''}); {remedy.format(code=code)}")
         for name, fw in snap.firmwares.items():
             change = work.changes.get(Address(Kind.FIRMWARE, name))
             if fw.template_guid == guid and not fw.deprecated and (
                     change is None or change.action is not Action.DEPRECATE):
-                work.errors.append(
-                    f"template/{code}: cannot be removed while firmware {name} is attached; "
-                    "a firmware cannot be deleted, only deprecated (and its name not reused)")
+                work.error("template-has-firmware", Address(Kind.TEMPLATE, code),
+                           f"cannot be removed while firmware {name} is attached; a firmware "
+                           "cannot be deleted, only deprecated (and its name not reused)")
 
 
 def _external(desired: Desired, work: _Work) -> None:
@@ -531,10 +539,10 @@ def _external(desired: Desired, work: _Work) -> None:
                                                                          Action.REPLACE):
             why = "it does not exist" if change.action is Action.CREATE else \
                 f"it would be replaced ({change.reason.value})"
-            work.errors.append(
-                f"{device.address}: certificate is external (the device holds its own key) "
-                f"and {why}; iotc-apply cannot give it a key: register it yourself, or "
-                "declare it with certificate: auto or {file: cert.pem}")
+            work.error("external-key", device.address,
+                       f"certificate is external (the device holds its own key) and {why}; "
+                       "iotc-apply cannot give it a key: register it yourself, or declare it "
+                       "with certificate: auto or {file: cert.pem}")
 
 
 def _data_types(desired: Desired, options: PlanOptions, work: _Work) -> None:
@@ -549,9 +557,9 @@ def _data_types(desired: Desired, options: PlanOptions, work: _Work) -> None:
             continue
         for attribute in template.attributes:
             if attribute.data_type not in options.data_types:
-                work.errors.append(f"{template.address}: attribute '{attribute.name}': data "
-                                   f"type {attribute.data_type} is not offered by this account "
-                                   f"(it offers {offered})")
+                work.error("data-type", template.address,
+                           f"attribute '{attribute.name}': data type {attribute.data_type} "
+                           f"is not offered by this account (it offers {offered})")
 
 
 def _unattested(options: PlanOptions, work: _Work) -> None:
@@ -560,9 +568,10 @@ def _unattested(options: PlanOptions, work: _Work) -> None:
     for duid in sorted(options.unattested):
         change = work.changes.get(Address(Kind.DEVICE, duid))
         if change is not None and change.action is Action.CREATE:
-            work.errors.append(f"{change.address}: its kept key and certificate were added "
-                               "outside apply (no valid attestation); remove its key folder "
-                               "or attest a store you trust with 'iotc keys attest'")
+            work.error("unattested-key", change.address,
+                       "its kept key and certificate were added outside apply (no valid "
+                       "attestation); remove its key folder or attest a store you trust with "
+                       "'iotc keys attest'")
 
 
 def _unsigned(desired: Desired, options: PlanOptions, work: _Work) -> None:
@@ -576,10 +585,10 @@ def _unsigned(desired: Desired, options: PlanOptions, work: _Work) -> None:
         if device.certificate is None and change is not None and \
                 change.action in (Action.CREATE, Action.REPLACE) and \
                 isinstance(template, DesiredTemplate) and template.auth_type == "ca-individual":
-            work.errors.append(
-                f"{device.address}: template '{device.template}' uses ca-individual "
-                "authentication: give the device its CA-signed certificate (certificate: "
-                "{file: ...}) or let apply sign one with --ca-cert FILE --ca-key FILE")
+            work.error("certificate-needed", device.address,
+                       f"template '{device.template}' uses ca-individual authentication: "
+                       "give the device its CA-signed certificate (certificate: {file: ...}) "
+                       "or let apply sign one with --ca-cert FILE --ca-key FILE")
 
 
 def _warnings(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Work) -> None:
@@ -589,19 +598,20 @@ def _warnings(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Wor
                 not device.external and (
                 change is None or change.action is Action.UPDATE) and \
                 device.duid not in options.local_keys:
-            work.warnings.append(f"{device.address}: exists, but its private key is not in the "
-                                 "key store; the device cannot connect with a key from here")
+            work.warn("key-not-kept", device.address,
+                      "exists, but its private key is not in the key store; the device "
+                      "cannot connect with a key from here")
         if device.duid in options.expiring and device.duid in snap.devices:
-            work.warnings.append(f"{device.address}: its kept certificate expires soon; "
-                                 "replace the device before it does (the service cannot "
-                                 "renew a registered certificate)")
+            work.warn("certificate-expiring", device.address,
+                      "its kept certificate expires soon; replace the device before it does "
+                      "(the service cannot renew a registered certificate)")
     for change in work.changes.values():
         if change.address.kind is Kind.TEMPLATE and change.action is Action.REPLACE:
             cascaded = sum(1 for c in work.changes.values() if c.reason is Reason.CASCADE and
                            c.depends_on == (change.address,))
-            work.warnings.append(
-                f"{change.address}: will be replaced: {cascaded} device(s) on it are deleted "
-                "and re-created; they drop off and must reconnect after the replacement")
+            work.warn("template-replaced", change.address,
+                      f"will be replaced: {cascaded} device(s) on it are deleted and "
+                      "re-created; they drop off and must reconnect after the replacement")
 
 
 def _protect(globs: Globs, work: _Work) -> None:
@@ -611,8 +621,9 @@ def _protect(globs: Globs, work: _Work) -> None:
         patterns = by_kind.get(change.address.kind, ())
         if change.action in (Action.DELETE, Action.DEPRECATE, Action.REPLACE) and \
                 _matches_folded(change.address.name, patterns):
-            work.errors.append(f"{change.address}: is protected (Project.protect) but the plan "
-                               f"would {change.action.value} it ({change.reason.value})")
+            work.error("protected", change.address,
+                       f"is protected (Project.protect) but the plan would "
+                       f"{change.action.value} it ({change.reason.value})")
 
 
 def _select(changes: dict[Address, Change], options: PlanOptions,
@@ -628,8 +639,8 @@ def _select(changes: dict[Address, Change], options: PlanOptions,
                 keep.add(address)
                 todo += [a for a in needs.get(address, ()) if a in changes]
         if len(keep) < len(changes):
-            work.warnings.append(f"targeted plan: {len(changes) - len(keep)} other change(s) "
-                                 "are left out and still pending")
+            work.warn("targeted", None, f"targeted plan: {len(changes) - len(keep)} other "
+                      "change(s) are left out and still pending")
         changes = {a: c for a, c in changes.items() if a in keep}
     if options.excludes:
         dropped = set(options.excludes)

@@ -23,7 +23,7 @@ from rich.progress import (
 
 from ..apply.executor import BREAKER_FAILURES, ApplyResult, Hooks, Status
 from ..apply.graph import Step
-from ..plan import Action
+from ..plan import Action, PlanIssue
 from .plan_text import folded
 
 GROUP_ABOVE = 40
@@ -145,7 +145,8 @@ def _grouped(console: Console, result: ApplyResult) -> None:
     for status in (Status.FAILED, Status.UNVERIFIED):
         # one line per cause (848 identical "connection refused" lines once): messages that
         # differ only in the request that met the cause fold together
-        lines = [f"{r.address}: {r.message}" for r in result.results if r.status is status]
-        for line in folded(lines, status.value, "'iotc plan'",
+        issues = [PlanIssue(status.value, r.message, str(r.address)) for r in result.results
+                  if r.status is status]
+        for line in folded(issues, status.value, "'iotc plan'",
                            cause=lambda message: REQUEST.sub("", message)):
             console.print(f"[{STATUS_STYLE[status]}]{status.value}:[/] {escape(line)}")

@@ -9,14 +9,13 @@ start a line of its own.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape as _markup
 
-from ..plan import Action, Change, Plan
+from ..plan import Action, Change, Plan, PlanIssue
 from .inert import inert
 
 STYLE = {Action.CREATE: "plan.create", Action.UPDATE: "plan.update",
@@ -119,24 +118,19 @@ def unmanaged_lines(plan: Plan) -> list[str]:
     return lines
 
 
-SUBJECT = re.compile(r"^(?:(?P<where>\S+:\d+:\d+): )?"
-                     r"(?P<address>(?:template|device|firmware|upgrade|entity)/\S+?): "
-                     r"(?P<message>.+)$", re.S)
 SHOWN_LINES = 40  # lines of one list (errors, warnings) shown; the JSON plan has them all
 
 
-def folded(lines: tuple[str, ...] | list[str], noun: str = "item",
-           where: str = "the JSON plan",
+def folded(issues: Sequence[PlanIssue], noun: str = "item", where: str = "the JSON plan",
            cause: Callable[[str], str] = lambda message: message) -> list[str]:
-    """A list as a reader takes it in: `[file:line:col: ]address: message` lines sharing a
-    `cause` (the message, by default) past GROUPED become `N devices: cause: a, b, c, ...
-    (all in the JSON plan)`, in order of first appearance; fewer stay as written (position
-    included); past SHOWN_LINES lines the rest is counted, not listed."""
+    """A list as a reader takes it in: issues about an address sharing a `cause` (the
+    message, by default) past GROUPED become `N devices: cause: a, b, c, ... (all in the JSON
+    plan)`, in order of first appearance; fewer stay as written (`file:line:col: address:
+    message`); past SHOWN_LINES lines the rest is counted, not listed."""
     groups: dict[str, list[tuple[str, str]]] = {}
-    for line in lines:
-        found = SUBJECT.match(line)
-        key = cause(found["message"]) if found else line
-        groups.setdefault(key, []).append((found["address"] if found else "", line))
+    for issue in issues:
+        key = cause(issue.message) if issue.address else str(issue)
+        groups.setdefault(key, []).append((issue.address or "", str(issue)))
     out = []
     for message, members in groups.items():
         subjects = [address for address, _ in members]
@@ -153,11 +147,11 @@ def folded(lines: tuple[str, ...] | list[str], noun: str = "item",
     return out
 
 
-def grouped_warnings(warnings: tuple[str, ...]) -> list[str]:
+def grouped_warnings(warnings: Sequence[PlanIssue]) -> list[str]:
     return folded(warnings, "warning")
 
 
-def grouped_errors(errors: tuple[str, ...]) -> list[str]:
+def grouped_errors(errors: Sequence[PlanIssue]) -> list[str]:
     return folded(errors, "error")
 
 
