@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import operator
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -131,6 +132,10 @@ class LiveDevice:
     active: bool
     entity_name: str | None
     entity_guid: str | None = None
+
+
+# every field of a listed device, in declaration order: its fingerprint hashes them all
+_DEVICE_VALUES = operator.attrgetter(*(f.name for f in fields(LiveDevice)))
 
 
 @dataclass(frozen=True)
@@ -342,9 +347,7 @@ class Snapshot:
             device = self.devices.get(address.name)
             if device is None:
                 return "absent"
-            text = json.dumps([device.guid, device.duid, device.display_name,
-                               device.template_guid, device.active, device.entity_name,
-                               device.entity_guid])
+            text = json.dumps(list(_DEVICE_VALUES(device)))
             return hashlib.sha256(text.encode()).hexdigest()[:16]
         value = self._live(address)
         if value is None:

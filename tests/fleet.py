@@ -9,26 +9,10 @@ from iotc_apply.client import FIRMWARE_MODULE, IoTConnect
 from iotc_apply.keystore import KeyStore, common_name, device_config
 from iotc_apply.manifest import load
 from iotc_apply.model import (
-    AUTH_TYPE_CODES,
     DesiredDevice,
     DesiredFirmware,
     DesiredTemplate,
 )
-
-
-def template_json(t: DesiredTemplate) -> dict:  # type: ignore[type-arg]
-    return {
-        "code": t.code, "name": t.name, "authType": AUTH_TYPE_CODES[t.auth_type],
-        "messageVersion": t.message_version,
-        "attributes": [{"name": a.name, "type": a.data_type, "unit": a.unit or "",
-                        "description": a.description or "",
-                        "aggregateTypes": list(a.aggregate_types)} for a in t.attributes],
-        "commands": [{"name": c.name, "command": c.command, "requiredParam": c.required_param,
-                      "requiredAck": c.required_ack, "isOTACommand": c.ota}
-                     for c in t.commands],
-        "properties": {"description": t.description, "dataFrequency": str(t.data_frequency),
-                       "fileSupport": t.file_support},
-    }
 
 
 def seed(api: IoTConnect, manifests: Path, keys: KeyStore) -> None:
@@ -39,7 +23,7 @@ def seed(api: IoTConnect, manifests: Path, keys: KeyStore) -> None:
     me = api.session.identity()
     entities = {e.name: e.guid for e in api.entities.list()}
     root = api.entities.root().guid
-    guids = {t.code: api.templates.create(template_json(t))
+    guids = {t.code: api.templates.create(t)
              for t in desired.of(DesiredTemplate)}
     for d in desired.of(DesiredDevice):
         pem = d.certificate.pem if d.certificate else keys.ensure(

@@ -4,6 +4,7 @@ test modules import helpers from here and never from each other."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from iotc_apply.cli import main
 from iotc_apply.client import IoTConnect
 from iotc_apply.client.settings import Settings
 from iotc_apply.emulator import EmulatorServer
+from iotc_apply.model import DesiredAttribute, DesiredCommand, DesiredTemplate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "manifests"
 
@@ -137,8 +139,16 @@ def live(server: EmulatorServer) -> dict[str, list[dict]]:  # type: ignore[type-
     return server.emulator.state.store.dump()
 
 
+def template(code: str = "sensor01", name: str = "Sensor", **changes: Any) -> DesiredTemplate:
+    """TEMPLATE_JSON as the model value the client creates templates from."""
+    base = DesiredTemplate(
+        code, name, "self-signed", "2.1",
+        (DesiredAttribute("temperature", "DECIMAL", "C"),),
+        (DesiredCommand("Reboot", "reboot", required_ack=True),))
+    return dataclasses.replace(base, **changes)
+
+
 def make_template(api: IoTConnect, code: str, attributes: int = 1) -> str:
     """A template with `attributes` INTEGER attributes; its GUID."""
-    attrs = [{"name": f"a{i}", "type": "INTEGER"} for i in range(attributes)]
-    return api.templates.create({**TEMPLATE_JSON, "code": code, "name": code,
-                                 "attributes": attrs})
+    return api.templates.create(template(code, code, attributes=tuple(
+        DesiredAttribute(f"a{i}", "INTEGER") for i in range(attributes))))

@@ -12,7 +12,7 @@ from iotc_apply.client import IoTConnect, coverage
 from iotc_apply.client.errors import ABSENT, UnsupportedCall
 from iotc_apply.emulator import EmulatorServer, Knobs
 
-from .support import TEMPLATE_JSON
+from .support import template
 
 CLIENT = Path(__file__).resolve().parent.parent / "iotc_apply" / "client"
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -67,11 +67,11 @@ def test_the_readme_shows_the_table() -> None:
 
 def test_a_documented_call_the_service_lacks_is_named_with_what_to_report(
         server: EmulatorServer, api: IoTConnect) -> None:
-    template = api.templates.create({**TEMPLATE_JSON, "code": "cov01", "name": "cov01"})
+    made = api.templates.create(template("cov01", "cov01"))
     server.emulator.traffic.configure(Knobs(missing_routes=(
         "PUT /device-template/<guid>", "DELETE /Device/<guid>")))
     with pytest.raises(UnsupportedCall) as refused:
-        api.templates.rename(template, "Renamed")
+        api.templates.rename(made, "Renamed")
     message = str(refused.value)
     assert message.startswith("PUT /device-template/{guid} answered HTTP 404 as if the "
                               "service had no such call.")

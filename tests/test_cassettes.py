@@ -20,6 +20,7 @@ from iotc_apply.client.errors import Conflict
 from iotc_apply.client.session import ApiSession
 from iotc_apply.client.settings import Settings, TokenStore
 from iotc_apply.emulator import EmulatorServer, Limits
+from iotc_apply.model import DesiredAttribute, DesiredCommand, DesiredTemplate
 
 from .vcr_rules import recorder
 
@@ -39,15 +40,15 @@ def every_client_call(api: IoTConnect) -> None:
     me = api.users.by_email("admin@example.com")
     assert me and api.users.get(me.guid) and [u.email for u in api.users.list()] == [me.email]
 
-    tpl = api.templates.create({"code": "cas01", "name": "Cassette", "authType": 3,
-                                "attributes": [{"name": "temp", "type": "DECIMAL"}],
-                                "commands": [{"name": "Reboot", "command": "reboot"}]})
+    tpl = api.templates.create(DesiredTemplate(
+        "cas01", "Cassette", "self-signed", "2.1", (DesiredAttribute("temp", "DECIMAL"),),
+        (DesiredCommand("Reboot", "reboot"),)))
     assert api.templates.get_by_code("cas01").guid == tpl  # type: ignore[union-attr]
     assert [t.code for t in api.templates.list()] == ["cas01"]
-    attr = api.templates.create_attribute(tpl, {"name": "hum", "type": "INTEGER"})
-    api.templates.update_attribute(attr, tpl, {"name": "hum", "type": "DECIMAL", "unit": "%"})
-    cmd = api.templates.create_command(tpl, {"name": "Blink", "command": "blink"})
-    api.templates.update_command(cmd, tpl, {"name": "Blink twice", "command": "blink"})
+    attr = api.templates.create_attribute(tpl, DesiredAttribute("hum", "INTEGER"))
+    api.templates.update_attribute(attr, tpl, DesiredAttribute("hum", "DECIMAL", "%"))
+    cmd = api.templates.create_command(tpl, DesiredCommand("Blink", "blink"))
+    api.templates.update_command(cmd, tpl, DesiredCommand("Blink twice", "blink"))
     assert [a.name for a in api.templates.attributes(tpl)] == ["temp", "hum"]
     assert [c.command for c in api.templates.commands(tpl)] == ["reboot", "blink"]
     api.templates.delete_command(cmd)

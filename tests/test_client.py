@@ -22,8 +22,9 @@ from iotc_apply.client.session import ApiSession
 from iotc_apply.client.settings import Settings, TokenStore
 from iotc_apply.client.templates import aggregates_from_wire
 from iotc_apply.emulator import EmulatorServer, FaultRule, Knobs
+from iotc_apply.model import DesiredAttribute, DesiredCommand
 
-from .support import TEMPLATE_JSON, make_template, self_signed_pem, settings_for
+from .support import make_template, self_signed_pem, settings_for, template
 
 
 def stats(server: EmulatorServer) -> dict[str, int]:
@@ -275,8 +276,8 @@ def test_identity_keeps_the_dedicated_flag_across_refresh(api: IoTConnect) -> No
 def test_errors_name_method_path_message_and_codes(api: IoTConnect) -> None:
     make_template(api, "tpl01")
     with pytest.raises(Conflict) as exc:
-        api.templates.create({**TEMPLATE_JSON, "code": "tpl02", "name": "tpl01",
-                              "attributes": [{"name": "a0", "type": "INTEGER"}]})
+        api.templates.create(template("tpl02", "tpl01",
+                                      attributes=(DesiredAttribute("a0", "INTEGER"),)))
     text = str(exc.value)
     assert text.startswith("POST /device-template/quick: HTTP 409: ")
     assert "Template name already exists." in text and "DeviceTemplateNameAlreadyExists" in text
@@ -325,21 +326,20 @@ def test_firmware_reads_tolerate_both_upgrade_shapes() -> None:
 
 
 def test_resource_clients_round_trip(api: IoTConnect, server: EmulatorServer) -> None:
-    template = make_template(api, "tpl01")
-    assert api.templates.get(template).code == "tpl01"  # type: ignore[union-attr]
-    attr = api.templates.create_attribute(template, {"name": "hum", "type": "integer"})
-    api.templates.update_attribute(attr, template, {"name": "hum", "type": "DECIMAL",
-                                                    "unit": "%"})
-    assert [(a.name, a.data_type, a.unit) for a in api.templates.attributes(template)] == [
+    made = make_template(api, "tpl01")
+    assert api.templates.get(made).code == "tpl01"  # type: ignore[union-attr]
+    attr = api.templates.create_attribute(made, DesiredAttribute("hum", "integer"))
+    api.templates.update_attribute(attr, made, DesiredAttribute("hum", "DECIMAL", "%"))
+    assert [(a.name, a.data_type, a.unit) for a in api.templates.attributes(made)] == [
         ("a0", "INTEGER", None), ("hum", "DECIMAL", "%")]
-    cmd = api.templates.create_command(template, {"name": "Blink", "command": "blink"})
-    api.templates.update_command(cmd, template, {"name": "Blink!", "command": "blink"})
-    assert [c.name for c in api.templates.commands(template)] == ["Reboot", "Blink!"]
+    cmd = api.templates.create_command(made, DesiredCommand("Blink", "blink"))
+    api.templates.update_command(cmd, made, DesiredCommand("Blink!", "blink"))
+    assert [c.name for c in api.templates.commands(made)] == ["Reboot", "Blink!"]
     api.templates.delete_command(cmd)
     api.templates.delete_attribute(attr)
-    api.templates.rename(template, "Renamed")
+    api.templates.rename(made, "Renamed")
     child = next(e for e in api.entities.list() if e.name == "Plant-B")
-    guid = api.devices.create(template, "dev-1", "One", child.guid, self_signed_pem("x"))
+    guid = api.devices.create(made, "dev-1", "One", child.guid, self_signed_pem("x"))
     api.devices.update(guid, "dev-1", "Uno", api.entities.root().guid)
     api.devices.set_active(guid, "dev-1", False)
     # already inactive: still success, read by DUID (AWS shows no GET /Device/{guid})
@@ -348,7 +348,7 @@ def test_resource_clients_round_trip(api: IoTConnect, server: EmulatorServer) ->
     server.emulator.traffic.configure(Knobs())
     found = api.devices.get_by_duid("dev-1")
     assert found and (found.display_name, found.active) == ("Uno", False)
-    fw, first = api.firmware.create(template, "TPLFW", "1.0", "1.0.0", description="d")
+    fw, first = api.firmware.create(made, "TPLFW", "1.0", "1.0.0", description="d")
     api.files.upload("firmware", first, "fw.bin", b"image")
     api.firmware.publish(first)
     second = api.firmware.create_upgrade(fw, "1.1.0", "next")
@@ -366,7 +366,7 @@ def test_resource_clients_round_trip(api: IoTConnect, server: EmulatorServer) ->
     api.files.delete("firmware", file.guid)
     assert api.files.list("firmware", "00000000-0000-0000-0000-000000000000") == ()
     api.devices.delete(guid)
-    api.templates.delete(template)
+    api.templates.delete(made)
     me = api.users.by_email(api.session.identity().username)
     assert me and me.guid == api.session.identity().user_guid
     assert [u.email for u in api.users.list()] == [me.email]
@@ -377,8 +377,7 @@ def test_empty_child_lists_and_reworded_refusals_read_as_empty(server: EmulatorS
                                                                 api: IoTConnect) -> None:
     """A 204 for an empty command list and a re-worded 409 for a missing template both mean
     "none", whatever the words (the emulator's `empty_204` and `wording` knobs)."""
-    guid = api.templates.create({**TEMPLATE_JSON, "code": "nocmd", "name": "No commands",
-                                 "commands": []})
+    guid = api.templates.create(template("nocmd", "No commands", commands=()))
     server.emulator.traffic.configure(Knobs(wording="terse", empty_204=True))
     assert api.templates.commands(guid) == ()
     assert server.emulator.traffic.counts["GET /template-command/<template_guid>"] == 1

@@ -15,7 +15,7 @@ from iotc_apply.client import FIRMWARE_MODULE, IoTConnect
 from iotc_apply.emulator import EmulatorServer
 from iotc_apply.keystore import KeyStore, common_name, device_config
 
-from .support import TEMPLATE_JSON, account_keys, iotc, self_signed_pem
+from .support import account_keys, iotc, self_signed_pem, template
 
 
 def round_trip(capsys: pytest.CaptureFixture[str], *match: str) -> dict[str, int]:
@@ -68,9 +68,8 @@ def _hand_made_account(api: IoTConnect, keys: KeyStore) -> int:
     me = api.session.identity()
     entities = {e.name: e.guid for e in api.entities.list()}
     root = api.entities.root().guid
-    sensor = api.templates.create({**TEMPLATE_JSON, "code": "sensor01"})
-    meter = api.templates.create({**TEMPLATE_JSON, "code": "meter01", "name": "Meter",
-                                  "authType": 2})
+    sensor = api.templates.create(template("sensor01"))
+    meter = api.templates.create(template("meter01", "Meter", auth_type="ca-signed"))
     jobs = []
     gaps = set(rng.sample(range(1, 801), 25))
     for i in range(1, 801):  # a padded sequence with gaps, keys kept: sets
@@ -132,7 +131,7 @@ def test_a_hand_made_account_of_2000_devices_exports_and_plans_clean(
 def test_external_devices_refuse_what_would_recreate_them(
         work: Path, server: EmulatorServer, api: IoTConnect,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    sensor = api.templates.create({**TEMPLATE_JSON, "code": "sensor01"})
+    sensor = api.templates.create(template("sensor01"))
     api.devices.create(sensor, "ext-01", "ext-01", api.entities.root().guid,
                        self_signed_pem("ext-01"))
     round_trip(capsys)
@@ -156,7 +155,7 @@ def test_export_refusals_are_one_line(
         assert iotc("export", *args) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
-    sensor = api.templates.create({**TEMPLATE_JSON, "code": "sensor01"})
+    sensor = api.templates.create(template("sensor01"))
     fw, first = api.firmware.create(sensor, "SENSORFW", "1.0", "1.0.0")
     api.files.upload(FIRMWARE_MODULE, first, "a.bin", b"bits",
                      tag=hashlib.md5(b"other bits").hexdigest())

@@ -17,7 +17,7 @@ from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer
 from iotc_apply.ui.inert import fence, inert, markdown_text, workflow_safe
 
-from .support import iotc, live
+from .support import iotc, live, template
 
 HOSTILE = ("Pump \x1b]0;owned\x07\x1b[2J\x9b31m\nNo changes.\n```\n### ok @ops\n![x](h://e) "
            "<img>\n::warning::f")  # under the service's 100 characters
@@ -116,18 +116,18 @@ def test_export_never_writes_outside_out(work: Path, server: EmulatorServer,  # 
     the rest is exported, nothing lands outside OUT."""
     from iotc_apply.client import FIRMWARE_MODULE
 
-    from .support import TEMPLATE_JSON, self_signed_pem
+    from .support import self_signed_pem
 
     home = work / "home"
     (home / "deep" / "er").mkdir(parents=True)
     (home / ".bashrc").write_text("mine\n")
-    sensor = api.templates.create({**TEMPLATE_JSON, "code": "sensor01"})
+    sensor = api.templates.create(template("sensor01"))
     _, first = api.firmware.create(sensor, "SENSORFW", "1.0", "1.0.0")
     api.files.upload(FIRMWARE_MODULE, first, "../../../../.bashrc", b"echo owned\n")
-    other = api.templates.create({**TEMPLATE_JSON, "code": "other01", "name": "Other"})
+    other = api.templates.create(template("other01", "Other"))
     api.devices.create(other, "od-1", "od-1", api.entities.root().guid, self_signed_pem("od-1"))
     _rename(server, "template", other, "code", "../../../x")
-    good = api.templates.create({**TEMPLATE_JSON, "code": "good01", "name": "Good"})
+    good = api.templates.create(template("good01", "Good"))
     fw2, _ = api.firmware.create(good, "GOODFW", "1.0", "1.0.0")
     _rename(server, "firmware", fw2, "name", "../../up")
     api.devices.create(good, "g-1", "Pump ${var.x} and $${y}", api.entities.root().guid,
@@ -162,9 +162,8 @@ def test_export_refuses_a_symlinked_folder_in_out(work: Path, api: IoTConnect,  
     from iotc_apply.cli import main
     from iotc_apply.client import FIRMWARE_MODULE
 
-    from .support import TEMPLATE_JSON
 
-    sensor = api.templates.create({**TEMPLATE_JSON, "code": "sensor01"})
+    sensor = api.templates.create(template("sensor01"))
     _, first = api.firmware.create(sensor, "SENSORFW", "1.0", "1.0.0")
     api.files.upload(FIRMWARE_MODULE, first, "a.bin", b"bits")
     (work / "elsewhere").mkdir()
@@ -461,9 +460,8 @@ def test_an_unconfirmed_data_type_is_a_validate_warning_and_a_plan_error(
 
 def test_a_template_name_another_live_template_holds_is_a_plan_error(
         work: Path, api: IoTConnect, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
-    from .support import TEMPLATE_JSON
 
-    api.templates.create({**TEMPLATE_JSON, "code": "other01", "name": "cold-chain SENSOR"})
+    api.templates.create(template("other01", "cold-chain SENSOR"))
     assert iotc("plan", "m") == 1
     assert "template/sensor01: the name 'Cold-chain sensor' is taken by the live " \
         "template/other01 (template names are unique in an account)" in capsys.readouterr().out

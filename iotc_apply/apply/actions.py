@@ -27,7 +27,7 @@ from ..keystore import (
     thumbprint,
 )
 from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
-from ..plan import Action, Change, Plan
+from ..plan import Action, Change, Plan, views
 from ..safefile import md5_and_size
 from .graph import Step
 
@@ -75,21 +75,8 @@ class Actions:
 
     def template_create(self, change: Change) -> None:
         after = change.after or {}
-        definition = {
-            "code": after["code"], "name": after["name"],
-            "authType": AUTH_TYPE_CODES[after["authType"]],
-            "messageVersion": after["messageVersion"],
-            "attributes": [{"name": a["name"], "type": a["type"], "unit": a["unit"] or "",
-                            "description": a["description"] or "",
-                            "aggregateTypes": a["aggregateTypes"]}
-                           for a in after["attributes"].values()],
-            "commands": [{"name": c["name"], "command": c["command"],
-                          "requiredParam": c["requiredParam"], "requiredAck": c["requiredAck"],
-                          "isOTACommand": c["ota"]} for c in after["commands"].values()],
-            "properties": {k: v for k, v in after.get("properties", {}).items()
-                           if v is not None},
-        }
-        guid = _create_or_find(lambda: self.api.templates.create(definition),
+        template = views.template_of(after)
+        guid = _create_or_find(lambda: self.api.templates.create(template),
                                lambda: _guid_of(self.api.templates.get_by_code(after["code"])))
         self.remember(change.address, guid)
 
@@ -99,13 +86,15 @@ class Actions:
         if before["name"] != after["name"]:
             self.api.templates.rename(guid, after["name"])
         self._sync(before, after, "attributes", before["attributeGuids"],
-                   lambda a: self.api.templates.create_attribute(guid, a),
-                   lambda g, a: self.api.templates.update_attribute(g, guid, a),
+                   lambda a: self.api.templates.create_attribute(guid, views.attribute_of(a)),
+                   lambda g, a: self.api.templates.update_attribute(g, guid,
+                                                                    views.attribute_of(a)),
                    self.api.templates.delete_attribute,
                    lambda n: any(a.name == n for a in self.api.templates.attributes(guid)))
         self._sync(before, after, "commands", before["commandGuids"],
-                   lambda c: self.api.templates.create_command(guid, _command(c)),
-                   lambda g, c: self.api.templates.update_command(g, guid, _command(c)),
+                   lambda c: self.api.templates.create_command(guid, views.command_of(c)),
+                   lambda g, c: self.api.templates.update_command(g, guid,
+                                                                  views.command_of(c)),
                    self.api.templates.delete_command,
                    lambda n: any(c.command == n for c in self.api.templates.commands(guid)))
 
@@ -360,11 +349,6 @@ class Actions:
         _gone_ok(lambda: self.api.firmware.delete_upgrade(before["guid"]),
                  lambda: self._existing_upgrade(self.guid(f"firmware/{before['firmware']}"),
                                                 before["version"]) is not None)
-
-
-def _command(c: dict[str, Any]) -> dict[str, Any]:
-    return {"name": c["name"], "command": c["command"], "requiredParam": c["requiredParam"],
-            "requiredAck": c["requiredAck"], "isOTACommand": c["ota"]}
 
 
 def _guid_of(found: Any) -> str | None:

@@ -12,7 +12,15 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ..model import LiveAttribute, LiveCommand, LiveTemplate
+from ..model import (
+    AUTH_TYPE_CODES,
+    DesiredAttribute,
+    DesiredCommand,
+    DesiredTemplate,
+    LiveAttribute,
+    LiveCommand,
+    LiveTemplate,
+)
 from .errors import ABSENT, ApiError
 from .session import ApiSession
 from .session import guid_of as _guid
@@ -76,6 +84,38 @@ def command_from_wire(item: dict[str, Any]) -> LiveCommand:
         required_ack=bool(item.get("requiredAck")), ota=bool(item.get("isOTACommand")))
 
 
+# -- model values to the wire: the one place the write names are spelled ------------------------
+
+
+def template_json(t: DesiredTemplate) -> dict[str, Any]:
+    """Quick-create JSON of a template, in the vendor sample's shape (`sample_shape`)."""
+    properties = {"description": t.description, "dataFrequency": t.data_frequency,
+                  "fileSupport": t.file_support}
+    return sample_shape({
+        "code": t.code, "name": t.name, "authType": AUTH_TYPE_CODES[t.auth_type],
+        "messageVersion": t.message_version,
+        "attributes": [{"name": a.name, "type": a.data_type, "unit": a.unit or "",
+                        "description": a.description or "",
+                        "aggregateTypes": list(a.aggregate_types)} for a in t.attributes],
+        "commands": [{"name": c.name, "command": c.command, "requiredParam": c.required_param,
+                      "requiredAck": c.required_ack, "isOTACommand": c.ota}
+                     for c in t.commands],
+        "properties": {k: v for k, v in properties.items() if v is not None},
+    })
+
+
+def command_body(template_guid: str, c: DesiredCommand) -> dict[str, Any]:
+    return {"name": c.name, "deviceTemplateGuid": template_guid, "command": c.command,
+            "requiredParam": c.required_param, "requiredAck": c.required_ack,
+            "isOTACommand": c.ota}
+
+
+def attribute_body(template_guid: str, a: DesiredAttribute, type_guid: str) -> dict[str, Any]:
+    return {"localName": a.name, "deviceTemplateGuid": template_guid,
+            "dataTypeGuid": type_guid, "description": a.description, "unit": a.unit,
+            "aggregateType": list(a.aggregate_types)}
+
+
 def sample_shape(definition: dict[str, Any]) -> dict[str, Any]:
     """The vendor sample's shape around our fields (values we set win over defaults)."""
     props = dict(definition.get("properties") or {})
@@ -128,7 +168,7 @@ class TemplatesClient:
             return ()
         return tuple(command_from_wire(i) for i in env.items())
 
-    def create(self, definition: dict[str, Any]) -> str:
+    def create(self, template: DesiredTemplate) -> str:
         """Quick-create from template JSON; returns the new template's (upper-case) GUID.
 
         The JSON is shaped as every vendor sample is (OLD examples/sample-device-template.json:
@@ -136,7 +176,7 @@ class TemplatesClient:
         string, `_meta.version` "2.0") and sent compact with CRLF line endings, as the official
         client does to avoid templates that later cannot be deleted.
         """
-        text = json.dumps(sample_shape(definition), separators=(",", ":")).replace(
+        text = json.dumps(template_json(template), separators=(",", ":")).replace(
             "\n", "\r\n")
         env = self.session.call(SERVICE, "POST", "/device-template/quick",
                                 files={"file": ("template.json", text.encode(),
@@ -159,45 +199,35 @@ class TemplatesClient:
                                for i in env.items()}
             return self._types
 
-    def _attribute_body(self, template_guid: str, attribute: dict[str, Any]) -> dict[str, Any]:
-        data_type = str(attribute["type"]).upper()
+    def _attribute_body(self, template_guid: str, attribute: DesiredAttribute) -> dict[str, Any]:
+        data_type = attribute.data_type.upper()
         type_guid = self.data_types().get(data_type)
         if type_guid is None:
-            raise ApiError(f"attribute '{attribute['name']}': data type {data_type} is not "
+            raise ApiError(f"attribute '{attribute.name}': data type {data_type} is not "
                            "offered by this account (GET /device-template/datatype)")
-        return {"localName": attribute["name"], "deviceTemplateGuid": template_guid,
-                "dataTypeGuid": type_guid, "description": attribute.get("description"),
-                "unit": attribute.get("unit"),
-                "aggregateType": list(attribute.get("aggregateTypes") or [])}
+        return attribute_body(template_guid, attribute, type_guid)
 
-    def create_attribute(self, template_guid: str, attribute: dict[str, Any]) -> str:
+    def create_attribute(self, template_guid: str, attribute: DesiredAttribute) -> str:
         env = self.session.call(SERVICE, "POST", "/template-attribute",
                                 json_body=self._attribute_body(template_guid, attribute))
         return _guid(_new_id(env.first()))
 
-    def update_attribute(self, guid: str, template_guid: str, attribute: dict[str, Any]) -> None:
+    def update_attribute(self, guid: str, template_guid: str,
+                         attribute: DesiredAttribute) -> None:
         self.session.call(SERVICE, "PUT", f"/template-attribute/{guid}",
                           json_body=self._attribute_body(template_guid, attribute))
 
     def delete_attribute(self, guid: str) -> None:
         self.session.call(SERVICE, "DELETE", f"/template-attribute/{guid}")
 
-    @staticmethod
-    def _command_body(template_guid: str, command: dict[str, Any]) -> dict[str, Any]:
-        return {"name": command["name"], "deviceTemplateGuid": template_guid,
-                "command": command["command"],
-                "requiredParam": bool(command.get("requiredParam")),
-                "requiredAck": bool(command.get("requiredAck")),
-                "isOTACommand": bool(command.get("isOTACommand"))}
-
-    def create_command(self, template_guid: str, command: dict[str, Any]) -> str:
+    def create_command(self, template_guid: str, command: DesiredCommand) -> str:
         env = self.session.call(SERVICE, "POST", "/template-command",
-                                json_body=self._command_body(template_guid, command))
+                                json_body=command_body(template_guid, command))
         return _guid(_new_id(env.first()))
 
-    def update_command(self, guid: str, template_guid: str, command: dict[str, Any]) -> None:
+    def update_command(self, guid: str, template_guid: str, command: DesiredCommand) -> None:
         self.session.call(SERVICE, "PUT", f"/template-command/{guid}",
-                          json_body=self._command_body(template_guid, command))
+                          json_body=command_body(template_guid, command))
 
     def delete_command(self, guid: str) -> None:
         self.session.call(SERVICE, "DELETE", f"/template-command/{guid}")

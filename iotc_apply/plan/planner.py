@@ -318,10 +318,8 @@ def _device(d: DesiredDevice, snap: Snapshot, work: _Work) -> Change | None:
     live = snap.devices.get(d.duid)
     if live is None:
         return Change(d.address, Action.CREATE, Reason.NEW, None, after, depends_on=depends)
-    if (live.display_name, live.entity_name, live.active) == (
-            after["displayName"], after["entity"], after["active"]) and \
-            snap.template_code(live.template_guid) == after["template"]:
-        return None  # what `_diff` of the two views finds, without building them (the bulk)
+    if views.unchanged_device(live, after, snap):
+        return None
     before = views.live_device(live, snap)
     fields = _diff(before, after, ("template",))
     if not fields:
