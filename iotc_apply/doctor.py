@@ -80,7 +80,7 @@ def _target(url: str, emulated: bool) -> str:
 
 def _discovery(api: IoTConnect) -> Check:
     s = api.session.settings
-    urls = api.session.discover()
+    urls = api.session.auth.discover()
     return Check(OK, "discovery", f"pf={s.pf} env={s.env}: {len(urls)} service base URLs")
 
 
@@ -91,12 +91,12 @@ def _login(api: IoTConnect) -> Check:
 
 
 def _refresh(api: IoTConnect) -> Check:
-    left = api.session.refresh_now()
+    left = api.session.auth.refresh()
     return Check(OK, "token refresh", f"new token valid for {left / 60:.0f} min")
 
 
 def _clock(api: IoTConnect) -> Check:
-    date = api.session.server_date()
+    date = api.session.transport.last_date
     if date is None:
         return Check(WARN, "clock", "the service sent no Date header; skew unknown")
     served = email.utils.parsedate_to_datetime(date).timestamp()

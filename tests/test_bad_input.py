@@ -60,10 +60,10 @@ def test_no_command_reaches_an_internal_error(
 def test_a_refused_connection_is_fast_and_says_where_and_what_to_try(
         work: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    from iotc_apply.client.session import ApiSession
+    from iotc_apply.client.retry import Retrying
 
     backoffs: list[int] = []
-    monkeypatch.setattr(ApiSession, "_backoff", lambda self, attempt: backoffs.append(
+    monkeypatch.setattr(Retrying, "backoff", lambda self, attempt: backoffs.append(
         attempt) or 0.0)
     monkeypatch.setenv("IOTC_DISCOVERY_URL", "http://127.0.0.1:9/api/uisdk")
     assert main(["plan", "m"]) == 1

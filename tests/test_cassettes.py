@@ -84,9 +84,7 @@ def every_client_call(api: IoTConnect) -> None:
 
     api.devices.delete(dev)
     api.templates.delete(tpl)
-    login = api.session._login
-    assert login is not None
-    api.session._refresh(login)
+    assert api.session.auth.refresh() > 0
     assert api.templates.get_by_code("cas01") is None
 
 

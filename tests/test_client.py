@@ -196,7 +196,7 @@ def test_throttled_requests_wait_together_and_never_fail(
     with ThreadPoolExecutor(10) as pool:
         results = list(pool.map(lambda _: api.entities.list(), range(60)))
     assert all(results)
-    throttle = api.session._throttle
+    throttle = api.session.retrying.throttle
     assert throttle.limit < throttle.ceiling and throttle.inflight == 0
 
 
@@ -224,7 +224,7 @@ def test_a_read_timeout_on_get_is_retried(server: EmulatorServer, settings: Sett
 
 def test_401_refreshes_once_and_retries(server: EmulatorServer, api: IoTConnect) -> None:
     api.entities.root()
-    login = api.session._login
+    login = api.session.auth.current
     assert login is not None
     login.access_token = login.access_token[:-4] + "AAAA"  # signature no longer valid
     assert api.entities.root().parent_guid is None
@@ -259,7 +259,7 @@ def test_token_cache_is_private_reused_and_holds_no_password(
     logins = stats(server)["POST /Auth/login"]
     again.entities.list()
     assert stats(server)["POST /Auth/login"] == logins
-    assert again.session.logout() is True and not path.exists()
+    assert again.session.auth.logout() is True and not path.exists()
     with pytest.raises(ConfigError, match="not logged in"):
         IoTConnect(ApiSession(bare)).entities.list()
 
@@ -267,9 +267,7 @@ def test_token_cache_is_private_reused_and_holds_no_password(
 def test_identity_keeps_the_dedicated_flag_across_refresh(api: IoTConnect) -> None:
     first = api.session.identity()
     assert first.cpid == "0A1B2C3D4E5F60718293A4B5C6D7E8F9" and first.dedicated is False
-    login = api.session._login
-    assert login is not None
-    api.session._refresh(login)
+    assert api.session.auth.refresh() > 0
     assert api.session.identity() == first
 
 
@@ -301,13 +299,13 @@ def test_trace_redacts_every_secret(server: EmulatorServer, settings: Settings) 
     api = IoTConnect(ApiSession(traced, TokenStore.for_settings(traced), trace_stream=stream))
     template = make_template(api, "tpl01")
     api.devices.create(template, "dev-1", "D", api.entities.root().guid, self_signed_pem("d"))
-    login = api.session._login
+    login = api.session.auth.current
     assert login is not None
-    api.session._refresh(login)
+    api.session.auth.refresh()
     text = stream.getvalue()
     assert "-> POST" in text and "<- 200" in text and "(redacted)" in text
     for secret in (settings.password, settings.skey, login.access_token, login.refresh_token,
-                   api.session._login.access_token):  # type: ignore[union-attr]
+                   api.session.auth.current.access_token):  # type: ignore[union-attr]
         assert secret and secret not in text
     assert "Bearer " not in text and "Authorization" not in text
     basic_line = next(line for line in text.splitlines() if "<- 200 /Auth/basic-token" in line)

@@ -134,7 +134,9 @@ def test_a_read_back_that_fails_reports_the_changes_as_not_confirmed(
     service accepted and that it is not confirmed (never a bare error that hides 65 creates
     and 60 new keys), exit 1, and the next apply converges."""
     from iotc_apply import operations
+    from iotc_apply.client.retry import Retrying
 
+    monkeypatch.setattr(Retrying, "backoff", lambda self, attempt: 0.0)  # 503s: no waiting
     real, calls = operations.plan_account, []
 
     def then_the_service_fails(*args: object, **kwargs: object) -> object:

@@ -260,9 +260,9 @@ def test_a_download_stops_at_the_size_cap_and_leaves_nothing(
 
 def test_url_credentials_are_never_shown() -> None:
     """User-info and a signed URL's query are credentials: redacted in traces and errors."""
+    from iotc_apply.client.auth import _check_discovery_url
     from iotc_apply.client.errors import ConfigError
     from iotc_apply.client.redact import redact_text
-    from iotc_apply.client.session import _check_discovery_url
 
     assert redact_text("-> GET https://bob:hunter2@files.example/a/b.bin?se=1&sig=abc def") == \
         "-> GET https://(redacted)@files.example/a/b.bin?(redacted) def"
@@ -471,8 +471,8 @@ def test_refusals_the_client_could_not_read_are_worded(storage: tuple[str, dict]
                                                        api: IoTConnect) -> None:
     """ASP.NET's ProblemDetails 400 surfaced as "no message"; a proxy's HTML 403 as a bare
     non-JSON body (issue 27, part)."""
+    from iotc_apply.client.envelope import _error_details, parse
     from iotc_apply.client.errors import StatusError
-    from iotc_apply.client.session import _error_details
 
     assert _error_details({"type": "https://tools.ietf.org/html/rfc7231#section-6.5.1",
                            "title": "One or more validation errors occurred.", "status": 400,
@@ -483,8 +483,8 @@ def test_refusals_the_client_could_not_read_are_worded(storage: tuple[str, dict]
     routes["/firewall"] = (403, {"Content-Type": "text/html"},
                            b"<html><body>Access denied by policy</body></html>")
     with pytest.raises(StatusError) as caught:
-        api.session._parse(__import__("requests").get(f"{base}/firewall", timeout=5), "GET",
-                           "/firewall", (200,))
+        parse(__import__("requests").get(f"{base}/firewall", timeout=5), "GET", "/firewall",
+              (200,))
     assert "a proxy or firewall between here and the service refused the request" in \
         str(caught.value)
 

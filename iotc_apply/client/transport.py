@@ -1,0 +1,117 @@
+"""The transport: one attempt of one HTTP request, as httpx cuts it.
+
+One `requests.Session` with a connection pool sized for parallel work, proxies and the CA
+bundle read from the environment once, a timeout on every request, TLS always verified.
+Hooks see every request, answer and failure: the tracer (`IOTC_API_TRACE`, secrets
+redacted) and the `Date` header the clock check reads. Retries are the next layer's
+(`retry.py`); this one raises what `requests` raises.
+May import: nothing else of iotc_apply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.parse
+from typing import IO, Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .redact import REDACTED, redact, redact_text
+from .settings import Settings
+
+DOWNLOAD = "file download"  # how a download is named in errors and traces (never its URL)
+
+
+class Transport:
+    """Sends one request; `shown` names it in traces (never a URL that holds a secret)."""
+
+    def __init__(self, settings: Settings, http: requests.Session | None = None,
+                 pool_size: int = 32, trace_stream: IO[str] | None = None) -> None:
+        self.settings = settings
+        self.http = http or requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+        self.http.mount("https://", adapter)
+        self.http.mount("http://", adapter)
+        self.tracer = Tracer(settings.trace, trace_stream)
+        self.last_date: str | None = None  # the service's clock, as its last answer said
+        self._environment_once()
+
+    def send(self, method: str, url: str, shown: str, kwargs: dict[str, Any]) -> \
+            requests.Response:
+        self.tracer.request(method, url, kwargs)
+        started = time.monotonic()
+        try:
+            resp = self.http.request(method, url, timeout=self.settings.timeout,
+                                     proxies=self._proxies_for(url), **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self.tracer.line(f"<- {method} {shown}: {type(exc).__name__}")
+            raise
+        self.tracer.response(resp, shown, time.monotonic() - started)
+        self.last_date = resp.headers.get("Date") or self.last_date
+        return resp
+
+    def _environment_once(self) -> None:
+        """What requests reads from the environment on every request (proxies, CA bundle),
+        read once per session instead: its per-request proxy lookup walks all of
+        os.environ twice, which cost more CPU than parsing the 108 pages of a 10,000-device
+        plan. Proxies are still chosen per host, NO_PROXY honoured (`_proxies_for`); the CA
+        bundle of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE still applies; certificates are always
+        verified; a ~/.netrc is no longer consulted (the client sends its own credentials)."""
+        self.http.trust_env = False
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self.http.verify = bundle
+        self._proxies: dict[str, dict[str, str]] = {}
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        parts = urllib.parse.urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        found = self._proxies.get(origin)
+        if found is None:
+            found = self._proxies[origin] = requests.utils.get_environ_proxies(origin)
+        return found
+
+
+class Tracer:
+    """`IOTC_API_TRACE`: one line per request and answer on stderr, secrets redacted."""
+
+    def __init__(self, enabled: bool, stream: IO[str] | None = None) -> None:
+        self.enabled = enabled
+        self._stream = stream
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            print(redact_text(text), file=self._stream or sys.stderr, flush=True)
+
+    def request(self, method: str, url: str, kwargs: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        parts = [f"-> {method} {url}"]
+        if kwargs.get("params"):
+            parts.append(f"params={redact(kwargs['params'])}")
+        if kwargs.get("json") is not None:
+            parts.append(f"json={json.dumps(redact(kwargs['json']))}")
+        if kwargs.get("data"):
+            parts.append(f"form={redact(kwargs['data'])}")
+        if kwargs.get("files"):
+            parts.append(f"files={sorted(kwargs['files'])}")
+        self.line(" ".join(parts))
+
+    def response(self, resp: requests.Response, shown: str, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        if shown == DOWNLOAD:  # a streamed body: reading it here would defeat the stream
+            self.line(f"<- {resp.status_code} {shown} ({elapsed * 1000:.0f} ms)")
+            return
+        try:
+            body: Any = redact(resp.json())
+            if shown.endswith("/Auth/basic-token") and isinstance(body, dict):
+                body["data"] = REDACTED
+            text = json.dumps(body)
+        except ValueError:
+            text = repr(resp.text[:200])
+        self.line(f"<- {resp.status_code} {shown} ({elapsed * 1000:.0f} ms) {text[:2000]}")
