@@ -87,9 +87,9 @@ def test_keys_are_private_reused_and_never_shown(work: Path, server: EmulatorSer
     assert body[:40] not in text
 
 
+@pytest.mark.usefixtures("applied")
 def test_a_stale_saved_plan_is_refused(work: Path, api: IoTConnect,
                                        capsys: pytest.CaptureFixture[str]) -> None:
-    assert iotc("apply", "m", "--auto-approve") == 0
     devices = work / "m" / "devices.yaml"
     devices.write_text(devices.read_text().replace("Lab sensor 2\n", "Lab sensor two\n"))
     assert iotc("plan", "m", "--out", "plan.json") == 0
@@ -210,9 +210,9 @@ def test_interrupt_starts_nothing_new_and_reports(work: Path, server: EmulatorSe
                                                       if r.address.kind.value == "device")
 
 
+@pytest.mark.usefixtures("applied")
 def test_template_replacement_cascade_and_device_move_apply_cleanly(
         work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
-    assert iotc("apply", "m", "--auto-approve") == 0
     gateway = work / "m" / "gateway-template.yaml"
     gateway.write_text(gateway.read_text() + "  messageVersion: \"2.0\"\n")
     devices = work / "m" / "devices.yaml"

@@ -54,12 +54,12 @@ def test_lifecycle_under_reworded_refusals_and_lost_creates(
     assert "device" not in state and "template" not in state
 
 
+@pytest.mark.usefixtures("applied")
 def test_a_delete_refused_for_an_object_that_still_exists_is_a_failure(
         work: Path, server: EmulatorServer, api: IoTConnect,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
     """A DELETE answered "doesn't exist" while the object is there (a wrong GUID, a route the
     service lacks) is never reported done."""
-    assert iotc("apply", "m", "--auto-approve") == 0
     assert iotc("plan", "m", "--destroy", "--target", "device/th-lab-02", "--out", "p.json") \
         == 0
     plan = Path("p.json").read_text()
@@ -127,12 +127,12 @@ def test_a_publish_still_processing_says_so(
     assert "upgrade/SENSORFW@1.0.0" in out and "still processing; run 'iotc plan' later" in out
 
 
+@pytest.mark.usefixtures("applied")
 def test_a_rename_keeps_the_note_and_properties_when_put_replaces(
         work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     """If `PUT /Device/{guid}` replaces the whole record (no source says it merges), a rename
     that sent only the name and entity wiped the device's note and properties, or was
     refused for the two fields the AWS swagger marks required."""
-    assert iotc("apply", "m", "--auto-approve") == 0
     store = server.emulator.state.store
     device = next(d for d in live(server)["device"] if d["uniqueId"] == "th-lab-01")
     with store.lock, store.transaction():
@@ -151,13 +151,13 @@ def test_a_rename_keeps_the_note_and_properties_when_put_replaces(
     assert after["properties"] == [{"guid": "P-1", "value": "north wall"}]
 
 
+@pytest.mark.usefixtures("applied")
 @pytest.mark.parametrize("refused", [False, True])
 def test_a_released_upgrade_removed_from_the_list_is_deleted_with_a_warning(
         work: Path, server: EmulatorServer, refused: bool,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
     """Live evidence (the vendor's test deletes a released upgrade) beats the swagger's 409:
     a plan warning naming both, a delete; where the service refuses, that step fails."""
-    assert iotc("apply", "m", "--auto-approve") == 0
     firmware = Path("m/firmware.yaml")
     text = firmware.read_text()
     released = text[text.index("    - version: 1.0.0"):text.index("    - version: 1.1.0")]

@@ -141,10 +141,10 @@ def test_a_plan_applies_in_another_checkout_with_manifests(
     assert "Apply complete: 1 updated" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("applied")
 def test_with_a_plan_key_plans_are_signed_and_unsigned_ones_refused(
         work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert iotc("apply", "m", "--auto-approve") == 0
     devices = work / "m" / "devices.yaml"
     devices.write_text(devices.read_text().replace("Lab sensor 2\n", "Lab sensor two\n"))
     assert iotc("plan", "m", "--out", "unsigned.json") == 0
