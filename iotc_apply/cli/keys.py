@@ -6,12 +6,15 @@ import argparse
 import fnmatch
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..ui.console import make_console
 from . import args as shared
 from .context import EXIT_ERROR, EXIT_OK, Invocation, UsageError, key_policy
 from .root import AddParser, common
+
+if TYPE_CHECKING:
+    from ..keystore import KeyStore
 
 
 def register(add: AddParser) -> None:
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
         raise UsageError(str(exc)) from None
 
 
-def _offline_store(args: argparse.Namespace, sealed_to: tuple[Any, ...] = ()) -> Any:
+def _offline_store(args: argparse.Namespace, sealed_to: tuple[Any, ...] = ()) -> KeyStore:
     """The key store without an account: --account CPID-ENV, or the only account folder."""
     from ..keystore import KeyStore
 

@@ -44,6 +44,8 @@ class Settings:
     # how long to wait for a process the service runs after answering (publish), polling
     # every PROCESS_POLL seconds; past it the step says "still processing"
     process_wait: float = 300.0
+    # a CA bundle to verify TLS with (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE; None: certifi)
+    ca_bundle: str | None = None
     config_dir: Path = field(default_factory=lambda: default_config_dir(os.environ))
 
     @classmethod
@@ -62,6 +64,7 @@ class Settings:
             max_download_bytes=_bytes(environ.get("IOTC_MAX_DOWNLOAD_BYTES"), 1 << 30),
             process_wait=_wait(environ.get("IOTC_PROCESS_WAIT"), 300.0),
             config_dir=default_config_dir(environ),
+            ca_bundle=environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE") or None,
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -11,7 +11,6 @@ May import: nothing else of iotc_apply.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import urllib.parse
@@ -62,9 +61,8 @@ class Transport:
         bundle of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE still applies; certificates are always
         verified; a ~/.netrc is no longer consulted (the client sends its own credentials)."""
         self.http.trust_env = False
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            self.http.verify = bundle
+        if self.settings.ca_bundle:
+            self.http.verify = self.settings.ca_bundle
         self._proxies: dict[str, dict[str, str]] = {}
 
     def _proxies_for(self, url: str) -> dict[str, str]:
