@@ -62,9 +62,13 @@ def test_a_part_of_the_account_exports_with_the_templates_it_needs(
     assert "sensor01" not in Path("out/templates.yaml").read_text()
 
 
-def _hand_made_account(api: IoTConnect, keys: KeyStore) -> int:
-    """2,000 devices made through the client layer, the way scripts make them."""
+def _hand_made_account(api: IoTConnect, keys: KeyStore, server: EmulatorServer) -> int:
+    """2,000 devices as scripts leave an account: templates, firmware and files made
+    through the client layer; the devices through the emulator's own rules for `POST
+    /Device` and `PUT /Device/{guid}/status` (the same records, without 2,000 HTTP round
+    trips served and sent by this one process: the test took 9 s of CPU, now 3 s)."""
     rng = random.Random(7)
+    rules = server.emulator.state.devices
     me = api.session.identity()
     entities = {e.name: e.guid for e in api.entities.list()}
     root = api.entities.root().guid
@@ -93,10 +97,12 @@ def _hand_made_account(api: IoTConnect, keys: KeyStore) -> int:
             pem = keys.ensure(duid, common_name(duid, me.cpid, me.dedicated), device_config(
                 duid, me.cpid, me.env, me.pf, me.dedicated)).certificate_pem if kept \
                 else self_signed_pem(duid)
-        guid = api.devices.create(template, duid, display, entities[entity] if entity
-                                  else root, pem)
+        record, _ = rules.create_device({
+            "deviceTemplateGuid": template, "uniqueId": duid, "displayName": display,
+            "entityGuid": entities[entity] if entity else root,
+            **({"certificateText": pem} if pem else {})})
         if not active:
-            api.devices.set_active(guid, duid, False)
+            rules.set_device_status(record["guid"], {"isActive": False})
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(create, jobs))
@@ -115,7 +121,8 @@ def _hand_made_account(api: IoTConnect, keys: KeyStore) -> int:
 def test_a_hand_made_account_of_2000_devices_exports_and_plans_clean(
         work: Path, server: EmulatorServer, api: IoTConnect,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert _hand_made_account(api, KeyStore(account_keys(server, work / "keys"))) == 2000
+    assert _hand_made_account(api, KeyStore(account_keys(server, work / "keys")),
+                              server) == 2000
     kinds = round_trip(capsys)
     documents = kinds.get("Device", 0) + kinds.get("DeviceSet", 0)
     print(f"\n2,000 devices exported as {kinds.get('DeviceSet', 0)} DeviceSet(s) and "
