@@ -79,3 +79,21 @@ def test_a_documented_call_the_service_lacks_is_named_with_what_to_report(
     # A call seen in the official client keeps its plain error: a 404 there means "absent".
     with pytest.raises(ABSENT):
         api.devices.delete("00000000-0000-0000-0000-000000000000")
+
+
+@pytest.mark.parametrize("body", ["json", "html"])
+def test_a_404_of_a_documented_call_is_never_read_as_absent(
+        server: EmulatorServer, api: IoTConnect, body: str) -> None:
+    """A gateway may answer a missing route with a JSON 404 (issue 27): a call known only
+    from a swagger is then unsupported, never "absent"; a delete of a template attribute
+    (swagger only) is not taken for "already gone"."""
+    made = api.templates.create(template("cov02", "cov02"))
+    attribute = api.templates.attributes(made)[0]
+    server.emulator.traffic.configure(Knobs(missing_route_body=body, missing_routes=(
+        "DELETE /template-attribute/<guid>", "GET /device-template/datatype")))
+    with pytest.raises(UnsupportedCall, match=r"^DELETE /template-attribute/\{guid\} "
+                                              r"answered HTTP 404"):
+        api.templates.delete_attribute(attribute.guid)
+    with pytest.raises(UnsupportedCall, match=r"GET /device-template/datatype"):
+        api.templates.data_types()
+    assert [a.guid for a in api.templates.attributes(made)] == [attribute.guid]

@@ -123,3 +123,20 @@ def test_an_unchanged_device_shortcut_agrees_with_the_full_diff(
             (f"device/{device.duid}", Action.UPDATE)], change
     api.devices.by_guid[guid] = device
     assert plan_of(api, desired, keys).changes == ()
+
+
+def test_a_unique_id_live_on_a_template_nothing_declares_is_a_plan_error(
+        desired: Desired, tmp_path: Path) -> None:
+    """Replacing it would delete another team's device (issue 27: the account refuses a
+    second device of that unique ID, and nothing here manages its template)."""
+    from .support import template
+
+    api, keys = FakeIoTConnect(), KeyStore(tmp_path / "keys")
+    theirs = api.templates.create(template("theirs01", "Theirs"))
+    root = api.entity_list[0].guid
+    api.devices.create(theirs, "gw-0001", "their gateway", root)
+    plan = plan_of(api, desired, keys)
+    assert [(e.code, e.address) for e in plan.errors] == [("duid-taken", "device/gw-0001")]
+    assert "live on template/theirs01, which the manifests do not declare" in \
+        plan.errors[0].message
+    assert "device/gw-0001" not in {str(c.address) for c in plan.changes}

@@ -5,6 +5,7 @@ before and after storing it. Each command must still succeed in one run."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -173,3 +174,28 @@ def test_a_released_upgrade_removed_from_the_list_is_deleted_with_a_warning(
     else:
         assert "Apply complete: 1 deleted" in out
         assert iotc("plan", "m", "--detailed-exitcode") == 0
+
+
+def test_a_template_rename_sends_its_firmware_along(server: EmulatorServer,
+                                                    tmp_path: Path) -> None:
+    """The template PUT takes `{name, firmwareguid}`; if it replaces, a rename that sent the
+    name alone would detach the firmware (issue 27: updates keep what they do not change)."""
+    import io
+
+    from iotc_apply.client import IoTConnect
+    from iotc_apply.client.session import ApiSession
+    from iotc_apply.client.settings import TokenStore
+
+    from .support import settings_for, template
+
+    stream = io.StringIO()
+    settings = dataclasses.replace(settings_for(server, tmp_path / "config"), trace=True)
+    api = IoTConnect(ApiSession(settings, TokenStore(None), trace_stream=stream))
+    made = api.templates.create(template("ren01", "Before"))
+    fw, _ = api.firmware.create(made, "RENFW", "1.0", "1.0.0")
+    api.templates.rename(made, "After")
+    sent = [line for line in stream.getvalue().splitlines()
+            if line.startswith("-> PUT") and "/device-template/" in line]
+    assert len(sent) == 1 and f'"firmwareguid": "{fw}"' in sent[0], sent
+    after = api.templates.get(made)
+    assert after is not None and after.name == "After" and after.firmware_guid == fw

@@ -7,8 +7,8 @@ Evidence, strongest first (tags as in ../shared/iotconnect-api.md):
   SDK (NET): documented, never seen in use; the acceptance suite exercises each one;
 - "assumed": no source at all (none today; a new call starts here until one is found).
 
-The client turns a refusal that means "no such route" (405, 501, or a 404 whose body is not
-the service's JSON envelope) of a call that is not "official client" into `UnsupportedCall`,
+The client turns a refusal that may mean "no such route" (404, whatever its body, 405, 501)
+of a call that is not "official client" into `UnsupportedCall`,
 whose message names the call and asks for a report, instead of a bare HTTP error.
 May import: nothing else of iotc_apply.
 """

@@ -165,10 +165,10 @@ def guid_of(value: Any) -> str:
 
 def _raise_if_unsupported(service: str, method: str, path: str,
                           resp: requests.Response) -> None:
-    """A refusal that means "no such route" (405, 501, or a 404 without the service's JSON
-    envelope) of a call known only from documentation becomes `UnsupportedCall`."""
-    route_missing = resp.status_code in (405, 501) or (
-        resp.status_code == 404 and "json" not in resp.headers.get("Content-Type", ""))
+    """A 404, 405 or 501 of a call known only from documentation becomes `UnsupportedCall`:
+    no source shows what such a call's 404 means, and a gateway answers a missing route
+    with a JSON 404 as readily as with a page, so it is never read as "absent"."""
+    route_missing = resp.status_code in (404, 405, 501)
     call = coverage.find(method, service, path) if route_missing else None
     if call is not None and call.evidence != coverage.OFFICIAL:
         raise UnsupportedCall(coverage.unsupported_message(call, resp.status_code), method,

@@ -185,7 +185,15 @@ class TemplatesClient:
         return _guid(item.get("deviceTemplateGuid"))
 
     def rename(self, guid: str, name: str) -> None:
-        self.session.call(SERVICE, "PUT", f"/device-template/{guid}", json_body={"name": name})
+        """`PUT /device-template/{guid}` takes the name and the template's firmware GUID
+        (AE and AZ swaggers: `{name, firmwareguid}`). Whether it merges or replaces no source
+        shows, so the current template is read and its firmware sent along: a rename never
+        detaches the template's firmware, whichever the service does."""
+        current = self.get(guid)
+        body: dict[str, Any] = {"name": name}
+        if current is not None and current.firmware_guid:
+            body["firmwareguid"] = current.firmware_guid
+        self.session.call(SERVICE, "PUT", f"/device-template/{guid}", json_body=body)
 
     def delete(self, guid: str) -> None:
         self.session.call(SERVICE, "DELETE", f"/device-template/{guid}")

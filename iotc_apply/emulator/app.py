@@ -107,6 +107,9 @@ def _gate() -> Response | None:
     emu.traffic.count(key)
     knobs = emu.traffic.knobs
     if key in knobs.missing_routes:
+        if knobs.missing_route_body == "json":
+            return Response('{"status": 404, "message": "Not Found", "data": null}',
+                            status=404, mimetype="application/json")
         return Response("<html><body><h1>404 - Not Found</h1></body></html>", status=404,
                         mimetype="text/html")
     if key in knobs.ignored_routes:
@@ -281,7 +284,8 @@ def _register_control(app: Flask) -> None:
 
 KNOB_NAMES = frozenset({
     "faults", "latency_ms", "rate_limit", "fault_seed", "hang_seconds", "wording",
-    "empty_204", "first_create_fails", "missing_routes", "ignored_routes", "max_page_size",
+    "empty_204", "first_create_fails", "missing_routes", "missing_route_body",
+    "ignored_routes", "max_page_size",
     "token_lifetime", "repeat_pages", "publish_delay_s", "put_replaces",
     "refuse_released_delete"})
 
@@ -305,6 +309,7 @@ def _set_knobs(body: dict[str, Any]) -> Response:
                       first_create_fails=_field(body, "first_create_fails", bool, False),
                       missing_routes=tuple(str(r) for r in _field(body, "missing_routes",
                                                                    list, [])),
+                      missing_route_body=_field(body, "missing_route_body", str, "html"),
                       ignored_routes=tuple(str(r) for r in _field(body, "ignored_routes",
                                                                    list, [])))
         page_size = _field(body, "max_page_size", int, None)

@@ -75,6 +75,9 @@ class Knobs:
     # Routes (`METHOD /route` as counted) this service version lacks: answered as a routing
     # 404 page (HTML, not the JSON envelope), to prove the client's UnsupportedCall message.
     missing_routes: tuple[str, ...] = ()
+    # How a missing route answers: "html" (a routing page), or "json" (a gateway's JSON
+    # 404 in the service's envelope shape), which must not read as "absent" either.
+    missing_route_body: str = "html"
     # Routes answered "Success" without doing anything: a service that loses a change, to
     # prove apply reports `done` only where a read-back shows the change.
     ignored_routes: tuple[str, ...] = ()

@@ -214,13 +214,14 @@ def _root(snap: Snapshot) -> dict[str, str]:
 
 
 def _declared(desired: Desired, snap: Snapshot, work: _Work) -> None:
+    codes = frozenset(t.code.casefold() for t in desired.of(DesiredTemplate))
     for resource in desired.resources.values():
         if isinstance(resource, DesiredTemplate):
             _platform_auth(resource, snap, work)
             _name_taken(resource, snap, work)
             work.add(_template(resource, snap))
         elif isinstance(resource, DesiredDevice):
-            work.add(_device(resource, snap, work))
+            work.add(_device(resource, snap, work, codes))
         elif isinstance(resource, DesiredFirmware):
             work.add(_firmware(resource, snap, work))
         elif isinstance(resource, DesiredUpgrade):
@@ -309,7 +310,8 @@ def _template(t: DesiredTemplate, snap: Snapshot) -> Change | None:
     return Change(t.address, action, reason, before, after, fields)
 
 
-def _device(d: DesiredDevice, snap: Snapshot, work: _Work) -> Change | None:
+def _device(d: DesiredDevice, snap: Snapshot, work: _Work,
+            declared_templates: frozenset[str]) -> Change | None:
     after = views.desired_device(d, snap)
     if snap.entity_by_name(after["entity"]) is None:
         work.error("entity-missing", d.address, f"entity '{d.entity}' does not exist in the "
@@ -319,6 +321,15 @@ def _device(d: DesiredDevice, snap: Snapshot, work: _Work) -> Change | None:
     if live is None:
         return Change(d.address, Action.CREATE, Reason.NEW, None, after, depends_on=depends)
     if views.unchanged_device(live, after, snap):
+        return None
+    live_code = snap.template_code(live.template_guid) or live.template_guid
+    if live_code.casefold() != d.template.casefold() and \
+            live_code.casefold() not in declared_templates:
+        # replacing it would delete a device of a template nothing here manages
+        work.error("duid-taken", d.address,
+                   f"this unique ID is live on template/{live_code}, which the manifests do "
+                   "not declare (unique IDs are unique in the account); give the device "
+                   f"another unique ID, or declare template/{live_code} to move it")
         return None
     before = views.live_device(live, snap)
     fields = _diff(before, after, ("template",))
