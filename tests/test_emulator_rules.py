@@ -248,7 +248,7 @@ def test_upgrade_rules(raw: Raw, server: EmulatorServer) -> None:
         "Firmware upgrade has no file."
     up = raw("POST", "file", "/File", data={"fileRefGuid": first, "ModuleType": "firmware"},
              files={"fileData": ("fw.bin", b"abc")})
-    assert up.json()["data"][0]["tag"] == "900150983cd24fb0d6963f7d28e17f72"  # MD5 default
+    assert up.json()["data"][0]["tag"] is None  # kept as sent: none (fidelity audit C4)
     assert raw("PUT", "firmware", f"/firmware-upgrade/{first}/publish").status_code == 200
     assert raw("PUT", "firmware", f"/firmware-upgrade/{first}/publish").status_code == 409
     late = raw("POST", "file", "/File", data={"fileRefGuid": first, "ModuleType": "firmware"},
@@ -285,8 +285,9 @@ def test_files_list_delete_and_signed_download(raw: Raw) -> None:
     template = raw.template()
     fw = raw.firmware(template)
     ref = fw["firmwareUpgradeGuid"]
-    # AE file swagger: 204 when no file exists for the reference.
-    assert raw("GET", "file", f"/File/firmware/{ref}").status_code == 204
+    # none yet: 200 with an empty list, as the live service answered (fidelity audit C6)
+    empty = raw("GET", "file", f"/File/firmware/{ref}")
+    assert empty.status_code == 200 and empty.json()["data"]["fileData"] == []
     item = raw("POST", "file", "/File", data={"fileRefGuid": ref, "ModuleType": "firmware",
                                               "Tag": "t1"},
                files={"fileData": ("fw.bin", b"payload")}).json()["data"][0]
@@ -442,3 +443,44 @@ def test_malformed_requests_get_the_service_envelope_never_a_crash_page(
     typo = requests.put(f"{server.url}/_emulator/knobs", json={"latency": 20}, timeout=5)
     assert typo.status_code == 400 and typo.text.startswith("unknown knob(s): latency (known:")
     server.emulator.unreadable.clear()  # the POST above was meant to be unreadable
+
+
+def test_sources_settle_the_rules(raw: Raw) -> None:
+    """The fidelity audit's citations C2, C4, C7, C10 and C11, each as its source says."""
+    # C2: KLIKA's soundgener template (accepted on AWS-POC) has no `wireless`, attributes
+    # without `aggregateTypes` and an extra `isIotEdgeEnable`
+    klika = {k: v for k, v in TEMPLATE_JSON.items() if k != "wireless"}
+    klika.update(code="sound01", name="Sound", isIotEdgeEnable=False,
+                 attributes=[{"name": "level", "type": "DECIMAL", "unit": "dB"}])
+    made = raw("POST", "device", "/device-template/quick",
+               files={"file": ("t.json", json.dumps(klika).encode())})
+    assert made.status_code == 200, made.text
+    template = raw.template()
+    # C11: the device detail carries its creation date (AWS DeviceInformation)
+    child = next(e["guid"] for e in raw("GET", "user", "/Entity").json()["data"]
+                 if e["parentEntityGuid"] is not None)
+    dev = raw.device(template, "dev-1", entityGuid=child).json()["data"][0]["newid"]
+    detail = raw("GET", "device", "/Device/uniqueId/dev-1").json()["data"][0]
+    assert detail["createdDate"]
+    # C4: a file uploaded without a Tag keeps none (the official client computes the MD5)
+    fw = raw.firmware(template)
+    ref = fw["firmwareUpgradeGuid"]
+    raw("POST", "file", "/File", data={"fileRefGuid": ref, "ModuleType": "firmware"},
+        files={"fileData": ("fw.bin", b"abc")})
+    listed = raw("GET", "file", f"/File/firmware/{ref}").json()["data"]["fileData"]
+    assert [f["tag"] for f in listed] == [None]
+    # C7: an OTA to an entity reaches the devices of its sub-entities (PKG lib/ota.py:20)
+    assert raw("PUT", "firmware", f"/firmware-upgrade/{ref}/publish").status_code == 200
+    to_root = {"firmwareUpgradeGuid": ref, "isForceUpdate": False, "target": 1,
+               "entityGuid": raw.root()}
+    pushed = raw("POST", "firmware", "/ota-update", json=to_root).json()["data"]
+    assert [p["deviceGuid"] for p in pushed] == [dev.upper()]
+    # C10: a firmware can be renamed (AZ FirmwareUpdateV2Request), not onto a name in use
+    other = raw.firmware(raw.template(code="other01", name="Other"), name="OTHERFW")
+    body = {"firmwareName": "SENSFW2", "hardware": "1.0"}
+    assert raw("PUT", "firmware", f"/Firmware/{fw['newId']}", json=body).status_code == 200
+    taken = raw("PUT", "firmware", f"/Firmware/{other['newId']}",
+                json={**body, "hardware": "1.0"})
+    assert taken.status_code == 409 and "already exists" in taken.json()["message"]
+    names = sorted(f["name"] for f in raw("GET", "firmware", "/Firmware").json()["data"])
+    assert names == ["OTHERFW", "SENSFW2"]

@@ -78,8 +78,9 @@ INT32_MAX = 2**31 - 1
 def int32(value: Any) -> int | None:
     """`value` as the service's Int32 fields bind it, or None when it cannot bind.
 
-    ASSUMPTION: the service is ASP.NET (its 400 bodies carry the framework's wording, api.md
-    section 3); Int32 binding takes JSON integers and decimal digit strings within
+    ASSUMPTION: the service is ASP.NET (the C# SDK, NET, and the swaggers' `int32` formats
+    say so; no source shows its 400 bodies, fidelity audit C3); Int32 binding takes JSON
+    integers and decimal digit strings within
     -2^31..2^31-1 and nothing else: no floats (1e400 arrives as infinity), no booleans.
     """
     if isinstance(value, bool):

@@ -8,7 +8,6 @@ Imports nothing from the rest of iotc_apply.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 from .core import Context
@@ -39,8 +38,10 @@ class Files:
                     tag: str | None) -> Record:
         """`POST /File` (multipart `fileData`, `fileRefGuid`, `ModuleType`, `Tag`).
 
-        Source: PKG lib/storage.py:83 create and lib/upgrade.py:173 upload (Tag = MD5),
-        OLD tests/storage.py (custom storage observed disabled). ASSUMPTION: a released
+        Source: PKG lib/storage.py:83 create (its client puts the MD5 in `Tag` when the
+        caller gives none, l.123-124) and lib/upgrade.py:173 upload (sends no `Tag`), OLD
+        tests/storage.py (custom storage observed disabled). The tag is kept as sent: no
+        source shows the service computing one (fidelity audit C4). ASSUMPTION: a released
         upgrade's files cannot change (the owner's check).
         """
         module = module.lower()
@@ -55,7 +56,7 @@ class Files:
             if module in self.owners:
                 self.owners[module](ref, True)
             record = {"guid": self.ctx.new_guid(), "module": module, "refGuid": ref,
-                      "name": name, "tag": tag or hashlib.md5(data).hexdigest(),
+                      "name": name, "tag": tag or None,
                       "size": len(data), "createdDate": self.ctx.now()}
             self.store.insert("file", record, nkey=f"{module}:{ref}:{name}", parent=ref)
             self.store.put_blob(record["guid"], data)

@@ -33,12 +33,17 @@ CA_INDIVIDUAL = 7
 DATA_TYPES = ("INTEGER", "DECIMAL", "NUMBER", "STRING", "BOOLEAN", "OBJECT")
 # Source: ALV AttributeCreateRequest.md (aggregateType: Min, Max, Average, Sum, Latest Value).
 AGGREGATE_TYPES = ("Min", "Max", "Average", "Sum", "Latest Value")
-# What every vendor sample template JSON carries, with the JSON type it has there
-# (OLD examples/sample-device-template.json, tests/sample-device-template.json).
+# What every vendor sample template JSON carries, with the JSON type it has there: the
+# fields common to OLD examples/sample-device-template.json, OLD tests/sample-device-
+# template.json and KLIKA templates/devices/soundgener_template.JSON (quick-created against
+# AWS-POC by KLIKA iot_connect_setup.py): KLIKA's has no `wireless`, attributes without
+# `aggregateTypes` and an extra `isIotEdgeEnable`, and was accepted (fidelity audit C2).
 SAMPLE_FIELDS: dict[str, type] = {"code": str, "name": str, "authType": int,
                                   "attributes": list, "commands": list,
                                   "messageVersion": str, "msgCode": str, "greenGrass": str,
-                                  "wireless": str, "properties": dict, "_meta": dict}
+                                  "properties": dict, "_meta": dict}
+# Fields a sample may carry, with the JSON type they have where present.
+OPTIONAL_SAMPLE_FIELDS: dict[str, type] = {"wireless": str}
 SAMPLE_PROPERTIES: dict[str, type] = {"description": str, "dataFrequency": str,
                                       "fileSupport": bool}
 
@@ -169,7 +174,8 @@ class Templates:
         if not isinstance(definition, dict):
             raise BadRequest("The template JSON must be an object.")
         props = definition.get("properties")
-        for fields, where in ((SAMPLE_FIELDS, definition),
+        present = {k: v for k, v in OPTIONAL_SAMPLE_FIELDS.items() if k in definition}
+        for fields, where in ((SAMPLE_FIELDS | present, definition),
                               (SAMPLE_PROPERTIES, props if isinstance(props, dict) else {})):
             for key, kind in fields.items():
                 if key not in where:

@@ -104,7 +104,9 @@ def device_detail(d: Record, t: Record, entity: Record, cpid: str) -> dict[str, 
         "properties": d.get("properties") or [], "deviceStatus": "Released",
         "lastConnection": None, "videoStreamResource": d.get("videoStreamResource"),
         "autoStartVideoStream": bool(d.get("autoStartVideoStream")),
-    }  # no createdDate: neither the DeviceInformation schema nor a capture shows one
+        # AWS `DeviceInformation` (AE device yml) has them (fidelity audit C11)
+        "createdDate": d.get("createdDate"),
+    }
 
 
 def entity_item(e: Record) -> dict[str, Any]:
