@@ -484,3 +484,14 @@ def test_sources_settle_the_rules(raw: Raw) -> None:
     assert taken.status_code == 409 and "already exists" in taken.json()["message"]
     names = sorted(f["name"] for f in raw("GET", "firmware", "/Firmware").json()["data"])
     assert names == ["OTHERFW", "SENSFW2"]
+
+
+def test_files_may_hang_off_any_reference(raw: Raw) -> None:
+    """OLD tests/storage.py uploads a firmware file to an arbitrary app GUID, live, and
+    lists it (fidelity audit C5); an upgrade's files still freeze when it is released."""
+    ref = "8BBEEDCD-0000-4000-8000-000000000001"
+    up = raw("POST", "file", "/File", data={"fileRefGuid": ref, "ModuleType": "firmware",
+                                            "Tag": "t"}, files={"fileData": ("a.bin", b"a")})
+    assert up.status_code == 200, up.text
+    listed = raw("GET", "file", f"/File/firmware/{ref}").json()["data"]["fileData"]
+    assert [f["name"] for f in listed] == ["a.bin"]

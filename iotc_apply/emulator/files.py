@@ -19,7 +19,8 @@ FILE_MODULES = ("deviceimage", "companylogo", "firmware", "userprofile", "import
                 "deviceupdate", "ggcomponentartifact", "ggcomponentrecipe")
 
 # An owner's check: raise the service's refusal when files of `ref` may not change;
-# `must_exist` is False on deletes (a file whose owner is gone may still be removed).
+# `must_exist` says whether `ref` must be one of the owner's objects (no longer, anywhere:
+# any reference GUID may hold files; see `upload_file`).
 FileOwner = Callable[[str, bool], None]
 
 
@@ -54,7 +55,11 @@ class Files:
         with self.store.transaction():
             ref = ref_guid.upper()
             if module in self.owners:
-                self.owners[module](ref, True)
+                # any reference GUID may hold files (OLD tests/storage.py uploads firmware
+                # files to an arbitrary app GUID, live; the AWS file swagger's only 409 is
+                # for the user or company: fidelity audit C5); an upgrade's own rules still
+                # apply when the reference is one
+                self.owners[module](ref, False)
             record = {"guid": self.ctx.new_guid(), "module": module, "refGuid": ref,
                       "name": name, "tag": tag or None,
                       "size": len(data), "createdDate": self.ctx.now()}
