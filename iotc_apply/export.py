@@ -103,6 +103,13 @@ def export(snap: Snapshot, keys: Iterable[str], match: tuple[str, ...], header: 
             out["firmware.yaml"] = "".join(
                 f"# {path}: the service gave no MD5 for this file; its content is "
                 "unverified\n" for path in unverified) + out["firmware.yaml"]
+    left_out = _left_out(snap, codes, devices) if match else []
+    if left_out:
+        out["project.yaml"] = _render(
+            header + "\nA partial export (--match): the devices of these templates it left "
+            "out are\nlisted under ignore, so a plan leaves them alone; delete a name to see "
+            "it again.",
+            [_doc("Project", "exported", {"ignore": {"devices": left_out}})])
     counts = {"templates": len(codes), "devices": len(devices), "device_sets": sets,
               "device_documents": singles, "firmware": len(firmwares), "files": len(fetch)}
     return Export(out, tuple(fetch), counts, tuple(skipped))
@@ -145,6 +152,15 @@ def _firmware_problem(snap: Snapshot, fw: LiveFirmware, codes: set[str]) -> str 
             if not names.valid("file", f.name):
                 return f"upgrade {u.version}: file name {f.name!r} is not a valid file name"
     return None
+
+
+def _left_out(snap: Snapshot, codes: set[str], devices: list[LiveDevice]) -> list[str]:
+    """Live devices of the exported templates that the export did not write (not matched,
+    or skipped for their name), which a plan of the export would otherwise list as `?`."""
+    written = {d.duid for d in devices}
+    return sorted(d.duid for d in snap.devices.values()
+                  if snap.template_code(d.template_guid) in codes and d.duid not in written
+                  and names.valid("device", d.duid))
 
 
 def _matches(address: str, match: tuple[str, ...]) -> bool:

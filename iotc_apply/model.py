@@ -287,6 +287,7 @@ class DesiredProject:
     prune: Globs = Globs()
     protect: Globs = Globs()
     recipients: tuple[str, ...] = ()  # age recipients: keys are kept sealed to them
+    ignore: Globs = Globs()  # undeclared live devices left alone: no ? line, no drift
 
 
 DesiredResource = DesiredTemplate | DesiredDevice | DesiredFirmware | DesiredUpgrade

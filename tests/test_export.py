@@ -178,3 +178,28 @@ def test_the_seed_account_exports_and_plans_clean(
     kinds = round_trip(capsys)
     del kinds["_line"]
     assert kinds == {} and Path("out/templates.yaml").read_text().startswith("# Exported by")
+
+
+@pytest.mark.usefixtures("applied")
+def test_a_partial_export_plans_clean_and_says_what_it_left_alone(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--match` takes 9 of the sensor template's devices: the export's Project lists the
+    others under ignore, so its plan exits 0 (--detailed-exitcode) and counts them; a name
+    taken off the list is a `?` line with the three ways out (issue 27)."""
+    capsys.readouterr()
+    kinds = round_trip(capsys, "device/lt-000*")
+    assert kinds["Project"] == 1
+    project = yaml.safe_load(Path("out/project.yaml").read_text())
+    left = project["spec"]["ignore"]["devices"]
+    assert "lt-0010" in left and "th-lab-01" in left and "lt-0001" not in left
+    assert iotc("plan", "out") == 0
+    out = capsys.readouterr().out
+    assert f"{len(left)} undeclared device(s) on declared templates left alone " \
+           "(Project.spec.ignore)." in out and "\n? " not in out
+    Path("out/project.yaml").write_text(Path("out/project.yaml").read_text().replace(
+        "    - lt-0010\n", ""))
+    assert iotc("plan", "out", "--detailed-exitcode") == 2
+    out = capsys.readouterr().out
+    assert "? device/lt-0010" in out and "not in the manifests" in out
+    assert "? bring them in: iotc export DIR --match 'device/lt-0010'; leave them alone: " \
+           "Project.spec.ignore; delete them: Project.spec.prune" in out

@@ -147,8 +147,9 @@ def test_repeated_warnings_and_unmanaged_objects_are_aggregated() -> None:
                         "store; the device cannot connect with a key from here: gw-0000, "
                         "gw-0001, gw-0002, ... (all in the JSON plan)"]
     unmanaged = [line for line in lines if line.startswith("?")]
-    assert len(unmanaged) == 21 and unmanaged[-1] == \
+    assert len(unmanaged) == 22 and unmanaged[-2] == \
         "? ... and 37 more not in the manifests (all in the JSON plan)"
+    assert unmanaged[-1].startswith("? bring them in: iotc export DIR --match 'device/old-0000'")
     assert "+ device/lt-00001                  template=sensor01  entity=Plant-A  " \
            'name="Sensor 1"' in lines
 

@@ -333,7 +333,8 @@ def build_project(doc: Document, mf: ManifestFile, out: Built) -> None:
                      tuple(part.get("firmwares", ())))
 
     project = DesiredProject(doc.value["metadata"]["name"], globs("prune"), globs("protect"),
-                             tuple((spec.get("keys") or {}).get("recipients", ())))
+                             tuple((spec.get("keys") or {}).get("recipients", ())),
+                             globs("ignore"))
     out.projects.append((project, doc.where(("metadata", "name")), doc))
 
 

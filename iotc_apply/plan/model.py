@@ -127,6 +127,7 @@ class Plan:
     destroy: bool = False
     source: Source | None = None
     unmanaged: tuple[str, ...] = ()  # live objects in the manifests' scope nothing declares
+    ignored: int = 0  # such objects that Project.spec.ignore leaves alone (not drift)
     # values of sensitive variables: in memory only, masked wherever the plan is shown/saved
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 

@@ -78,6 +78,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
                     "unchanged": plan.unchanged},
         "changes": [_change(c) for c in plan.changes],
         "unmanaged": list(plan.unmanaged),
+        "ignored": plan.ignored,
         "warnings": [_issue(w) for w in plan.warnings],
         "errors": [_issue(e) for e in plan.errors],
         "fingerprint": dict(plan.fingerprint),
@@ -199,7 +200,7 @@ def _plan(data: dict[str, Any]) -> Plan:
                 errors=tuple(_read_issue(e) for e in data["errors"]),
                 fingerprint=dict(data["fingerprint"]), entities=dict(data["entities"]),
                 guids=dict(data["guids"]), destroy=bool(data["destroy"]), source=source,
-                unmanaged=tuple(data["unmanaged"]))
+                unmanaged=tuple(data["unmanaged"]), ignored=int(data["ignored"]))
 
 
 def _read_issue(doc: dict[str, Any]) -> PlanIssue:

@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import difflib
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,7 @@ class _Work:
 
     changes: dict[Address, Change] = field(default_factory=dict)
     unmanaged: list[str] = field(default_factory=list)
+    ignored: int = 0  # undeclared live devices Project.spec.ignore leaves alone
     unchanged: int = 0
     warnings: list[PlanIssue] = field(default_factory=list)
     errors: list[PlanIssue] = field(default_factory=list)
@@ -88,7 +89,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         if options.prune:
             _prune(desired, snap, project.prune, work)
         _removed_upgrades(desired, snap, work)
-        _unmanaged(desired, snap, work)
+        _unmanaged(desired, snap, project.ignore, work)
         _blockers(desired, snap, work)
         _external(desired, work)
         _unsigned(desired, options, work)
@@ -110,7 +111,8 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
                      for a in sorted(read, key=lambda a: (a.kind, a.name))},
         entities={e.name: e.guid for e in snap.entities} | _root(snap),
         guids=_guids(desired, snap), destroy=options.destroy,
-        unmanaged=() if options.targets else tuple(sorted(work.unmanaged)))
+        unmanaged=() if options.targets else tuple(sorted(work.unmanaged)),
+        ignored=0 if options.targets else work.ignored)
 
 
 def _case_only(desired: Desired, snap: Snapshot, work: _Work) -> tuple[Desired, Snapshot]:
@@ -436,16 +438,21 @@ def _prune(desired: Desired, snap: Snapshot, globs: Globs, work: _Work) -> None:
             work.add(_deletion(address, Reason.PRUNE, views.live_firmware(fw, snap)))
 
 
-def _unmanaged(desired: Desired, snap: Snapshot, work: _Work) -> None:
+def _unmanaged(desired: Desired, snap: Snapshot, ignore: Globs, work: _Work) -> None:
     """Live devices on a declared template that nothing declares and no prune glob takes:
-    shown (never silently left), since they are part of what the manifests describe."""
+    shown (never silently left), since they are part of what the manifests describe;
+    those Project.spec.ignore names are counted, not shown, and are not drift."""
     declared = {snap.templates[t.code].guid for t in desired.of(DesiredTemplate)
                 if t.code in snap.templates}
+    ignored = _glob_matcher(ignore.devices)
     for duid, device in snap.devices.items():
         address = Address(Kind.DEVICE, duid)
         if device.template_guid in declared and address not in desired.resources and \
                 address not in work.changes:
-            work.unmanaged.append(str(address))
+            if ignored(duid):
+                work.ignored += 1
+            else:
+                work.unmanaged.append(str(address))
 
 
 def _unknown_addresses(desired: Desired, snap: Snapshot, options: PlanOptions,
@@ -498,6 +505,18 @@ def _matches_folded(name: str, globs: tuple[str, ...]) -> bool:
     (`th-lab-*` protects `TH-LAB-99`)."""
     folded = name.casefold()
     return any(fnmatch.fnmatchcase(folded, g.casefold()) for g in globs)
+
+
+def _glob_matcher(globs: tuple[str, ...]) -> Callable[[str], bool]:
+    """`_matches_folded` for many globs: plain names (an export lists every device it left
+    out, thousands of them) are one set lookup, only real patterns are matched one by one."""
+    literal = {g.casefold() for g in globs if not any(c in g for c in "*?[")}
+    patterns = [g.casefold() for g in globs if g.casefold() not in literal]
+
+    def matches(name: str) -> bool:
+        folded = name.casefold()
+        return folded in literal or any(fnmatch.fnmatchcase(folded, p) for p in patterns)
+    return matches
 
 
 def _destroy(desired: Desired, snap: Snapshot, work: _Work) -> None:

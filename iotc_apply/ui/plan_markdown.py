@@ -12,7 +12,14 @@ from __future__ import annotations
 from ..model import Kind
 from ..plan import Action, Change, Plan
 from .inert import fence, markdown_text
-from .plan_text import change_lines, grouped_errors, grouped_warnings, header, unmanaged_lines
+from .plan_text import (
+    change_lines,
+    grouped_errors,
+    grouped_warnings,
+    header,
+    ignored_line,
+    unmanaged_lines,
+)
 
 LIMIT = 65_000
 
@@ -33,6 +40,9 @@ def render(plan: Plan, limit: int = LIMIT) -> str:
         head += [f"- :warning: {markdown_text(w)}" for w in grouped_warnings(plan.warnings)] + [""]
     if plan.unmanaged:
         head += ["Not in the manifests (not pruned):", "", fence(unmanaged_lines(plan)), ""]
+    ignored = ignored_line(plan)
+    if ignored:
+        head += [markdown_text(ignored), ""]
     if not plan.changes:
         return "\n".join(head + ["No changes."]) + "\n"
     budget = limit - len("\n".join(head)) - 400

@@ -109,13 +109,26 @@ def change_lines(change: Change) -> list[tuple[str, str]]:
 
 
 def unmanaged_lines(plan: Plan) -> list[str]:
-    """`?` lines for live objects nothing declares, aggregated past UNMANAGED_SHOWN."""
-    lines = [f"? {a:<32} not in the manifests; not pruned: add it to Project.prune to "
-             "delete it" for a in plan.unmanaged[:UNMANAGED_SHOWN]]
+    """`?` lines for live objects nothing declares, aggregated past UNMANAGED_SHOWN, then
+    the three things a user can do about them (a partial export leaves such objects)."""
+    if not plan.unmanaged:
+        return []
+    lines = [f"? {a:<32} not in the manifests" for a in plan.unmanaged[:UNMANAGED_SHOWN]]
     more = len(plan.unmanaged) - UNMANAGED_SHOWN
     if more > 0:
         lines.append(f"? ... and {more} more not in the manifests (all in the JSON plan)")
+    first = plan.unmanaged[0]
+    lines.append(f"? bring them in: iotc export DIR --match {first!r}; leave them alone: "
+                 "Project.spec.ignore; delete them: Project.spec.prune")
     return lines
+
+
+def ignored_line(plan: Plan) -> str | None:
+    """How many undeclared objects Project.spec.ignore leaves alone (never silent)."""
+    if not plan.ignored:
+        return None
+    return f"{plan.ignored} undeclared device(s) on declared templates left alone " \
+        "(Project.spec.ignore)."
 
 
 SHOWN_LINES = 40  # lines of one list (errors, warnings) shown; the JSON plan has them all
@@ -173,6 +186,9 @@ def render(console: Console, plan: Plan) -> None:
                          for style, text in change_lines(change)])
     if plan.unmanaged:
         sections.append([[("diag.warning", line)] for line in unmanaged_lines(plan)])
+    ignored = ignored_line(plan)
+    if ignored:
+        sections.append([[("muted", ignored)]])
     if plan.warnings:
         sections.append([[("diag.warning", "warning:"), ("", " " + w)]
                          for w in grouped_warnings(plan.warnings)])
