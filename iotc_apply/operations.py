@@ -206,11 +206,19 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
     if not request.destroy and _unconfirmed_types(loaded):  # one request, when it matters
         options = dataclasses.replace(options,
                                       data_types=frozenset(api.templates.data_types()))
+    if not request.destroy and snap.identity.pf == "az" and _aggregated(loaded):
+        # only Azure's catalogue says which aggregates a data type allows (one request)
+        options = dataclasses.replace(options, aggregates=api.templates.aggregates())
     plan = make_plan(desired, snap, options)
     recorded, variables = request.recorded(), loaded.variables.recorded()
     digest = planfile.source_digest(loaded.digest, recorded, variables)
     return dataclasses.replace(plan, source=Source(request.paths, digest, recorded, variables),
                                secrets=frozenset(loaded.variables.secrets()))
+
+
+def _aggregated(loaded: Loaded) -> bool:
+    return any(a.aggregate_types for t in loaded.desired.of(DesiredTemplate)
+               for a in t.attributes)
 
 
 def _unconfirmed_types(loaded: Loaded) -> bool:

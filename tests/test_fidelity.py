@@ -199,3 +199,35 @@ def test_a_template_rename_sends_its_firmware_along(server: EmulatorServer,
     assert len(sent) == 1 and f'"firmwareguid": "{fw}"' in sent[0], sent
     after = api.templates.get(made)
     assert after is not None and after.name == "After" and after.firmware_guid == fw
+
+
+def test_an_aggregate_the_data_type_does_not_allow_is_a_plan_error_on_azure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Azure's data type catalogue lists the aggregates each type allows (AZ
+    TemplateDataType_2): `Sum` on a STRING attribute is refused at plan time, naming what
+    is allowed, not at apply (issue 27)."""
+    from iotc_apply.emulator import Account
+
+    from .support import iotc, point_cli_at
+
+    manifest = tmp_path / "m" / "t.yaml"
+    manifest.parent.mkdir()
+    manifest.write_text(
+        "apiVersion: iotc/v1\nkind: Template\nmetadata: {name: agg01}\nspec:\n"
+        "  name: Aggregates\n  authType: self-signed\n  attributes:\n"
+        "    - {name: level, type: DECIMAL, aggregateTypes: [Sum, Max]}\n"
+        "    - {name: label, type: STRING, aggregateTypes: [Sum]}\n")
+    monkeypatch.chdir(tmp_path)
+    with EmulatorServer(account=Account(pf="az", env="avnet")) as server:
+        point_cli_at(server, tmp_path / "config", monkeypatch)
+        monkeypatch.setenv("IOTC_PF", "az")
+        monkeypatch.setenv("IOTC_ENV", "avnet")
+        assert iotc("plan", "m") == 1
+        out = capsys.readouterr().out
+        assert "template/agg01: attribute 'label': aggregate Sum is not allowed for data " \
+               "type STRING (it allows Latest Value)" in out
+        assert "'level'" not in out
+        manifest.write_text(manifest.read_text().replace("aggregateTypes: [Sum]}",
+                                                         "aggregateTypes: [Latest Value]}"))
+        assert iotc("apply", "m", "--auto-approve") == 0

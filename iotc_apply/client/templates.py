@@ -131,7 +131,7 @@ class TemplatesClient:
 
     def __init__(self, session: ApiSession) -> None:
         self.session = session
-        self._types: dict[str, str] | None = None
+        self._types: dict[str, tuple[str, frozenset[str] | None]] | None = None
         self._lock = threading.Lock()
 
     def list(self, page_size: int = 100) -> Iterator[LiveTemplate]:
@@ -200,11 +200,24 @@ class TemplatesClient:
 
     def data_types(self) -> dict[str, str]:
         """Data type name -> GUID (the attribute endpoints take GUIDs), fetched once."""
+        return {name: guid for name, (guid, _) in self._catalogue().items()}
+
+    def aggregates(self) -> dict[str, frozenset[str]]:
+        """Data type name -> the aggregate types it allows, for the types whose catalogue
+        entry lists them (Azure's `aggregates`; the AWS catalogue has no such field)."""
+        return {name: allowed for name, (_, allowed) in self._catalogue().items()
+                if allowed is not None}
+
+    def _catalogue(self) -> dict[str, tuple[str, frozenset[str] | None]]:
         with self._lock:
             if self._types is None:
                 env = self.session.call(SERVICE, "GET", "/device-template/datatype")
-                self._types = {str(i.get("name", "")).upper(): _guid(i.get("guid"))
-                               for i in env.items()}
+                self._types = {
+                    str(i.get("name", "")).upper(): (
+                        _guid(i.get("guid")),
+                        frozenset(aggregates_from_wire(i["aggregates"]))
+                        if "aggregates" in i else None)
+                    for i in env.items()}
             return self._types
 
     def _attribute_body(self, template_guid: str, attribute: DesiredAttribute) -> dict[str, Any]:

@@ -33,6 +33,11 @@ CA_INDIVIDUAL = 7
 DATA_TYPES = ("INTEGER", "DECIMAL", "NUMBER", "STRING", "BOOLEAN", "OBJECT")
 # Source: ALV AttributeCreateRequest.md (aggregateType: Min, Max, Average, Sum, Latest Value).
 AGGREGATE_TYPES = ("Min", "Max", "Average", "Sum", "Latest Value")
+# Source: AZ device swagger `TemplateDataType_2` (`aggregates`, `aggregateBitValue`: the
+# aggregate types each data type allows; the AWS `TemplateDataType` has no such field, so
+# only an Azure account shows them). ASSUMPTION: which ones no source lists; numbers take
+# all five, other types only "Latest Value" (a sum or average of text means nothing).
+NUMERIC_TYPES = ("INTEGER", "DECIMAL", "NUMBER")
 # What every vendor sample template JSON carries, with the JSON type it has there: the
 # fields common to OLD examples/sample-device-template.json, OLD tests/sample-device-
 # template.json and KLIKA templates/devices/soundgener_template.JSON (quick-created against
@@ -77,7 +82,11 @@ class Templates:
     def seed(self) -> None:
         for name in DATA_TYPES:
             guid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"iotconnect:datatype:{name}")).upper()
-            self.store.insert("datatype", {"guid": guid, "name": name}, nkey=name)
+            record: dict[str, Any] = {"guid": guid, "name": name}
+            if self.ctx.account.pf == "az":
+                record["aggregates"] = list(AGGREGATE_TYPES if name in NUMERIC_TYPES
+                                            else ("Latest Value",))
+            self.store.insert("datatype", record, nkey=name)
 
     # -- templates --------------------------------------------------------------------------
 
@@ -324,7 +333,7 @@ class Templates:
     def _add_attribute(self, template_guid: str, body: dict[str, Any], user: str) -> Record:
         name = self._attribute_name(body.get("localName"))
         dtype = self._data_type(by_guid=str(require(body.get("dataTypeGuid"), "dataTypeGuid")))
-        self._aggregates(body.get("aggregateType"))
+        self._aggregates(body.get("aggregateType"), dtype)
         if self.store.find("attribute", f"{template_guid}:{name}"):
             raise Conflict(f"Attribute '{name}' already exists.",
                            param="AttributeNameAlreadyExists")
@@ -341,12 +350,18 @@ class Templates:
                                  parent=template_guid)
 
     @staticmethod
-    def _aggregates(value: Any) -> None:
-        """Source: ALV AttributeCreateRequest.md (the five aggregate types)."""
+    def _aggregates(value: Any, dtype: Record) -> None:
+        """Source: ALV AttributeCreateRequest.md (the five aggregate types); where the data
+        type lists the ones it allows (Azure, see NUMERIC_TYPES), only those."""
         if value is None:
             return
         if not isinstance(value, list) or any(a not in AGGREGATE_TYPES for a in value):
             raise PreconditionFailed(f"Invalid aggregateType {value!r}.", param="aggregateType")
+        allowed = dtype.get("aggregates")
+        wrong = [a for a in value if allowed is not None and a not in allowed]
+        if wrong:
+            raise PreconditionFailed(f"aggregateType {', '.join(wrong)} is not allowed for "
+                                     f"data type {dtype['name']}.", param="aggregateType")
 
     @staticmethod
     def _attribute_name(value: Any) -> str:
@@ -367,7 +382,7 @@ class Templates:
             name = self._attribute_name(body.get("localName"))
             dtype = self._data_type(by_guid=str(require(body.get("dataTypeGuid"),
                                                         "dataTypeGuid")))
-            self._aggregates(body.get("aggregateType"))
+            self._aggregates(body.get("aggregateType"), dtype)
             if record["dataTypeName"] == "OBJECT" and dtype["name"] != "OBJECT":
                 raise Conflict("The data type of an OBJECT attribute cannot change.",
                                param="ObjectDataTypeCannotChange")

@@ -49,6 +49,8 @@ class PlanOptions:
     unattested: frozenset[str] = frozenset()
     # the account's attribute data types, when a declared one is unconfirmed (None: unread)
     data_types: frozenset[str] | None = None
+    # the aggregate types each data type allows, where the account shows them (Azure)
+    aggregates: dict[str, frozenset[str]] | None = None
 
 
 @dataclass
@@ -95,6 +97,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         _unsigned(desired, options, work)
         _unattested(options, work)
         _data_types(desired, options, work)
+        _aggregates(desired, options, work)
         _warnings(desired, snap, options, work)
     _protect(project.protect, work)
     _unknown_addresses(desired, snap, options, work)
@@ -588,6 +591,26 @@ def _data_types(desired: Desired, options: PlanOptions, work: _Work) -> None:
                 work.error("data-type", template.address,
                            f"attribute '{attribute.name}': data type {attribute.data_type} "
                            f"is not offered by this account (it offers {offered})")
+
+
+def _aggregates(desired: Desired, options: PlanOptions, work: _Work) -> None:
+    """An aggregate type the attribute's data type does not allow (the account's catalogue
+    says which, on Azure): a plan error naming what is allowed, not a refused step."""
+    if not options.aggregates:
+        return
+    for template in desired.of(DesiredTemplate):
+        change = work.changes.get(template.address)
+        if change is None or change.action is Action.DELETE:
+            continue
+        for attribute in template.attributes:
+            allowed = options.aggregates.get(attribute.data_type.upper())
+            wrong = [a for a in attribute.aggregate_types if allowed is not None and
+                     a not in allowed]
+            if wrong:
+                work.error("aggregate-type", template.address,
+                           f"attribute '{attribute.name}': aggregate {', '.join(wrong)} is "
+                           f"not allowed for data type {attribute.data_type} (it allows "
+                           f"{', '.join(sorted(allowed or ())) or 'none'})")
 
 
 def _unattested(options: PlanOptions, work: _Work) -> None:
