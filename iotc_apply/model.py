@@ -282,12 +282,21 @@ class Globs:
 
 
 @dataclass(frozen=True)
+class Guards:
+    """Limits every plan keeps (Project.spec.guards)."""
+
+    max_deletes: int | None = None  # device deletes and replacements per apply
+    max_deletes_percent: int | None = None  # ... as a share of each template's live devices
+
+
+@dataclass(frozen=True)
 class DesiredProject:
     name: str
     prune: Globs = Globs()
     protect: Globs = Globs()
     recipients: tuple[str, ...] = ()  # age recipients: keys are kept sealed to them
     ignore: Globs = Globs()  # undeclared live devices left alone: no ? line, no drift
+    guards: Guards = Guards()
 
 
 DesiredResource = DesiredTemplate | DesiredDevice | DesiredFirmware | DesiredUpgrade

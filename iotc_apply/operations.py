@@ -64,19 +64,22 @@ class PlanRequest:
     parallelism: int = 10
     expiry_warning: int = 30
     ca: bool = False  # apply will sign with a CA (ca-individual devices need no file)
+    allow_deletes: int | None = None  # --allow-deletes N: the delete cap lifted to N
 
     def recorded(self) -> dict[str, Any]:
         """The options a saved plan records, to be replayed by `replaying`."""
         return {"destroy": self.destroy, "prune": self.prune,
                 "targets": [str(t) for t in self.targets],
-                "excludes": [str(e) for e in self.excludes]}
+                "excludes": [str(e) for e in self.excludes],
+                "allow_deletes": self.allow_deletes}
 
     def replaying(self, options: Mapping[str, Any], paths: tuple[str, ...]) -> PlanRequest:
         """This request with a saved plan's recorded options and manifest paths."""
         return dataclasses.replace(
             self, paths=paths, destroy=bool(options["destroy"]), prune=bool(options["prune"]),
             targets=tuple(Address.parse(t) for t in options["targets"]),
-            excludes=tuple(Address.parse(e) for e in options["excludes"]))
+            excludes=tuple(Address.parse(e) for e in options["excludes"]),
+            allow_deletes=options.get("allow_deletes"))
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
         options = PlanOptions(destroy=request.destroy, prune=request.prune,
                               targets=request.targets, excludes=request.excludes,
                               local_keys=kept, ca=request.ca,
+                              allow_deletes=request.allow_deletes,
                               expiring=store.expiring(request.expiry_warning, kept))
         snap = pending.finish([t.code for t in desired.of(DesiredTemplate)],
                               [f.name for f in desired.of(DesiredFirmware)])
@@ -298,9 +302,11 @@ def _check_account(api: IoTConnect, plan: Plan) -> None:
 
 
 def sweep(api: IoTConnect, globs: tuple[str, ...], protect: Globs,
-          older_than: datetime.timedelta | None, parallelism: int) -> tuple[Plan, Replan]:
+          older_than: datetime.timedelta | None, parallelism: int,
+          everything: bool = False) -> tuple[Plan, Replan]:
     """`destroy --match`: live objects by address glob, declared or not, except what
-    `protect` names; with `older_than`, only templates and firmware created before then."""
+    `protect` names; with `older_than`, only templates and firmware created before then;
+    taking every object of a kind needs `everything` (`--all`)."""
     from . import snapshot
     from .plan import make_sweep
 
@@ -308,7 +314,7 @@ def sweep(api: IoTConnect, globs: tuple[str, ...], protect: Globs,
 
     def plan() -> Plan:
         snap = snapshot.take(api, None, None, parallelism=parallelism)
-        return make_sweep(snap, globs, protect, cutoff)
+        return make_sweep(snap, globs, protect, cutoff, everything)
     return plan(), plan
 
 

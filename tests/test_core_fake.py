@@ -140,3 +140,53 @@ def test_a_unique_id_live_on_a_template_nothing_declares_is_a_plan_error(
     assert "live on template/theirs01, which the manifests do not declare" in \
         plan.errors[0].message
     assert "device/gw-0001" not in {str(c.address) for c in plan.changes}
+
+
+def test_delete_caps_and_an_emptied_template_are_plan_errors(
+        desired: Desired, tmp_path: Path) -> None:
+    """Project.spec.guards.maxDeletes as a count and as a share of a template's live
+    devices; the file that vanished (a kept template losing all its devices); and
+    --allow-deletes N lifting both for one run (issue 30)."""
+    from iotc_apply.model import DesiredProject, Globs, Guards
+
+    api, keys = FakeIoTConnect(), KeyStore(tmp_path / "keys")
+    apply(api, plan_of(api, desired, keys), keys)
+    gateways = {a: r for a, r in desired.resources.items()
+                if isinstance(r, DesiredDevice) and r.template == "gateway01"}
+    prune_all = Globs(devices=("*",))
+
+    def plan_with(guards: Guards, drop: set[Address], allow: int | None = None) -> Plan:
+        kept = dataclasses.replace(desired, resources={
+            a: r for a, r in desired.resources.items() if a not in drop},
+            project=DesiredProject("p", prune=prune_all, guards=guards))
+        snap = snapshot.take(api, None, None)  # type: ignore[arg-type]
+        return make_plan(kept, snap, PlanOptions(local_keys=keys.duids(),
+                                                 allow_deletes=allow))
+
+    two = set(list(gateways)[:2])
+    assert plan_with(Guards(max_deletes=2), two).errors == ()
+    capped = plan_with(Guards(max_deletes=1), two).errors
+    assert [(e.code, e.address) for e in capped] == [("max-deletes", None)]
+    assert "deletes or replaces 2 device(s), more than Project.spec.guards.maxDeletes (1); " \
+           "pass --allow-deletes 2" in capped[0].message
+    share = plan_with(Guards(max_deletes_percent=50), two).errors  # 2 of 3 gateways: 67%
+    assert [(e.code, e.address) for e in share] == [("max-deletes", "template/gateway01")]
+    emptied = plan_with(Guards(), set(gateways)).errors  # the template stays, no devices
+    assert [(e.code, e.address) for e in emptied] == [("template-emptied",
+                                                       "template/gateway01")]
+    assert plan_with(Guards(), set(gateways), allow=3).errors == ()
+    assert [e.code for e in plan_with(Guards(), set(gateways), allow=2).errors] == [
+        "max-deletes"]
+
+
+def test_a_sweep_of_every_name_of_a_kind_needs_all(tmp_path: Path) -> None:
+    from iotc_apply.model import Globs
+    from iotc_apply.plan import make_sweep
+
+    api = FakeIoTConnect()
+    snap = snapshot.take(api, None, None)  # type: ignore[arg-type]
+    for glob in ("device/*", "template/**", "FIRMWARE/*?*"):
+        plan = make_sweep(snap, (glob,), Globs())
+        assert [e.code for e in plan.errors] == ["whole-kind"], glob
+        assert make_sweep(snap, (glob,), Globs(), everything=True).errors == ()
+    assert make_sweep(snap, ("device/pr-*",), Globs()).errors == ()

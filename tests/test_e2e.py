@@ -247,3 +247,27 @@ def test_a_saved_plan_with_errors_is_refused(work: Path, server: EmulatorServer,
     assert err.startswith("error: plan.json: the plan has 3 error(s) and cannot be applied: "
                           "device/th-lab-05: entity 'Plant-Z' does not exist")
     assert "device" not in live(server)
+
+
+@pytest.mark.usefixtures("applied")
+def test_the_delete_cap_is_lifted_for_one_run_and_a_saved_plan_records_it(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Project.spec.guards.maxDeletes: 1 and three gateways pruned: plan error; with
+    --allow-deletes 3 the plan goes, the saved plan records it and applies as saved."""
+    import json
+
+    project = work / "m" / "project.yaml"
+    text = project.read_text()
+    assert "spec:\n" in text
+    project.write_text(text.replace("spec:\n", "spec:\n  guards: {maxDeletes: 1}\n", 1))
+    devices = work / "m" / "devices.yaml"
+    kept = [d for d in devices.read_text().split("---") if "gw-000" not in d]
+    devices.write_text("---".join(kept))  # the gateways go; Project.prune takes gw-*
+    assert iotc("plan", "m") == 1
+    assert "more than Project.spec.guards.maxDeletes (1); pass --allow-deletes 3" in \
+        capsys.readouterr().out
+    assert iotc("plan", "m", "--allow-deletes", "3", "--out", "p.json") == 0
+    assert json.loads(Path("p.json").read_text())["source"]["options"]["allow_deletes"] == 3
+    capsys.readouterr()
+    assert iotc("apply", "p.json") == 0
+    assert "3 deleted" in capsys.readouterr().out

@@ -77,6 +77,7 @@ def register(add: AddParser) -> None:
                         help="exit 0 when the only changes not done are unverified ones "
                              "(devices found after a lost answer whose registered certificate "
                              "the service does not show)")
+    shared.allow_deletes(parser)
     shared.lock_timeout(parser)
     parser.set_defaults(run=run)
 
@@ -88,9 +89,10 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
     if saved is None and args.manifests:
         raise UsageError("--manifests goes with a saved plan file: iotc apply PLAN.json "
                          "--manifests PATH")
-    if saved is not None and (args.target or args.exclude or args.no_prune):
-        raise UsageError("a saved plan carries its own --target/--exclude/--no-prune; run "
-                         "'iotc plan' with them instead")
+    if saved is not None and (args.target or args.exclude or args.no_prune or
+                              args.allow_deletes is not None):
+        raise UsageError("a saved plan carries its own --target/--exclude/--no-prune/"
+                         "--allow-deletes; run 'iotc plan' with them instead")
     policy = key_policy(inv, args.keys_dir, args.keys_recipient, args.require_sealed,
                         Certificates(args.cert_days, args.ca_cert, args.ca_key))
     how = Changing(args.keys_dir, args.parallelism, args.lock_timeout, args.auto_approve,
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
     if saved is not None:
         return changing(how, inv, policy, lambda api: _saved(api, inv, args, policy, saved))
     request = plan_request(inv, args, destroy=False, prune=not args.no_prune,
-                           ca_cert=args.ca_cert)
+                           ca_cert=args.ca_cert, allow_deletes=args.allow_deletes)
     return changing(how, inv, policy, lambda api: from_manifests(api, request, policy, how))
 
 

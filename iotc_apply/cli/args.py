@@ -45,6 +45,19 @@ def plan(parser: argparse.ArgumentParser, paths_help: str = "manifest files or d
     keys_dir(parser)
 
 
+def allow_deletes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-deletes", type=_count, metavar="N",
+                        help="lift Project.spec.guards.maxDeletes (and the emptied-template "
+                             "guard) to N device deletes or replacements for this run; a "
+                             "saved plan records it")
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0, 1, 2, ...)")
+    return int(text)
+
+
 def certificates(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-cert", metavar="FILE",
                         help="sign device certificates of ca-signed and ca-individual "

@@ -145,7 +145,7 @@ def variable_inputs(inv: Invocation, var: list[str] | None,
 
 def plan_request(inv: Invocation, args: argparse.Namespace, destroy: bool,
                  prune: bool = True, expiry_warning: int = 30,
-                 ca_cert: str | None = None) -> PlanRequest:
+                 ca_cert: str | None = None, allow_deletes: int | None = None) -> PlanRequest:
     """The plan arguments shared by plan, apply and destroy (`args.add_plan_arguments`)."""
     from ..model import Address
     from ..operations import PlanRequest
@@ -159,7 +159,8 @@ def plan_request(inv: Invocation, args: argparse.Namespace, destroy: bool,
                                                                        args.var_file),
                        destroy=destroy, prune=prune, targets=targets, excludes=excludes,
                        parallelism=args.parallelism, expiry_warning=expiry_warning,
-                       ca=bool(ca_cert or inv.env.get("IOTC_CA_CERT")))
+                       ca=bool(ca_cert or inv.env.get("IOTC_CA_CERT")),
+                       allow_deletes=allow_deletes)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ def register(add: AddParser) -> None:
                              "Project.protect; repeatable")
     parser.add_argument("--allow-empty", action="store_true",
                         help="with --match: exit 0 when nothing matches (else exit 1)")
+    parser.add_argument("--all", dest="everything", action="store_true",
+                        help="with --match: allow a sweep that deletes every object of a kind "
+                             "in the account (refused otherwise)")
     parser.add_argument("--older-than", metavar="DURATION",
                         help="with --match: only objects created longer ago, e.g. 24h, 7d "
                              "(templates and firmware: the service reports no device ages)")
@@ -83,7 +86,8 @@ def _sweep(api: IoTConnect, inv: Invocation, args: argparse.Namespace,
                                               "Project.protect do not load") from None
         if loaded.desired.project is not None:
             protect = loaded.desired.project.protect
-    plan, replan = operations.sweep(api, tuple(args.match), protect, older, args.parallelism)
+    plan, replan = operations.sweep(api, tuple(args.match), protect, older, args.parallelism,
+                                    args.everything)
     show(plan, "text")
     if not plan.errors and not plan.has_changes and not plan.warnings and \
             not args.allow_empty:  # (a protected match is a warning, not empty)

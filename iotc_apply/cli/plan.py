@@ -41,6 +41,7 @@ def register(add: AddParser) -> None:
     parser.add_argument("--ca-cert", metavar="FILE",
                         help="the CA apply will sign with (ca-individual devices then need "
                              "no certificate file; also IOTC_CA_CERT)")
+    shared.allow_deletes(parser)
     parser.set_defaults(run=run)
 
 
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
         raise UsageError(f"--out {args.out} is a folder; name the plan file, e.g. "
                          f"--out {Path(args.out) / 'plan.json'}")
     request = plan_request(inv, args, destroy=args.destroy, prune=not args.no_prune,
-                           expiry_warning=args.expiry_warning, ca_cert=args.ca_cert)
+                           expiry_warning=args.expiry_warning, ca_cert=args.ca_cert,
+                           allow_deletes=args.allow_deletes)
     policy = key_policy(inv, args.keys_dir)
     with inv.connect() as api, operations.early_snapshot(api, args.parallelism) as pending:
         loaded = operations.load(request)

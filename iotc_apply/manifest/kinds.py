@@ -27,6 +27,7 @@ from ..model import (
     DesiredUpgrade,
     FirmwareFile,
     Globs,
+    Guards,
 )
 from ..safefile import md5_and_size
 from . import schema
@@ -332,9 +333,12 @@ def build_project(doc: Document, mf: ManifestFile, out: Built) -> None:
         return Globs(tuple(part.get("templates", ())), tuple(part.get("devices", ())),
                      tuple(part.get("firmwares", ())))
 
+    cap = (spec.get("guards") or {}).get("maxDeletes")
+    guards = Guards(max_deletes=cap if isinstance(cap, int) else None,
+                    max_deletes_percent=int(cap[:-1]) if isinstance(cap, str) else None)
     project = DesiredProject(doc.value["metadata"]["name"], globs("prune"), globs("protect"),
                              tuple((spec.get("keys") or {}).get("recipients", ())),
-                             globs("ignore"))
+                             globs("ignore"), guards)
     out.projects.append((project, doc.where(("metadata", "name")), doc))
 
 

@@ -25,6 +25,7 @@ from ..model import (
     DesiredTemplate,
     DesiredUpgrade,
     Globs,
+    Guards,
     Kind,
     Snapshot,
 )
@@ -51,6 +52,8 @@ class PlanOptions:
     data_types: frozenset[str] | None = None
     # the aggregate types each data type allows, where the account shows them (Azure)
     aggregates: dict[str, frozenset[str]] | None = None
+    # --allow-deletes N: the delete cap lifted to N for this run (None: the Project's)
+    allow_deletes: int | None = None
 
 
 @dataclass
@@ -102,6 +105,8 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
     _protect(project.protect, work)
     _unknown_addresses(desired, snap, options, work)
     changes = _select(work.changes, options, work)
+    if not options.destroy:
+        _blast_radius(project.guards, changes, desired, snap, options, work)
     read = set(desired.resources) | set(work.changes)
     return Plan(
         account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
@@ -159,7 +164,7 @@ def _guids(desired: Desired, snap: Snapshot) -> dict[str, str]:
 
 
 def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
-               older_than: datetime.datetime | None = None) -> Plan:
+               older_than: datetime.datetime | None = None, everything: bool = False) -> Plan:
     """`destroy --match`: every live object whose address matches a glob, declared or not,
     in dependency order (the executor deletes devices before their template; firmware is
     deprecated). `older_than` keeps objects created at or after it (only kinds whose
@@ -189,6 +194,8 @@ def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
         if _matches_folded(address.name, by_kind.get(address.kind, ())):
             del work.changes[address]  # protect wins: a sweep leaves it, and says so
             work.warn("protected", address, "protected (Project.protect); left in place")
+    if not everything and older_than is None:  # an age narrows even `template/*`
+        _whole_kinds(globs, work)
     _blockers(Desired({}, {}, None), snap, work)
     return Plan(
         account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
@@ -508,6 +515,68 @@ def _matches_folded(name: str, globs: tuple[str, ...]) -> bool:
     (`th-lab-*` protects `TH-LAB-99`)."""
     folded = name.casefold()
     return any(fnmatch.fnmatchcase(folded, g.casefold()) for g in globs)
+
+
+def _blast_radius(guards: Guards, changes: dict[Address, Change], desired: Desired,
+                  snap: Snapshot, options: PlanOptions, work: _Work) -> None:
+    """Deleting a device cuts hardware off for good (no undelete), so an apply may remove
+    only so many: Project.spec.guards.maxDeletes, a count or a share of each template's live
+    devices; and a template that stays while every live device on it goes (the file that
+    vanished) is refused whatever the cap. `--allow-deletes N` lifts both to N for one run.
+    Replacements count: they delete the device first."""
+    gone = [c for c in changes.values() if c.address.kind is Kind.DEVICE and
+            c.action in (Action.DELETE, Action.REPLACE)]
+    if not gone:
+        return
+    lifted = options.allow_deletes
+    hint = f"pass --allow-deletes {len(gone)} to go ahead"
+    if lifted is not None:
+        if len(gone) > lifted:
+            work.error("max-deletes", None, f"the plan deletes or replaces {len(gone)} "
+                       f"device(s), more than the {lifted} --allow-deletes allows")
+        return
+    if guards.max_deletes is not None and len(gone) > guards.max_deletes:
+        work.error("max-deletes", None, f"the plan deletes or replaces {len(gone)} device(s), "
+                   f"more than Project.spec.guards.maxDeletes ({guards.max_deletes}); {hint}")
+    live_on: dict[str, int] = {}
+    for device in snap.devices.values():
+        live_on[device.template_guid] = live_on.get(device.template_guid, 0) + 1
+    by_template: dict[str, int] = {}
+    deleted: dict[str, int] = {}  # deletes alone: a replacement leaves a device there
+    for change in gone:
+        device = snap.devices.get(change.address.name)
+        if device is not None:
+            by_template[device.template_guid] = by_template.get(device.template_guid, 0) + 1
+            if change.action is Action.DELETE:
+                deleted[device.template_guid] = deleted.get(device.template_guid, 0) + 1
+    staying = {t.code for t in desired.of(DesiredTemplate)}
+    for guid, count in sorted(by_template.items()):
+        code = snap.template_code(guid) or guid
+        share = 100 * count / live_on[guid]
+        if guards.max_deletes_percent is not None and share > guards.max_deletes_percent:
+            work.error("max-deletes", Address(Kind.TEMPLATE, code),
+                       f"the plan deletes or replaces {count} of its {live_on[guid]} live "
+                       f"device(s) ({share:.0f}%), more than Project.spec.guards.maxDeletes "
+                       f"({guards.max_deletes_percent}%); {hint}")
+        elif deleted.get(guid) == live_on[guid] and code in staying and count > 1:
+            work.error("template-emptied", Address(Kind.TEMPLATE, code),
+                       f"the template stays but all {count} of its live devices would be "
+                       f"deleted (a manifest file gone missing?); {hint}")
+
+
+# Names unlike each other: a glob that matches all of them matches any name (`*`, `*?*`).
+PROBES = ("a", "Z9", "pr-42.x_y", "0" * 64)
+
+
+def _whole_kinds(globs: tuple[str, ...], work: _Work) -> None:
+    """A sweep glob that matches every name of a kind (`device/*`) asks for `--all`: it
+    takes whatever the account holds of that kind, this team's or not. (A narrower glob that
+    happens to match everything today, `pr-*` on a test account, is what sweeps are for.)"""
+    for glob in globs:
+        kind, _, name = glob.partition("/")
+        if all(fnmatch.fnmatchcase(p.casefold(), name.casefold()) for p in PROBES):
+            work.error("whole-kind", None, f"--match {glob!r} takes every {kind.casefold()} "
+                       "in the account; pass --all if that is the intent")
 
 
 def _glob_matcher(globs: tuple[str, ...]) -> Callable[[str], bool]:
