@@ -260,18 +260,24 @@ class KeyStore:
                 self.require_attested(duid, kept)
             if kept is not None:
                 return DeviceIdentity(duid, kept, key_path, reused=True)
-        cert = self.issuer.certificate(key, common_name)
-        write_private(folder / "iotcDeviceConfig.json",
-                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False,
-                      make_parent=False)
-        write_private(cert_path, cert.encode(), sync_dir=False, make_parent=False)
-        self._attest(duid, cert)
+        cert = self._certify(duid, key, common_name, device_config, cert_path)
         sync_directory(folder)  # one fsync makes the key and both renames durable
         if created:
             with self._lock:
                 self.written += 1
         return DeviceIdentity(duid, cert, key_path, reused=not created)
 
+    def _certify(self, duid: str, key: ec.EllipticCurvePrivateKey, common_name: str,
+                 device_config: dict[str, object], cert_path: Path) -> str:
+        """The key's certificate and the SDK config, written beside it (not yet durable:
+        the caller syncs the folder once), and attested when an attestation key is set."""
+        cert = self.issuer.certificate(key, common_name)
+        write_private(cert_path.parent / "iotcDeviceConfig.json",
+                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False,
+                      make_parent=False)
+        write_private(cert_path, cert.encode(), sync_dir=False, make_parent=False)
+        self._attest(duid, cert)
+        return cert
 
     def _ensure_sealed(self, duid: str, folder: Path, common_name: str,
                        device_config: dict[str, object], registered: bool) -> DeviceIdentity:
@@ -298,12 +304,7 @@ class KeyStore:
                 self.require_attested(duid, kept)
             return DeviceIdentity(duid, kept, sealed, reused=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = self.issuer.certificate(key, common_name)
-        write_private(folder / "iotcDeviceConfig.json",
-                      (json.dumps(device_config, indent=4) + "\n").encode(), sync_dir=False,
-                      make_parent=False)
-        write_private(cert_path, cert.encode(), sync_dir=False, make_parent=False)
-        self._attest(duid, cert)
+        cert = self._certify(duid, key, common_name, device_config, cert_path)
         plain = key.private_bytes(serialization.Encoding.PEM,
                                   serialization.PrivateFormat.TraditionalOpenSSL,
                                   serialization.NoEncryption())
