@@ -132,10 +132,15 @@ class LiveDevice:
     active: bool
     entity_name: str | None
     entity_guid: str | None = None
+    # what the listing says of the connection (None: the account shows nothing): not part
+    # of the device's identity, so neither of its fingerprint
+    connected: bool | None = None
+    last_seen: str | None = None  # ISO-8601 time of the last connection or activity
 
 
 # every field of a listed device, in declaration order: its fingerprint hashes them all
-_DEVICE_VALUES = operator.attrgetter(*(f.name for f in fields(LiveDevice)))
+_DEVICE_VALUES = operator.attrgetter(*(f.name for f in fields(LiveDevice)
+                                       if f.name not in ("connected", "last_seen")))
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,8 @@ class Guards:
 
     max_deletes: int | None = None  # device deletes and replacements per apply
     max_deletes_percent: int | None = None  # ... as a share of each template's live devices
+    online_window: float = 24 * 3600.0  # seconds since a device was seen that make it live
+    allow_online: tuple[str, ...] = ()  # DUID globs whose live devices may still go
 
 
 @dataclass(frozen=True)
@@ -372,7 +379,8 @@ class Snapshot:
                         if k != "device_count"}  # moves with every device: not the template
             return [template, [asdict(a) for a in self.attributes.get(name, ())]]
         if address.kind is Kind.DEVICE and name in self.devices:
-            return asdict(self.devices[name])
+            return {k: v for k, v in asdict(self.devices[name]).items()
+                    if k not in ("connected", "last_seen")}
         if address.kind is Kind.FIRMWARE and name in self.firmwares:
             return {k: v for k, v in asdict(self.firmwares[name]).items() if k != "upgrades"}
         if address.kind is Kind.UPGRADE:

@@ -65,13 +65,14 @@ class PlanRequest:
     expiry_warning: int = 30
     ca: bool = False  # apply will sign with a CA (ca-individual devices need no file)
     allow_deletes: int | None = None  # --allow-deletes N: the delete cap lifted to N
+    allow_online: tuple[str, ...] = ()  # --allow-online GLOB: live devices that may go
 
     def recorded(self) -> dict[str, Any]:
         """The options a saved plan records, to be replayed by `replaying`."""
         return {"destroy": self.destroy, "prune": self.prune,
                 "targets": [str(t) for t in self.targets],
                 "excludes": [str(e) for e in self.excludes],
-                "allow_deletes": self.allow_deletes}
+                "allow_deletes": self.allow_deletes, "allow_online": list(self.allow_online)}
 
     def replaying(self, options: Mapping[str, Any], paths: tuple[str, ...]) -> PlanRequest:
         """This request with a saved plan's recorded options and manifest paths."""
@@ -79,7 +80,8 @@ class PlanRequest:
             self, paths=paths, destroy=bool(options["destroy"]), prune=bool(options["prune"]),
             targets=tuple(Address.parse(t) for t in options["targets"]),
             excludes=tuple(Address.parse(e) for e in options["excludes"]),
-            allow_deletes=options.get("allow_deletes"))
+            allow_deletes=options.get("allow_deletes"),
+            allow_online=tuple(options.get("allow_online") or ()))
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
                               targets=request.targets, excludes=request.excludes,
                               local_keys=kept, ca=request.ca,
                               allow_deletes=request.allow_deletes,
+                              allow_online=request.allow_online, now=time.time(),
                               expiring=store.expiring(request.expiry_warning, kept))
         snap = pending.finish([t.code for t in desired.of(DesiredTemplate)],
                               [f.name for f in desired.of(DesiredFirmware)])

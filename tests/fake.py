@@ -217,7 +217,7 @@ class _Devices:
             guid = self.fake.guid()
             entity = next(e for e in self.fake.entity_list if e.guid == entity_guid)
             self.by_guid[guid] = LiveDevice(guid, duid, display_name, template_guid, True,
-                                            entity.name, entity.guid)
+                                            entity.name, entity.guid, connected=False)
             self.certificates[guid] = certificate_pem
             return guid
         return self.fake.enter("devices.create", work)  # type: ignore[no-any-return]

@@ -271,3 +271,44 @@ def test_the_delete_cap_is_lifted_for_one_run_and_a_saved_plan_records_it(
     capsys.readouterr()
     assert iotc("apply", "p.json") == 0
     assert "3 deleted" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("applied")
+def test_a_device_seen_lately_is_not_deleted_without_allow_online(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """A connected device, or one seen within the online window (24 h, or
+    Project.spec.guards.onlineWindow), is not deleted unless --allow-online names it; every
+    device delete says when it was last seen, in text and JSON (issue 30)."""
+    import datetime
+    import json
+
+    import requests
+
+    def seen(duid: str, connected: bool, hours_ago: float) -> None:
+        at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=hours_ago)
+        assert requests.post(server.url + "/_emulator/connection", timeout=5, json={
+            "uniqueId": duid, "connected": connected, "at": at.isoformat()}).status_code == 200
+
+    seen("gw-0001", True, 0)
+    seen("gw-0002", False, 2)
+    seen("gw-0003", False, 30)
+    devices = work / "m" / "devices.yaml"
+    devices.write_text("---".join(d for d in devices.read_text().split("---")
+                                  if "gw-000" not in d))  # the three go (Project prunes gw-*)
+    capsys.readouterr()
+    assert iotc("plan", "m") == 1
+    out = capsys.readouterr().out
+    assert "error: device/gw-0001: is live (connected now; within the 24 h online window)" in out
+    assert "error: device/gw-0002: is live (last seen " in out
+    assert "device/gw-0003" not in out.split("error:", 1)[1]  # 30 h ago: not live
+    # (all three gateways go: the emptied-template guard wants --allow-deletes as well)
+    assert iotc("plan", "m", "--allow-online", "gw-000[12]", "--allow-deletes", "3",
+                "--format", "json") == 0
+    plan = json.loads(capsys.readouterr().out)
+    notes = {c["address"]: c["note"] for c in plan["changes"] if c["action"] == "delete"}
+    assert notes["device/gw-0001"] == "connected now"
+    assert notes["device/gw-0003"].startswith("last seen ")
+    project = work / "m" / "project.yaml"
+    project.write_text(project.read_text().replace(
+        "spec:\n", "spec:\n  guards: {onlineWindow: 1h, allowOnline: [gw-0001]}\n", 1))
+    assert iotc("plan", "m", "--allow-deletes", "3") == 0  # gw-0002: 2 h ago, window 1 h

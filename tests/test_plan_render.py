@@ -54,8 +54,9 @@ def snapshot() -> Snapshot:
                    "old01": LiveTemplate("T-2", "old01", "Old", 3, "2.1", None, ())},
         attributes={"sensor01": (LiveAttribute("A-1", "temperature", "DECIMAL", "C", None, (),
                                                1),)},
-        devices={"d-1": LiveDevice("D-1", "d-1", "D-1", "T-1", True, "Plant-A"),
-                 "x-9": LiveDevice("D-9", "x-9", "X", "T-2", True, "Plant-A")},
+        devices={"d-1": LiveDevice("D-1", "d-1", "D-1", "T-1", True, "Plant-A", connected=False),
+                 "x-9": LiveDevice("D-9", "x-9", "X", "T-2", True, "Plant-A",
+                                   connected=False)},
         firmwares={})
 
 

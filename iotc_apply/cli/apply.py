@@ -90,9 +90,9 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
         raise UsageError("--manifests goes with a saved plan file: iotc apply PLAN.json "
                          "--manifests PATH")
     if saved is not None and (args.target or args.exclude or args.no_prune or
-                              args.allow_deletes is not None):
+                              args.allow_deletes is not None or args.allow_online):
         raise UsageError("a saved plan carries its own --target/--exclude/--no-prune/"
-                         "--allow-deletes; run 'iotc plan' with them instead")
+                         "--allow-deletes/--allow-online; run 'iotc plan' with them instead")
     policy = key_policy(inv, args.keys_dir, args.keys_recipient, args.require_sealed,
                         Certificates(args.cert_days, args.ca_cert, args.ca_key))
     how = Changing(args.keys_dir, args.parallelism, args.lock_timeout, args.auto_approve,

@@ -41,6 +41,9 @@ def plan(parser: argparse.ArgumentParser, paths_help: str = "manifest files or d
     if prune:
         parser.add_argument("--no-prune", action="store_true",
                             help="do not delete undeclared objects matching Project.prune")
+    parser.add_argument("--allow-online", action="append", metavar="DUID-GLOB",
+                        help="let the plan delete or replace these devices although they are "
+                             "connected or were seen within the online window; repeatable")
     parallelism(parser)
     keys_dir(parser)
 

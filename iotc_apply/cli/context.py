@@ -160,7 +160,8 @@ def plan_request(inv: Invocation, args: argparse.Namespace, destroy: bool,
                        destroy=destroy, prune=prune, targets=targets, excludes=excludes,
                        parallelism=args.parallelism, expiry_warning=expiry_warning,
                        ca=bool(ca_cert or inv.env.get("IOTC_CA_CERT")),
-                       allow_deletes=allow_deletes)
+                       allow_deletes=allow_deletes,
+                       allow_online=tuple(args.allow_online or ()))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,12 @@ def device_from_wire(item: dict[str, Any]) -> LiveDevice:
         display_name=str(item.get("displayName") or ""),
         template_guid=_guid(item.get("deviceTemplateGuid")),
         active=bool(item.get("isActive")), entity_name=item.get("entityName"),
-        entity_guid=_guid(item.get("entityGuid")) or None)
+        entity_guid=_guid(item.get("entityGuid")) or None,
+        # PKG lib/device.py:37-39 (isConnected, lastConnection); AZ DeviceInformation
+        # (lastActivityDate); a listing without them says nothing, never "offline"
+        connected=item["isConnected"] if isinstance(item.get("isConnected"), bool) else None,
+        last_seen=str(item.get("lastConnection") or item.get("lastActivityDate")
+                      or item.get("lastactivityDate") or "") or None)
 
 
 class DevicesClient:

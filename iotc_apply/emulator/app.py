@@ -239,6 +239,21 @@ def _download(guid: str, name: str) -> Response:
 def _register_control(app: Flask) -> None:
     """`/_emulator/*`: reset, seed, dump, counters and knobs; test plumbing, no auth."""
 
+    @app.post("/_emulator/connection")
+    def connection() -> Response:
+        """What a device's listing reports of its connection (the emulator has no MQTT):
+        `{"uniqueId": ..., "connected": true|false, "at": ISO-8601}`. Test and demo
+        plumbing for the fleet-safety guards; the fields are the PKG lib/device.py ones."""
+        body = request.get_json(force=True, silent=True) or {}
+        duid, connected, at = body.get("uniqueId"), body.get("connected"), body.get("at")
+        if not isinstance(duid, str) or not isinstance(connected, bool) or \
+                not isinstance(at, str):
+            return Response("expected {uniqueId: str, connected: bool, at: ISO-8601 str}",
+                            status=400, mimetype="text/plain")
+        if not emulator().state.devices.set_connection(duid, connected, at):
+            return Response(f"no device {duid!r}", status=404, mimetype="text/plain")
+        return jsonify({"status": "set"})
+
     @app.post("/_emulator/reset")
     def reset() -> Response:
         emulator().state.reset()

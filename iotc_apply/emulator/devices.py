@@ -216,6 +216,17 @@ class Devices:
                           updatedDate=self.ctx.now())
             self.store.update("device", device)
 
+    def set_connection(self, duid: str, connected: bool, at: str) -> bool:
+        """The control endpoint's connection report; False when no such device."""
+        with self.store.transaction():
+            found = self.store.find("device", duid)
+            if not found:
+                return False
+            device = found[0]
+            device.update(isConnected=connected, lastConnection=at)
+            self.store.update("device", device)
+            return True
+
     def set_device_status(self, guid: str, body: dict[str, Any]) -> None:
         """`PUT /Device/{guid}/status`: 409 when already in the requested state.
 

@@ -333,9 +333,14 @@ def build_project(doc: Document, mf: ManifestFile, out: Built) -> None:
         return Globs(tuple(part.get("templates", ())), tuple(part.get("devices", ())),
                      tuple(part.get("firmwares", ())))
 
-    cap = (spec.get("guards") or {}).get("maxDeletes")
+    given = spec.get("guards") or {}
+    cap = given.get("maxDeletes")
+    window = given.get("onlineWindow")
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     guards = Guards(max_deletes=cap if isinstance(cap, int) else None,
-                    max_deletes_percent=int(cap[:-1]) if isinstance(cap, str) else None)
+                    max_deletes_percent=int(cap[:-1]) if isinstance(cap, str) else None,
+                    online_window=int(window[:-1]) * units[window[-1]] if window else 86400.0,
+                    allow_online=tuple(given.get("allowOnline", ())))
     project = DesiredProject(doc.value["metadata"]["name"], globs("prune"), globs("protect"),
                              tuple((spec.get("keys") or {}).get("recipients", ())),
                              globs("ignore"), guards)

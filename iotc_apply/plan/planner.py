@@ -54,6 +54,9 @@ class PlanOptions:
     aggregates: dict[str, frozenset[str]] | None = None
     # --allow-deletes N: the delete cap lifted to N for this run (None: the Project's)
     allow_deletes: int | None = None
+    # --allow-online GLOB: live devices these DUID globs name may still be deleted
+    allow_online: tuple[str, ...] = ()
+    now: float | None = None  # when the plan is made (epoch s): the online window's end
 
 
 @dataclass
@@ -105,6 +108,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
     _protect(project.protect, work)
     _unknown_addresses(desired, snap, options, work)
     changes = _select(work.changes, options, work)
+    changes = _online(project.guards, changes, snap, options, work)
     if not options.destroy:
         _blast_radius(project.guards, changes, desired, snap, options, work)
     read = set(desired.resources) | set(work.changes)
@@ -515,6 +519,58 @@ def _matches_folded(name: str, globs: tuple[str, ...]) -> bool:
     (`th-lab-*` protects `TH-LAB-99`)."""
     folded = name.casefold()
     return any(fnmatch.fnmatchcase(folded, g.casefold()) for g in globs)
+
+
+def _online(guards: Guards, changes: dict[Address, Change], snap: Snapshot,
+            options: PlanOptions, work: _Work) -> dict[Address, Change]:
+    """A device that is connected, or was seen within the online window, is hardware in
+    use: deleting or replacing it is a plan error naming when it was last seen, unless
+    `--allow-online` or Project.spec.guards.allowOnline names it. Every device delete and
+    replacement carries its last-seen time (the JSON plan's `note`). Where the account shows
+    no connection data the plan says so once, and never calls a device offline."""
+    allowed = _glob_matcher(options.allow_online + guards.allow_online)
+    unknown = 0
+    out = dict(changes)
+    for address, change in changes.items():
+        if address.kind is not Kind.DEVICE or change.action not in (Action.DELETE,
+                                                                     Action.REPLACE):
+            continue
+        device = snap.devices.get(address.name)
+        if device is None:
+            continue
+        if device.connected is None and device.last_seen is None:
+            unknown += 1
+            continue
+        seen = "connected now" if device.connected else \
+            f"last seen {device.last_seen}" if device.last_seen else "never seen connected"
+        out[address] = dataclasses.replace(change, note=seen)
+        when = _epoch(device.last_seen) if device.last_seen else None
+        recent = bool(device.connected) or (
+            device.last_seen is not None and options.now is not None and
+            (when is None or options.now - when <= guards.online_window))
+        if recent and not allowed(address.name):
+            hours = guards.online_window / 3600
+            work.error("online", address,
+                       f"is live ({seen}; within the {hours:g} h online window): deleting it "
+                       "cuts the hardware off for good; pass --allow-online "
+                       f"'{address.name}' if that is the intent")
+    if unknown:
+        work.warn("no-connection-data", None,
+                  f"the account shows no connection data for {unknown} device(s) this plan "
+                  "deletes or replaces: whether they are in use was not checked")
+    return out
+
+
+def _epoch(text: str) -> float | None:
+    """An ISO-8601 time as epoch seconds (UTC when it names no zone); None when unreadable,
+    which counts as recent: a time that cannot be read proves nothing is offline."""
+    try:
+        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
 
 
 def _blast_radius(guards: Guards, changes: dict[Address, Change], desired: Desired,

@@ -93,7 +93,9 @@ def change_lines(change: Change) -> list[tuple[str, str]]:
     if change.action is Action.CREATE and not change.fields:
         what = created(change.after)
         return [(style, f"{head:<34} {what}" if what else head)]
-    lines = [(style, f"{head:<34} {VERB[change.action]}: {change.reason.value}")]
+    seen = f" ({change.note})" if change.note and change.address.kind.value == "device" \
+        else ""
+    lines = [(style, f"{head:<34} {VERB[change.action]}: {change.reason.value}{seen}")]
     for f in change.fields:
         if f.before is None and f.after is not None and not f.forces:
             lines.append(("plan.create", f"    + {f.name}: {value(f.after)}"))
