@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .client.errors import ApiError
 from .client.redact import redact_text, remember
 from .keystore import Issuer, KeyStore, KeyStoreError, account_folder, recipients
-from .model import Address, DesiredFirmware, DesiredTemplate, Globs, Kind
+from .model import Address, DesiredFirmware, DesiredTemplate, Globs, Guards, Kind
 
 if TYPE_CHECKING:
     from .apply.executor import ApplyResult, Hooks
@@ -306,18 +306,21 @@ def _check_account(api: IoTConnect, plan: Plan) -> None:
 
 def sweep(api: IoTConnect, globs: tuple[str, ...], protect: Globs,
           older_than: datetime.timedelta | None, parallelism: int,
-          everything: bool = False) -> tuple[Plan, Replan]:
+          everything: bool = False, guards: Guards | None = None,
+          allow_online: tuple[str, ...] = ()) -> tuple[Plan, Replan]:
     """`destroy --match`: live objects by address glob, declared or not, except what
     `protect` names; with `older_than`, only templates and firmware created before then;
     taking every object of a kind needs `everything` (`--all`)."""
     from . import snapshot
-    from .plan import make_sweep
+    from .plan import PlanOptions, make_sweep
 
     cutoff = None if older_than is None else datetime.datetime.now(datetime.UTC) - older_than
 
     def plan() -> Plan:
         snap = snapshot.take(api, None, None, parallelism=parallelism)
-        return make_sweep(snap, globs, protect, cutoff, everything)
+        return make_sweep(snap, globs, protect, cutoff, everything, guards,
+                          PlanOptions(destroy=True, allow_online=allow_online,
+                                      now=time.time()))
     return plan(), plan
 
 

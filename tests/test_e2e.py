@@ -312,3 +312,23 @@ def test_a_device_seen_lately_is_not_deleted_without_allow_online(
     project.write_text(project.read_text().replace(
         "spec:\n", "spec:\n  guards: {onlineWindow: 1h, allowOnline: [gw-0001]}\n", 1))
     assert iotc("plan", "m", "--allow-deletes", "3") == 0  # gw-0002: 2 h ago, window 1 h
+
+
+def test_a_sweep_leaves_a_live_device_unless_allowed(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """`destroy --match` deletes live objects declared or not: the online guard holds there
+    too (issue 30)."""
+    import datetime
+
+    import requests
+
+    assert iotc("apply", "m", "--auto-approve") == 0
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    assert requests.post(server.url + "/_emulator/connection", timeout=5, json={
+        "uniqueId": "lt-0001", "connected": True, "at": now}).status_code == 200
+    capsys.readouterr()
+    assert iotc("destroy", "--match", "device/lt-000*", "--auto-approve") == 1
+    assert "error: device/lt-0001: is live (connected now" in capsys.readouterr().out
+    assert iotc("destroy", "--match", "device/lt-000*", "--allow-online", "lt-0001",
+                "--auto-approve") == 0
+    assert not any(d["uniqueId"].startswith("lt-000") for d in live(server)["device"])

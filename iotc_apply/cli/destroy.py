@@ -75,9 +75,9 @@ def _sweep(api: IoTConnect, inv: Invocation, args: argparse.Namespace,
     """`destroy --match`: live objects by address glob, declared or not; the Project of any
     manifests given still protects."""
     from .. import operations
-    from ..model import Globs
+    from ..model import Globs, Guards
 
-    protect = Globs()
+    protect, guards = Globs(), Guards()
     if args.paths:
         try:
             loaded = operations.load(plan_request(inv, args, destroy=True))
@@ -85,9 +85,9 @@ def _sweep(api: IoTConnect, inv: Invocation, args: argparse.Namespace,
             raise operations.ManifestsInvalid(exc.loaded, "the manifests given for their "
                                               "Project.protect do not load") from None
         if loaded.desired.project is not None:
-            protect = loaded.desired.project.protect
+            protect, guards = loaded.desired.project.protect, loaded.desired.project.guards
     plan, replan = operations.sweep(api, tuple(args.match), protect, older, args.parallelism,
-                                    args.everything)
+                                    args.everything, guards, tuple(args.allow_online or ()))
     show(plan, "text")
     if not plan.errors and not plan.has_changes and not plan.warnings and \
             not args.allow_empty:  # (a protected match is a warning, not empty)

@@ -168,7 +168,8 @@ def _guids(desired: Desired, snap: Snapshot) -> dict[str, str]:
 
 
 def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
-               older_than: datetime.datetime | None = None, everything: bool = False) -> Plan:
+               older_than: datetime.datetime | None = None, everything: bool = False,
+               guards: Guards | None = None, options: PlanOptions | None = None) -> Plan:
     """`destroy --match`: every live object whose address matches a glob, declared or not,
     in dependency order (the executor deletes devices before their template; firmware is
     deprecated). `older_than` keeps objects created at or after it (only kinds whose
@@ -200,6 +201,8 @@ def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
             work.warn("protected", address, "protected (Project.protect); left in place")
     if not everything and older_than is None:  # an age narrows even `template/*`
         _whole_kinds(globs, work)
+    work.changes = _online(guards or Guards(), work.changes, snap,  # a sweep too
+                           options or PlanOptions(destroy=True), work)
     _blockers(Desired({}, {}, None), snap, work)
     return Plan(
         account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
