@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,9 @@ def server(request: pytest.FixtureRequest) -> Iterator[EmulatorServer]:
         return
     served: EmulatorServer = request.getfixturevalue("served")
     emu = served.emulator
+    emu.stopping.set()  # requests an earlier test left held (latency, hang) end now
+    _settle_stragglers()
+    emu.stopping.clear()
     emu.state.ctx.limits, emu.state.ctx.clock = Limits(), time.time
     emu.state.account = Account()
     emu.state.reset()
@@ -48,6 +52,17 @@ def server(request: pytest.FixtureRequest) -> Iterator[EmulatorServer]:
     # A request the emulator's rules could not read is answered 400; outside the tests that
     # send malformed requests on purpose (they clear this), it means an emulator bug.
     assert emu.unreadable == [], emu.unreadable
+
+
+def _settle_stragglers() -> None:
+    """A command that stops early (manifest errors) leaves its snapshot's daemon workers to
+    finish their requests (`snapshot._DaemonPool`: `iotc` must not wait for them); in a test
+    process they would reach the next test's emulator and its counters (a login counted
+    twice, once). Wait for them (at most 2 s in all) before the emulator is reset."""
+    deadline = time.monotonic() + 2
+    for thread in threading.enumerate():
+        if thread.name.startswith("iotc-snapshot-"):
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 @pytest.fixture
