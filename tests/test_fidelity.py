@@ -228,6 +228,11 @@ def test_an_aggregate_the_data_type_does_not_allow_is_a_plan_error_on_azure(
         assert "template/agg01: attribute 'label': aggregate Sum is not allowed for data " \
                "type STRING (it allows Latest Value)" in out
         assert "'level'" not in out
+        server.emulator.traffic.configure(Knobs(missing_routes=(
+            "GET /device-template/datatype",)))
+        assert iotc("plan", "m") == 0  # no catalogue: not checked, the plan still made
+        assert "aggregate Sum" not in capsys.readouterr().out
+        server.emulator.traffic.configure(Knobs())
         manifest.write_text(manifest.read_text().replace("aggregateTypes: [Sum]}",
                                                          "aggregateTypes: [Latest Value]}"))
         assert iotc("apply", "m", "--auto-approve") == 0
