@@ -6,8 +6,6 @@ import argparse
 
 from ..defaults import DEFAULT_KEYS_DIR
 
-__all__ = ["DEFAULT_KEYS_DIR"]
-
 
 def keys_dir(parser: argparse.ArgumentParser, purpose: str = "device keys and certificates"
              ) -> None:

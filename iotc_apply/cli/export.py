@@ -6,6 +6,7 @@ import argparse
 import datetime
 from pathlib import Path
 
+from ..defaults import DEFAULT_KEYS_DIR
 from ..ui.console import make_console
 from . import args as shared
 from .context import EXIT_OK, Invocation, UsageError, key_policy
@@ -21,7 +22,7 @@ def register(add: AddParser) -> None:
                              "'device/lt-*'; repeatable")
     parser.add_argument("--force", action="store_true",
                         help="write into a folder that is not empty")
-    parser.add_argument("--keys-dir", default=str(shared.DEFAULT_KEYS_DIR), metavar="DIR",
+    parser.add_argument("--keys-dir", default=str(DEFAULT_KEYS_DIR), metavar="DIR",
                         help="key store: devices without a key here are exported with "
                              "certificate: external")
     shared.parallelism(parser)
