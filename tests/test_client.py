@@ -422,3 +422,18 @@ def test_proxies_come_from_the_environment_per_host(
     for _ in range(10):
         api.entities.list()
     assert len(calls) <= 4  # per host and session, not once per request
+
+
+def test_the_ca_bundle_and_discovery_probe_leave_the_session_as_it_was(
+        api: IoTConnect, settings: Settings, tmp_path: Path) -> None:
+    """REQUESTS_CA_BUNDLE reaches the transport through the settings (read once); doctor's
+    discovery probe asks the service without rewriting the session's settings."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not used: the emulator is plain http\n")
+    with_ca = Settings.from_env({"REQUESTS_CA_BUNDLE": str(bundle)})
+    assert with_ca.ca_bundle == str(bundle)
+    assert ApiSession(with_ca, TokenStore(None)).transport.http.verify == str(bundle)
+    assert ApiSession(Settings.from_env({}), TokenStore(None)).transport.http.verify is True
+    before = api.session.settings
+    assert set(api.session.auth.discover()) == {"auth", "user", "device", "firmware", "file"}
+    assert api.session.settings is before and api.session.auth.settings is before
