@@ -294,6 +294,20 @@ class Guards:
     max_deletes_percent: int | None = None  # ... as a share of each template's live devices
     online_window: float = 24 * 3600.0  # seconds since a device was seen that make it live
     allow_online: tuple[str, ...] = ()  # DUID globs whose live devices may still go
+    # "deactivate-first": a device that should go is deactivated by one apply and deleted by
+    # a later one, once it is still inactive and unseen for the online window
+    removal: str = "delete"
+
+
+@dataclass(frozen=True)
+class ChangeWindow:
+    """When destructive changes may run (Project.spec.windows): on `days` (0 = Monday), from
+    `start` for `minutes`, in the IANA time zone `zone` (a window may run past midnight)."""
+
+    days: frozenset[int]
+    start: tuple[int, int]  # hour, minute (local)
+    minutes: int
+    zone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -304,6 +318,7 @@ class DesiredProject:
     recipients: tuple[str, ...] = ()  # age recipients: keys are kept sealed to them
     ignore: Globs = Globs()  # undeclared live devices left alone: no ? line, no drift
     guards: Guards = Guards()
+    windows: tuple[ChangeWindow, ...] = ()  # none: destructive changes may run any time
 
 
 DesiredResource = DesiredTemplate | DesiredDevice | DesiredFirmware | DesiredUpgrade

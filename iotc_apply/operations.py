@@ -24,10 +24,18 @@ from typing import TYPE_CHECKING, Any
 from .client.errors import ApiError, UnsupportedCall
 from .client.redact import redact_text, remember
 from .keystore import Issuer, KeyStore, KeyStoreError, account_folder, recipients
-from .model import Address, DesiredFirmware, DesiredTemplate, Globs, Guards, Kind
+from .model import (
+    Address,
+    ChangeWindow,
+    DesiredFirmware,
+    DesiredTemplate,
+    Globs,
+    Guards,
+    Kind,
+)
 
 if TYPE_CHECKING:
-    from .apply.executor import ApplyResult, Hooks
+    from .apply.executor import ApplyResult, ChangeResult, Hooks
     from .client import IoTConnect
     from .export import Export, FileToFetch
     from .manifest import Loaded
@@ -67,13 +75,15 @@ class PlanRequest:
     ca: bool = False  # apply will sign with a CA (ca-individual devices need no file)
     allow_deletes: int | None = None  # --allow-deletes N: the delete cap lifted to N
     allow_online: tuple[str, ...] = ()  # --allow-online GLOB: live devices that may go
+    outside_window: str | None = None  # --outside-window REASON: no change window holds
 
     def recorded(self) -> dict[str, Any]:
         """The options a saved plan records, to be replayed by `replaying`."""
         return {"destroy": self.destroy, "prune": self.prune,
                 "targets": [str(t) for t in self.targets],
                 "excludes": [str(e) for e in self.excludes],
-                "allow_deletes": self.allow_deletes, "allow_online": list(self.allow_online)}
+                "allow_deletes": self.allow_deletes, "allow_online": list(self.allow_online),
+                "outside_window": self.outside_window}
 
     def replaying(self, options: Mapping[str, Any], paths: tuple[str, ...]) -> PlanRequest:
         """This request with a saved plan's recorded options and manifest paths."""
@@ -82,7 +92,8 @@ class PlanRequest:
             targets=tuple(Address.parse(t) for t in options["targets"]),
             excludes=tuple(Address.parse(e) for e in options["excludes"]),
             allow_deletes=options.get("allow_deletes"),
-            allow_online=tuple(options.get("allow_online") or ()))
+            allow_online=tuple(options.get("allow_online") or ()),
+            outside_window=options.get("outside_window"))
 
 
 @dataclass(frozen=True)
@@ -205,6 +216,7 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
                               local_keys=kept, ca=request.ca,
                               allow_deletes=request.allow_deletes,
                               allow_online=request.allow_online, now=time.time(),
+                              outside_window=request.outside_window,
                               expiring=store.expiring(request.expiry_warning, kept))
         snap = pending.finish([t.code for t in desired.of(DesiredTemplate)],
                               [f.name for f in desired.of(DesiredFirmware)])
@@ -220,11 +232,27 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
         # apply what it does not allow
         with contextlib.suppress(UnsupportedCall):
             options = dataclasses.replace(options, aggregates=api.templates.aggregates())
-    plan = make_plan(desired, snap, options)
+    plan = with_estimate(api, make_plan(desired, snap, options), request.parallelism)
     recorded, variables = request.recorded(), loaded.variables.recorded()
     digest = planfile.source_digest(loaded.digest, recorded, variables)
     return dataclasses.replace(plan, source=Source(request.paths, digest, recorded, variables),
                                secrets=frozenset(loaded.variables.secrets()))
+
+
+def with_estimate(api: IoTConnect, plan: Plan, parallelism: int) -> Plan:
+    """The plan with its apply estimated at the latency its own reads met (the session's
+    mean so far) and `parallelism` (capped by the connection pool); the read-back that
+    confirms an apply is counted as about the reads this plan made."""
+    from .apply.estimate import estimate
+
+    transport = api.session.transport
+    latency = transport.latency()
+    if latency is None or not plan.changes:
+        return plan
+    width = max(1, min(parallelism, transport.pool_size))
+    read_back = transport.answered * latency / width
+    guess = estimate(plan, latency, width, read_back)
+    return dataclasses.replace(plan, impact=dataclasses.replace(plan.impact, estimate=guess))
 
 
 def _aggregated(loaded: Loaded) -> bool:
@@ -322,19 +350,62 @@ def sweep(api: IoTConnect, globs: tuple[str, ...], protect: Globs,
 
     def plan() -> Plan:
         snap = snapshot.take(api, None, None, parallelism=parallelism)
-        return make_sweep(snap, globs, protect, cutoff, everything, guards,
-                          PlanOptions(destroy=True, allow_online=allow_online,
-                                      now=time.time()))
+        return with_estimate(api, make_sweep(snap, globs, protect, cutoff, everything, guards,
+                                             PlanOptions(destroy=True,
+                                                         allow_online=allow_online,
+                                                         now=time.time())), parallelism)
     return plan(), plan
 
 
 # -- execution ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Held:
+    """What a change window keeps from this apply: the changes, each with why."""
+
+    results: tuple[ChangeResult, ...] = ()
+    reason: str = ""  # --outside-window REASON when it let them run
+
+
+def hold(plan: Plan, windows: tuple[ChangeWindow, ...], reason: str | None,
+         now: float) -> tuple[Plan, Held]:
+    """The plan to run now and what waits: outside every change window, destructive changes
+    (deletes, replacements, deactivations) are held, and so is every change that needs one
+    (a template's delete after its devices'). Checked when apply runs, not when the plan was
+    made: a saved plan reviewed inside a window and applied after it closed is held too."""
+    from .apply.executor import ChangeResult, Status
+    from .apply.graph import build
+    from .plan.windows import inside, outside_message
+
+    if not windows or reason or inside(windows, now):
+        return plan, Held(reason=reason or "")
+    message = outside_message(windows, now)
+    graph = build(plan)
+    dependents = graph.dependents()
+    why = {c.address: message for c in plan.changes if c.action.destructive}
+    todo = [s for s in graph.steps if s.address in why]
+    while todo:
+        step = todo.pop()
+        for dependent in dependents[step]:
+            if dependent.address not in why:
+                why[dependent.address] = f"needs {step.address}, which is held (outside " \
+                    "the change window)"
+                todo += [s for s in graph.steps if s.address == dependent.address]
+    if not why:
+        return plan, Held()
+    kept = tuple(c for c in plan.changes if c.address not in why)
+    held = tuple(ChangeResult(c.address, c.action, Status.HELD, why[c.address])
+                 for c in plan.changes if c.address in why)
+    return dataclasses.replace(plan, changes=kept), Held(held)
+
+
 def execute_and_confirm(api: IoTConnect, plan: Plan, store: KeyStore, parallelism: int,
-                        hooks: Hooks, replan: Replan, started: float) -> ApplyResult:
+                        hooks: Hooks, replan: Replan, started: float,
+                        held: Held = Held()) -> ApplyResult:
     """Execute the plan, then read the account back: a change is `done` only where the
-    account shows it. `started` is when the command began (the report gives its time)."""
+    account shows it. `started` is when the command began (the report gives its time);
+    `held` (see `hold`) is reported beside what ran."""
     from .apply.actions import Actions
     from .apply.executor import execute
 
@@ -345,7 +416,7 @@ def execute_and_confirm(api: IoTConnect, plan: Plan, store: KeyStore, parallelis
             result = result.confirmed({c.address: c.action for c in replan().changes})
         except ApiError as exc:  # the changes stand; only their confirmation is missing
             result = result.not_confirmed(redact_text(str(exc)))
-    return result
+    return result.with_held(held.results, held.reason)
 
 
 # -- export ---------------------------------------------------------------------------------------

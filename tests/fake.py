@@ -78,9 +78,20 @@ class _Settings:
     process_wait: float = 0.0
 
 
+class _Transport:
+    """No wire, so no latency to estimate an apply with."""
+
+    answered = 0
+    pool_size = 32
+
+    def latency(self) -> float | None:
+        return None
+
+
 class _Session:
     def __init__(self, pf: str, me: Identity) -> None:
         self.settings = _Settings(pf)
+        self.transport = _Transport()
         self._me = me
 
     def identity(self) -> Identity:

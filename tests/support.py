@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,10 @@ def make_template(api: IoTConnect, code: str, attributes: int = 1) -> str:
     """A template with `attributes` INTEGER attributes; its GUID."""
     return api.templates.create(template(code, code, attributes=tuple(
         DesiredAttribute(f"a{i}", "INTEGER") for i in range(attributes))))
+
+
+def steady(text: str) -> str:
+    """Command output without what this machine's speed decides: the plan's estimate of
+    an apply follows the latency the emulator answered with."""
+    return re.sub(r"~\d+ (s|min|h) \(\d+ ms per request", "~<time> (<latency> per request",
+                  text)

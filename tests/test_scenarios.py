@@ -19,7 +19,7 @@ from iotc_apply.emulator import EmulatorServer
 from iotc_apply.keystore import KeyStore
 
 from .fleet import seed
-from .support import account_keys, point_cli_at
+from .support import account_keys, point_cli_at, steady
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 CASES = sorted(p.name for p in SCENARIOS.iterdir() if p.is_dir())
@@ -51,7 +51,7 @@ def test_scenario(case: str, server: EmulatorServer, api: IoTConnect, tmp_path: 
     code = main(["plan", "manifests", "--detailed-exitcode", "--keys-dir", str(keys),
                  *_lines(folder / "args")])
 
-    actual = f"exit {code}\n{capsys.readouterr().out}"
+    actual = steady(f"exit {code}\n{capsys.readouterr().out}")
     if UPDATE:
         (folder / "expected.txt").write_text(actual)
     assert actual == (folder / "expected.txt").read_text()

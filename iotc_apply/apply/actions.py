@@ -251,6 +251,12 @@ class Actions:
         _gone_ok(lambda: self.api.devices.delete(before["guid"]),
                  lambda: self.api.devices.get_by_duid(before["duid"]) is not None)
 
+    def device_deactivate(self, change: Change) -> None:
+        """Two-phase removal's first step: cut the device off, reversibly (a later apply
+        deletes it; declaring it again reactivates it)."""
+        before = change.before or {}
+        self.api.devices.set_active(before["guid"], before["duid"], False)
+
     # -- firmware and upgrades -----------------------------------------------------------------
 
     def firmware_create(self, change: Change) -> None:

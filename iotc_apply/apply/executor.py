@@ -12,6 +12,7 @@ May import: `client`, `model`, `plan`."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -37,6 +38,8 @@ class Status(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     NOT_STARTED = "not started"
+    # destructive, outside every change window (or needing such a change): not attempted
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class ApplyResult:
     unconfirmed: str = ""
     # Why the circuit breaker stopped the run (the last outage error), or empty.
     tripped: str = ""
+    # --outside-window REASON: why destructive changes ran outside the change windows
+    outside_window: str = ""
 
     @property
     def ok(self) -> bool:
@@ -78,15 +83,21 @@ class ApplyResult:
         def check(r: ChangeResult) -> ChangeResult:
             if r.status is not Status.DONE or r.address not in still_planned:
                 return r
+            if r.action is Action.DEACTIVATE and still_planned[r.address] is Action.DELETE:
+                return r  # inactive now: the delete is the second phase's, for a later apply
             return ChangeResult(r.address, r.action, Status.FAILED,
                                 "the service accepted it, but the account does not show it "
                                 f"(a fresh plan still has {still_planned[r.address].value})")
-        return ApplyResult(tuple(check(r) for r in self.results), self.interrupted,
-                           self.seconds, tripped=self.tripped)
+        return dataclasses.replace(self, results=tuple(check(r) for r in self.results))
 
     def not_confirmed(self, reason: str) -> ApplyResult:
         """The result when reading the account back failed: nothing is known to be done."""
-        return ApplyResult(self.results, self.interrupted, self.seconds, reason, self.tripped)
+        return dataclasses.replace(self, unconfirmed=reason)
+
+    def with_held(self, held: tuple[ChangeResult, ...], reason: str) -> ApplyResult:
+        """The result with the changes a change window held, in address order."""
+        results = tuple(sorted(self.results + held, key=lambda r: r.address))
+        return dataclasses.replace(self, results=results, outside_window=reason)
 
 
 class Hooks:

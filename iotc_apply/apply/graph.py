@@ -18,7 +18,7 @@ from ..plan import Action, Change, Plan
 @dataclass(frozen=True, order=True)
 class Step:
     address: Address
-    phase: str  # "delete" | "deprecate" | "create" | "update"
+    phase: str  # "delete" | "deprecate" | "deactivate" | "create" | "update"
 
     def __str__(self) -> str:
         return f"{self.phase} {self.address}"
@@ -26,7 +26,7 @@ class Step:
 
 PHASES = {Action.CREATE: ("create",), Action.UPDATE: ("update",),
           Action.REPLACE: ("delete", "create"), Action.DELETE: ("delete",),
-          Action.DEPRECATE: ("deprecate",)}
+          Action.DEPRECATE: ("deprecate",), Action.DEACTIVATE: ("deactivate",)}
 
 
 @dataclass(frozen=True)

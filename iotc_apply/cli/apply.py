@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class Changing:
     destroy: bool
     accept_unverified: bool = False
     report: str | None = None
+    outside_window: str | None = None  # --outside-window REASON
 
 
 def register(add: AddParser) -> None:
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
     policy = key_policy(inv, args.keys_dir, args.keys_recipient, args.require_sealed,
                         Certificates(args.cert_days, args.ca_cert, args.ca_key))
     how = Changing(args.keys_dir, args.parallelism, args.lock_timeout, args.auto_approve,
-                   destroy=False, accept_unverified=args.accept_unverified, report=args.report)
+                   destroy=False, accept_unverified=args.accept_unverified, report=args.report,
+                   outside_window=args.outside_window)
     if saved is not None:
         return changing(how, inv, policy, lambda api: _saved(api, inv, args, policy, saved))
     request = plan_request(inv, args, destroy=False, prune=not args.no_prune,
@@ -185,10 +188,13 @@ def _execute(how: Changing, inv: Invocation, api: IoTConnect, policy: KeyPolicy,
     for line in left:
         print(f"warning: {line}", file=sys.stderr)
     operations.require_sealed(policy, store, plan, project)
+    recorded = plan.source.options.get("outside_window") if plan.source else None
+    plan, held = operations.hold(plan, project.windows if project else (),
+                                 how.outside_window or recorded, time.time())
     hooks = apply_report.ProgressHooks(out)
     try:
         result = operations.execute_and_confirm(api, plan, store, how.parallelism, hooks,
-                                                replan, inv.started)
+                                                replan, inv.started, held)
     finally:
         hooks.close()
     out.print()

@@ -42,6 +42,10 @@ def plan(parser: argparse.ArgumentParser, paths_help: str = "manifest files or d
     parser.add_argument("--allow-online", action="append", metavar="DUID-GLOB",
                         help="let the plan delete or replace these devices although they are "
                              "connected or were seen within the online window; repeatable")
+    parser.add_argument("--outside-window", metavar="REASON", type=_reason,
+                        help="run deletes, replacements and deactivations although no change "
+                             "window (Project.spec.windows) is open; the reason is recorded "
+                             "in the saved plan and the apply report")
     parallelism(parser)
     keys_dir(parser)
 
@@ -51,6 +55,16 @@ def allow_deletes(parser: argparse.ArgumentParser) -> None:
                         help="lift Project.spec.guards.maxDeletes (and the emptied-template "
                              "guard) to N device deletes or replacements for this run; a "
                              "saved plan records it")
+
+
+def _reason(text: str) -> str:
+    reason = " ".join(text.split())
+    if not reason:
+        raise argparse.ArgumentTypeError("give a reason, e.g. --outside-window 'INC-4711 "
+                                         "hotfix'")
+    if len(reason) > 500:
+        raise argparse.ArgumentTypeError("a reason of at most 500 characters")
+    return reason
 
 
 def _count(text: str) -> int:

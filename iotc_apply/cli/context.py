@@ -161,7 +161,8 @@ def plan_request(inv: Invocation, args: argparse.Namespace, destroy: bool,
                        parallelism=args.parallelism, expiry_warning=expiry_warning,
                        ca=bool(ca_cert or inv.env.get("IOTC_CA_CERT")),
                        allow_deletes=allow_deletes,
-                       allow_online=tuple(args.allow_online or ()))
+                       allow_online=tuple(args.allow_online or ()),
+                       outside_window=args.outside_window)
 
 
 @dataclass(frozen=True)

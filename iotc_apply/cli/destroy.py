@@ -44,7 +44,7 @@ def register(add: AddParser) -> None:
 
 def run(args: argparse.Namespace, inv: Invocation) -> int:
     how = Changing(args.keys_dir, args.parallelism, args.lock_timeout, args.auto_approve,
-                   destroy=True)
+                   destroy=True, outside_window=args.outside_window)
     policy = key_policy(inv, args.keys_dir)
     if args.match:
         for glob in args.match:

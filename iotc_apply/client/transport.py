@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import urllib.parse
 from typing import IO, Any
@@ -31,12 +32,17 @@ class Transport:
     def __init__(self, settings: Settings, http: requests.Session | None = None,
                  pool_size: int = 32, trace_stream: IO[str] | None = None) -> None:
         self.settings = settings
+        self.pool_size = pool_size
         self.http = http or requests.Session()
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
         self.http.mount("https://", adapter)
         self.http.mount("http://", adapter)
         self.tracer = Tracer(settings.trace, trace_stream)
         self.last_date: str | None = None  # the service's clock, as its last answer said
+        # answers received and the seconds they took: the latency a plan's estimate uses
+        self.answered = 0
+        self.waited = 0.0
+        self._count = threading.Lock()
         self._environment_once()
 
     def send(self, method: str, url: str, shown: str, kwargs: dict[str, Any]) -> \
@@ -49,7 +55,11 @@ class Transport:
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.tracer.line(f"<- {method} {shown}: {type(exc).__name__}")
             raise
-        self.tracer.response(resp, shown, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        with self._count:
+            self.answered += 1
+            self.waited += elapsed
+        self.tracer.response(resp, shown, elapsed)
         self.last_date = resp.headers.get("Date") or self.last_date
         return resp
 
@@ -72,6 +82,11 @@ class Transport:
         if found is None:
             found = self._proxies[origin] = requests.utils.get_environ_proxies(origin)
         return found
+
+    def latency(self) -> float | None:
+        """Mean seconds per answer so far (None before the first)."""
+        with self._count:
+            return self.waited / self.answered if self.answered else None
 
 
 class Tracer:

@@ -13,11 +13,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..diagnostics import Diagnostic, Position
 from ..model import (
     AUTH_TYPE_NAMES,
     CertificateFile,
+    ChangeWindow,
     DesiredAttribute,
     DesiredCommand,
     DesiredDevice,
@@ -340,11 +342,40 @@ def build_project(doc: Document, mf: ManifestFile, out: Built) -> None:
     guards = Guards(max_deletes=cap if isinstance(cap, int) else None,
                     max_deletes_percent=int(cap[:-1]) if isinstance(cap, str) else None,
                     online_window=int(window[:-1]) * units[window[-1]] if window else 86400.0,
-                    allow_online=tuple(given.get("allowOnline", ())))
+                    allow_online=tuple(given.get("allowOnline", ())),
+                    removal=given.get("removal", "delete"))
+    windows = tuple(w for i, item in enumerate(spec.get("windows") or ())
+                    if (w := _window(item, doc, ("spec", "windows", i), out)) is not None)
     project = DesiredProject(doc.value["metadata"]["name"], globs("prune"), globs("protect"),
                              tuple((spec.get("keys") or {}).get("recipients", ())),
-                             globs("ignore"), guards)
+                             globs("ignore"), guards, windows)
     out.projects.append((project, doc.where(("metadata", "name")), doc))
+
+
+WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _window(item: dict[str, Any], doc: Document, path: tuple[Any, ...],
+            out: Built) -> ChangeWindow | None:
+    """One change window; its time zone must be one this machine knows (IANA names:
+    a misspelt zone would silently shift the window by hours)."""
+    zone = item.get("timeZone", "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        out.diagnostics.append(Diagnostic.error(
+            doc.where((*path, "timeZone")), f"unknown time zone '{zone}' (an IANA name such "
+            "as Europe/Berlin or America/Chicago)"))
+        return None
+    days: set[int] = set()
+    for spelled in item.get("days") or ("mon-sun",):
+        first, _, last = spelled.partition("-")
+        a, b = WEEK.index(first), WEEK.index(last or first)
+        days.update(d % 7 for d in range(a, b + 1 if b >= a else b + 8))
+    start = tuple(int(x) for x in item["start"].split(":"))
+    end = tuple(int(x) for x in item["end"].split(":"))
+    minutes = (end[0] * 60 + end[1] - start[0] * 60 - start[1]) % 1440 or 1440
+    return ChangeWindow(frozenset(days), (start[0], start[1]), minutes, zone)
 
 
 BUILDERS: dict[str, Builder] = {"Template": build_template, "Device": build_device,

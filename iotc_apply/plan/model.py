@@ -21,6 +21,7 @@ class Action(StrEnum):
     REPLACE = "replace"
     DELETE = "delete"
     DEPRECATE = "deprecate"
+    DEACTIVATE = "deactivate"  # the first of two-phase removal's applies
     NOOP = "no-op"
 
     @property
@@ -33,9 +34,16 @@ class Action(StrEnum):
         return _ORDER[self.value]
 
 
+    @property
+    def destructive(self) -> bool:
+        """Cuts something off: what change windows hold (Project.spec.windows)."""
+        return self.value in ("delete", "deprecate", "replace", "deactivate")
+
+
 _SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "deprecate": "-",
-            "no-op": " "}
-_ORDER = {"delete": 0, "deprecate": 0, "replace": 1, "update": 2, "create": 3, "no-op": 4}
+            "deactivate": "-", "no-op": " "}
+_ORDER = {"delete": 0, "deprecate": 0, "deactivate": 0, "replace": 1, "update": 2,
+          "create": 3, "no-op": 4}
 
 
 class Reason(StrEnum):
@@ -114,6 +122,33 @@ class PlanIssue:
             self.message
 
 
+# the codes of the plan issues that are safety guards (Project.spec.guards, windows, protect)
+GUARD_CODES = ("online", "max-deletes", "template-emptied", "whole-kind", "protected",
+               "removal-waiting", "outside-window", "no-connection-data")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long an apply of the plan should take: requests it sends, at the latency the
+    plan's own reads met and the parallelism it will run with, plus its read-back."""
+
+    requests: int
+    seconds: float
+    latency_ms: float
+    parallelism: int
+
+
+@dataclass(frozen=True)
+class Impact:
+    """What a reviewer weighs first: device changes per template and action, connected
+    devices cut off (deleted, replaced or deactivated while live), guards that fired."""
+
+    devices: tuple[tuple[str, str, int], ...] = ()  # (template, action, count)
+    connected: int = 0
+    guards: tuple[tuple[str, int], ...] = ()  # (code, times)
+    estimate: Estimate | None = None
+
+
 @dataclass(frozen=True)
 class Plan:
     account: Account
@@ -128,12 +163,14 @@ class Plan:
     source: Source | None = None
     unmanaged: tuple[str, ...] = ()  # live objects in the manifests' scope nothing declares
     ignored: int = 0  # such objects that Project.spec.ignore leaves alone (not drift)
+    impact: Impact = Impact()
     # values of sensitive variables: in memory only, masked wherever the plan is shown/saved
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def counts(self) -> dict[Action, int]:
-        out = {a: 0 for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)}
+        out = {a: 0 for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE,
+                              Action.DEACTIVATE)}
         for c in self.changes:
             out[Action.DELETE if c.action is Action.DEPRECATE else c.action] += 1
         return out
@@ -144,6 +181,7 @@ class Plan:
 
     def summary(self) -> str:
         n = self.counts
+        deactivate = f", {n[Action.DEACTIVATE]} to deactivate" if n[Action.DEACTIVATE] else ""
         return (f"Plan: {n[Action.CREATE]} to create, {n[Action.UPDATE]} to update, "
-                f"{n[Action.REPLACE]} to replace, {n[Action.DELETE]} to delete; "
+                f"{n[Action.REPLACE]} to replace, {n[Action.DELETE]} to delete{deactivate}; "
                 f"{self.unchanged} unchanged.")

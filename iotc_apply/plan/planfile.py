@@ -24,13 +24,25 @@ from typing import Any
 
 from ..model import MASK, Address
 from ..safefile import write_private
-from .model import Account, Action, Change, FieldChange, Plan, PlanIssue, Reason, Source
+from .model import (
+    Account,
+    Action,
+    Change,
+    Estimate,
+    FieldChange,
+    Impact,
+    Plan,
+    PlanIssue,
+    Reason,
+    Source,
+)
 
 FORMAT_VERSION = "3"  # 3: warnings and errors are objects (code, address, where)
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
 # Parts of a plan that may differ between the plan job and the apply job without changing
-# what apply does: warnings depend on the machine's key store, the signature on the key.
-UNCOMPARED = ("warnings", "signature")
+# what apply does: warnings depend on the machine's key store, the signature on the key,
+# the impact's estimate on the latency the plan's reads met.
+UNCOMPARED = ("warnings", "signature", "impact")
 
 
 class PlanFileError(Exception):
@@ -75,10 +87,11 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "destroy": plan.destroy,
         "summary": {"create": counts[Action.CREATE], "update": counts[Action.UPDATE],
                     "replace": counts[Action.REPLACE], "delete": counts[Action.DELETE],
-                    "unchanged": plan.unchanged},
+                    "deactivate": counts[Action.DEACTIVATE], "unchanged": plan.unchanged},
         "changes": [_change(c) for c in plan.changes],
         "unmanaged": list(plan.unmanaged),
         "ignored": plan.ignored,
+        "impact": _impact(plan.impact),
         "warnings": [_issue(w) for w in plan.warnings],
         "errors": [_issue(e) for e in plan.errors],
         "fingerprint": dict(plan.fingerprint),
@@ -88,6 +101,24 @@ def to_json(plan: Plan) -> dict[str, Any]:
                        "options": plan.source.options, "variables": plan.source.variables}}
            if plan.source else {}),
     }
+
+
+def _impact(impact: Impact) -> dict[str, Any]:
+    est = impact.estimate
+    return {"devices": [{"template": t, "action": a, "count": n} for t, a, n in impact.devices],
+            "connected": impact.connected,
+            "guards": [{"code": code, "count": n} for code, n in impact.guards],
+            "estimate": None if est is None else {
+                "requests": est.requests, "seconds": round(est.seconds, 1),
+                "latency_ms": round(est.latency_ms, 1), "parallelism": est.parallelism}}
+
+
+def _read_impact(doc: dict[str, Any]) -> Impact:
+    est = doc.get("estimate")
+    return Impact(tuple((d["template"], d["action"], d["count"]) for d in doc["devices"]),
+                  doc["connected"], tuple((g["code"], g["count"]) for g in doc["guards"]),
+                  None if est is None else Estimate(est["requests"], est["seconds"],
+                                                    est["latency_ms"], est["parallelism"]))
 
 
 def _issue(issue: PlanIssue) -> dict[str, Any]:
@@ -200,7 +231,8 @@ def _plan(data: dict[str, Any]) -> Plan:
                 errors=tuple(_read_issue(e) for e in data["errors"]),
                 fingerprint=dict(data["fingerprint"]), entities=dict(data["entities"]),
                 guids=dict(data["guids"]), destroy=bool(data["destroy"]), source=source,
-                unmanaged=tuple(data["unmanaged"]), ignored=int(data["ignored"]))
+                unmanaged=tuple(data["unmanaged"]), ignored=int(data["ignored"]),
+                impact=_read_impact(data["impact"]) if "impact" in data else Impact())
 
 
 def _read_issue(doc: dict[str, Any]) -> PlanIssue:

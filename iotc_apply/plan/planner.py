@@ -18,6 +18,7 @@ from typing import Any
 
 from ..model import (
     Address,
+    ChangeWindow,
     Desired,
     DesiredDevice,
     DesiredFirmware,
@@ -27,10 +28,23 @@ from ..model import (
     Globs,
     Guards,
     Kind,
+    LiveDevice,
     Snapshot,
 )
 from . import views
-from .model import Account, Action, Change, FieldChange, Plan, PlanIssue, Reason
+from .model import (
+    GUARD_CODES,
+    Account,
+    Action,
+    Change,
+    FieldChange,
+    Impact,
+    Plan,
+    PlanIssue,
+    Reason,
+)
+from .windows import inside as windows_inside
+from .windows import outside_message
 
 REPLACE_TEMPLATE_FIELDS = ("authType", "messageVersion")
 IGNORED_FIELDS = {"guid", "attributeGuids", "commandGuids", "properties", "certificate",
@@ -57,6 +71,8 @@ class PlanOptions:
     # --allow-online GLOB: live devices these DUID globs name may still be deleted
     allow_online: tuple[str, ...] = ()
     now: float | None = None  # when the plan is made (epoch s): the online window's end
+    # --outside-window REASON: destructive changes go ahead outside the change windows
+    outside_window: str | None = None
 
 
 @dataclass
@@ -108,9 +124,11 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
     _protect(project.protect, work)
     _unknown_addresses(desired, snap, options, work)
     changes = _select(work.changes, options, work)
+    changes = _two_phase(project.guards, changes, snap, options, work)
     changes = _online(project.guards, changes, snap, options, work)
     if not options.destroy:
         _blast_radius(project.guards, changes, desired, snap, options, work)
+    _windows(project.windows, changes, options, work)
     read = set(desired.resources) | set(work.changes)
     return Plan(
         account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
@@ -124,7 +142,8 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         entities={e.name: e.guid for e in snap.entities} | _root(snap),
         guids=_guids(desired, snap), destroy=options.destroy,
         unmanaged=() if options.targets else tuple(sorted(work.unmanaged)),
-        ignored=0 if options.targets else work.ignored)
+        ignored=0 if options.targets else work.ignored,
+        impact=_impact(changes, snap, project.guards, options, work))
 
 
 def _case_only(desired: Desired, snap: Snapshot, work: _Work) -> tuple[Desired, Snapshot]:
@@ -201,8 +220,9 @@ def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
             work.warn("protected", address, "protected (Project.protect); left in place")
     if not everything and older_than is None:  # an age narrows even `template/*`
         _whole_kinds(globs, work)
-    work.changes = _online(guards or Guards(), work.changes, snap,  # a sweep too
-                           options or PlanOptions(destroy=True), work)
+    options = options or PlanOptions(destroy=True)
+    work.changes = _two_phase(guards or Guards(), work.changes, snap, options, work)
+    work.changes = _online(guards or Guards(), work.changes, snap, options, work)  # a sweep too
     _blockers(Desired({}, {}, None), snap, work)
     return Plan(
         account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
@@ -211,7 +231,7 @@ def make_sweep(snap: Snapshot, globs: tuple[str, ...], protect: Globs,
         unchanged=0, warnings=tuple(work.warnings), errors=tuple(work.errors),
         fingerprint={str(a): snap.fingerprint(a) for a in sorted(work.changes)},
         entities={e.name: e.guid for e in snap.entities} | _root(snap), guids={},
-        destroy=True)
+        destroy=True, impact=_impact(work.changes, snap, guards or Guards(), options, work))
 
 
 def _before(created: str, cutoff: datetime.datetime) -> bool:
@@ -536,7 +556,8 @@ def _online(guards: Guards, changes: dict[Address, Change], snap: Snapshot,
     out = dict(changes)
     for address, change in changes.items():
         if address.kind is not Kind.DEVICE or change.action not in (Action.DELETE,
-                                                                     Action.REPLACE):
+                                                                     Action.REPLACE,
+                                                                     Action.DEACTIVATE):
             continue
         device = snap.devices.get(address.name)
         if device is None:
@@ -544,14 +565,12 @@ def _online(guards: Guards, changes: dict[Address, Change], snap: Snapshot,
         if device.connected is None and device.last_seen is None:
             unknown += 1
             continue
-        seen = "connected now" if device.connected else \
-            f"last seen {device.last_seen}" if device.last_seen else "never seen connected"
-        out[address] = dataclasses.replace(change, note=seen)
-        when = _epoch(device.last_seen) if device.last_seen else None
-        recent = bool(device.connected) or (
-            device.last_seen is not None and options.now is not None and
-            (when is None or options.now - when <= guards.online_window))
-        if recent and not allowed(address.name):
+        seen = _seen(device)
+        out[address] = dataclasses.replace(
+            change, note=f"{change.note}; {seen}" if change.note else seen)
+        if change.action is Action.DEACTIVATE:
+            continue  # the reversible first step: the delete after it is guarded
+        if _recent(device, guards, options) and not allowed(address.name):
             hours = guards.online_window / 3600
             work.error("online", address,
                        f"is live ({seen}; within the {hours:g} h online window): deleting it "
@@ -562,6 +581,102 @@ def _online(guards: Guards, changes: dict[Address, Change], snap: Snapshot,
                   f"the account shows no connection data for {unknown} device(s) this plan "
                   "deletes or replaces: whether they are in use was not checked")
     return out
+
+
+def _impact(changes: dict[Address, Change], snap: Snapshot, guards: Guards,
+            options: PlanOptions, work: _Work) -> Impact:
+    """The plan's summary block: device changes counted per template and action, devices
+    cut off while live, and how often each guard spoke."""
+    per: dict[tuple[str, str], int] = {}
+    connected = 0
+    for address, change in changes.items():
+        if address.kind is not Kind.DEVICE:
+            continue
+        side = change.after or change.before or {}
+        key = (str(side.get("template") or "?"), change.action.value)
+        per[key] = per.get(key, 0) + 1
+        device = snap.devices.get(address.name)
+        if change.action.destructive and device is not None and \
+                _recent(device, guards, options):
+            connected += 1
+    fired: dict[str, int] = {}
+    for issue in (*work.errors, *work.warnings):
+        if issue.code in GUARD_CODES:
+            fired[issue.code] = fired.get(issue.code, 0) + 1
+    return Impact(tuple((t, a, n) for (t, a), n in sorted(per.items())), connected,
+                  tuple(sorted(fired.items())))
+
+
+def _seen(device: LiveDevice) -> str:
+    return "connected now" if device.connected else \
+        f"last seen {device.last_seen}" if device.last_seen else "never seen connected"
+
+
+def _recent(device: LiveDevice, guards: Guards, options: PlanOptions) -> bool:
+    """Connected, or seen within the online window (an unreadable time counts as recent)."""
+    if device.connected:
+        return True
+    if device.last_seen is None or options.now is None:
+        return False
+    when = _epoch(device.last_seen)
+    return when is None or options.now - when <= guards.online_window
+
+
+DEACTIVATE_NOTE = "deactivate; deleted by a later apply"
+
+
+def _two_phase(guards: Guards, changes: dict[Address, Change], snap: Snapshot,
+               options: PlanOptions, work: _Work) -> dict[Address, Change]:
+    """Project.spec.guards.removal `deactivate-first`: a device delete becomes a
+    deactivation while the device is active; once inactive, a later plan deletes it, but
+    only when it has not been seen within the online window (deactivation releases it from
+    the broker, so a device seen since was let back in: it waits, `--allow-online` aside).
+    Stateless: the account's active flag and connection times are the two phases' state. A
+    template whose devices are not all deleted yet waits for them."""
+    if guards.removal != "deactivate-first":
+        return changes
+    allowed = _glob_matcher(options.allow_online + guards.allow_online)
+    out = dict(changes)
+    waiting: set[str] = set()  # template GUIDs that keep a device this apply
+    for address, change in changes.items():
+        if address.kind is not Kind.DEVICE or change.action is not Action.DELETE:
+            continue
+        device = snap.devices.get(address.name)
+        if device is None:
+            continue
+        if device.active:
+            out[address] = dataclasses.replace(change, action=Action.DEACTIVATE,
+                                               note=DEACTIVATE_NOTE)
+            waiting.add(device.template_guid)
+        elif _recent(device, guards, options) and not allowed(address.name):
+            del out[address]
+            waiting.add(device.template_guid)
+            hours = guards.online_window / 3600
+            work.warn("removal-waiting", address,
+                      f"inactive, but {_seen(device)}: deleted by an apply once it has not "
+                      f"been seen for {hours:g} h (--allow-online '{address.name}' deletes it "
+                      "now)")
+    for address, change in changes.items():
+        live = snap.templates.get(address.name) if address.kind is Kind.TEMPLATE else None
+        if live is not None and change.action is Action.DELETE and live.guid in waiting:
+            del out[address]
+            work.warn("removal-waiting", address, "deleted by a later apply, after its "
+                      "devices (two-phase removal)")
+    return out
+
+
+def _windows(windows: tuple[ChangeWindow, ...], changes: dict[Address, Change],
+             options: PlanOptions, work: _Work) -> None:
+    """Destructive changes outside every change window: a warning each (folded by cause),
+    naming when the next window opens; apply holds them (`operations.hold`). A plan is not
+    an error for it: what is allowed may still run, and a reviewer sees what waits."""
+    if not windows or options.outside_window or options.now is None or \
+            windows_inside(windows, options.now):
+        return
+    message = outside_message(windows, options.now)
+    for address, change in sorted(changes.items()):
+        if change.action.destructive:
+            work.warn("outside-window", address, message)
 
 
 def _epoch(text: str) -> float | None:
@@ -582,9 +697,10 @@ def _blast_radius(guards: Guards, changes: dict[Address, Change], desired: Desir
     only so many: Project.spec.guards.maxDeletes, a count or a share of each template's live
     devices; and a template that stays while every live device on it goes (the file that
     vanished) is refused whatever the cap. `--allow-deletes N` lifts both to N for one run.
-    Replacements count: they delete the device first."""
+    Replacements count (they delete the device first), and so do deactivations (two-phase
+    removal's first step: the cap fires when the fleet is cut off, not a day later)."""
     gone = [c for c in changes.values() if c.address.kind is Kind.DEVICE and
-            c.action in (Action.DELETE, Action.REPLACE)]
+            c.action in (Action.DELETE, Action.REPLACE, Action.DEACTIVATE)]
     if not gone:
         return
     lifted = options.allow_deletes
@@ -606,7 +722,7 @@ def _blast_radius(guards: Guards, changes: dict[Address, Change], desired: Desir
         device = snap.devices.get(change.address.name)
         if device is not None:
             by_template[device.template_guid] = by_template.get(device.template_guid, 0) + 1
-            if change.action is Action.DELETE:
+            if change.action in (Action.DELETE, Action.DEACTIVATE):
                 deleted[device.template_guid] = deleted.get(device.template_guid, 0) + 1
     staying = {t.code for t in desired.of(DesiredTemplate)}
     for guid, count in sorted(by_template.items()):

@@ -29,7 +29,8 @@ from .plan_text import folded
 GROUP_ABOVE = 40
 REQUEST = re.compile(r"^(?:GET|POST|PUT|DELETE|PATCH) /\S*: ")
 STATUS_STYLE = {Status.DONE: "ok", Status.FAILED: "diag.error", Status.SKIPPED: "diag.warning",
-                Status.NOT_STARTED: "muted", Status.UNVERIFIED: "diag.warning"}
+                Status.NOT_STARTED: "muted", Status.UNVERIFIED: "diag.warning",
+                Status.HELD: "diag.warning"}
 
 
 class ProgressHooks(Hooks):
@@ -67,7 +68,8 @@ class ProgressHooks(Hooks):
 
 
 DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.REPLACE: "replaced",
-        Action.DELETE: "deleted", Action.DEPRECATE: "deprecated"}
+        Action.DELETE: "deleted", Action.DEPRECATE: "deprecated",
+        Action.DEACTIVATE: "deactivated"}
 
 
 def summary(result: ApplyResult, destroy: bool = False) -> str:
@@ -103,6 +105,13 @@ def render(console: Console, result: ApplyResult, destroy: bool = False,
                       f"with 5xx; last: {escape(result.tripped)}); "
                       f"{result.count(Status.NOT_STARTED)} change(s) not attempted. Run "
                       "apply again once it answers: it converges without duplicates.")
+    if result.outside_window:
+        console.print(escape(f"Outside the change window, as asked: {result.outside_window}"))
+    held = result.count(Status.HELD)
+    if held:
+        console.print(f"[diag.warning]Held:[/] {held} change(s) wait for a change window "
+                      "(Project.spec.windows); run apply again inside one, or pass "
+                      "--outside-window REASON.")
     verb = "Destroy" if destroy else "Apply"
     verdict = f"{verb} complete" if result.ok_with(accept_unverified) else \
         f"{verb} incomplete"
@@ -130,6 +139,7 @@ def as_json(result: ApplyResult, accept_unverified: bool = False) -> dict[str, o
     """The result for tools (`apply --report FILE`): every change with its own outcome."""
     return {"ok": result.ok_with(accept_unverified), "interrupted": result.interrupted,
             "unconfirmed": result.unconfirmed or None, "stopped": result.tripped or None,
+            "outside_window": result.outside_window or None,
             "seconds": round(result.seconds, 3),
             "counts": {s.value: result.count(s) for s in Status},
             "results": [{"address": str(r.address), "action": r.action.value,

@@ -18,6 +18,7 @@ from .plan_text import (
     grouped_warnings,
     header,
     ignored_line,
+    impact_lines,
     unmanaged_lines,
 )
 
@@ -26,15 +27,22 @@ LIMIT = 65_000
 
 def render(plan: Plan, limit: int = LIMIT) -> str:
     n = plan.counts
+    deactivate = f", {n[Action.DEACTIVATE]} to deactivate" if n[Action.DEACTIVATE] else ""
     head = [f"### iotc plan: {n[Action.CREATE]} to create, {n[Action.UPDATE]} to update, "
-            f"{n[Action.REPLACE]} to replace, {n[Action.DELETE]} to delete", "",
-            f"{markdown_text(header(plan))}; {plan.unchanged} unchanged.", ""]
+            f"{n[Action.REPLACE]} to replace, {n[Action.DELETE]} to delete{deactivate}", ""]
+    impact = impact_lines(plan)
+    if impact:  # a reviewer weighs this first
+        head += [f"> {markdown_text(line.removeprefix('Impact: '))}  " for line in impact]
+        head[-1] = head[-1].rstrip()
+        head.append("")
+    head += [f"{markdown_text(header(plan))}; {plan.unchanged} unchanged.", ""]
     if plan.errors:
         head += ["**Plan errors: nothing can be applied.**", ""]
         head += [f"- :x: {markdown_text(e)}" for e in grouped_errors(plan.errors)] + [""]
     head += ["| action | count |", "| --- | ---: |"]
-    head += [f"| {a.value} | {n[a]} |" for a in (Action.DELETE, Action.REPLACE, Action.UPDATE,
-                                                  Action.CREATE)]
+    head += [f"| {a.value} | {n[a]} |" for a in (Action.DELETE, Action.DEACTIVATE,
+                                                  Action.REPLACE, Action.UPDATE, Action.CREATE)
+             if n[a] or a is not Action.DEACTIVATE]
     head.append("")
     if plan.warnings:
         head += [f"- :warning: {markdown_text(w)}" for w in grouped_warnings(plan.warnings)] + [""]

@@ -20,7 +20,7 @@ from .inert import inert
 
 STYLE = {Action.CREATE: "plan.create", Action.UPDATE: "plan.update",
          Action.REPLACE: "plan.replace", Action.DELETE: "plan.delete",
-         Action.DEPRECATE: "plan.delete"}
+         Action.DEPRECATE: "plan.delete", Action.DEACTIVATE: "plan.delete"}
 VERB = {Action.CREATE: "create", Action.UPDATE: "update in place",
         Action.REPLACE: "replace (delete, then create)", Action.DELETE: "delete",
         Action.DEPRECATE: "deprecate (firmware cannot be deleted)"}
@@ -47,6 +47,41 @@ def header(plan: Plan) -> str:
     kind = "dedicated" if plan.account.dedicated else "shared"
     return (f"Account: {plan.account.pf}/{plan.account.env}, cpId {plan.account.cpid} "
             f"({kind} instance)")
+
+
+IMPACT_TEMPLATES = 10  # templates listed in the impact block; the JSON plan has them all
+
+
+def impact_lines(plan: Plan) -> list[str]:
+    """The summary block on top: device changes per template and action, then one line with
+    the connected devices cut off, the guards that spoke, and how long an apply should
+    take (`--format json` has the same as `impact`)."""
+    impact = plan.impact
+    if not plan.changes:
+        return []
+    per: dict[str, list[str]] = {}
+    for template, action, n in impact.devices:
+        per.setdefault(template, []).append(f"{n} to {action}")
+    lines = [f"Impact: template/{t}: devices {', '.join(parts)}"
+             for t, parts in list(per.items())[:IMPACT_TEMPLATES]]
+    if len(per) > IMPACT_TEMPLATES:
+        lines.append(f"Impact: ... and devices on {len(per) - IMPACT_TEMPLATES} more "
+                     "template(s) (all in the JSON plan)")
+    fired = ", ".join(f"{code} ({n})" for code, n in impact.guards) or "none"
+    last = [f"{impact.connected} connected device(s) cut off", f"guards fired: {fired}"]
+    est = impact.estimate
+    if est is not None:
+        last.append(f"about {est.requests} request(s), {_duration(est.seconds)} "
+                    f"({est.latency_ms:.0f} ms per request, parallelism {est.parallelism})")
+    return lines + ["Impact: " + "; ".join(last)]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"~{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"~{round(seconds / 60)} min"
+    return f"~{seconds / 3600:.1f} h"
 
 
 SHOWN_NAMES = 5  # attribute names listed on a template's create line
@@ -95,6 +130,8 @@ def change_lines(change: Change) -> list[tuple[str, str]]:
         return [(style, f"{head:<34} {what}" if what else head)]
     seen = f" ({change.note})" if change.note and change.address.kind.value == "device" \
         else ""
+    if change.action is Action.DEACTIVATE:  # the note says it all: `(deactivate; ...)`
+        return [(style, f"{head}{seen}: {change.reason.value}")]
     lines = [(style, f"{head:<34} {VERB[change.action]}: {change.reason.value}{seen}")]
     for f in change.fields:
         if f.before is None and f.after is not None and not f.forces:
@@ -180,6 +217,8 @@ def render(console: Console, plan: Plan) -> None:
     console's stream as plain text in one go, with colour as one rich Text: a print per
     line cost ~130 us (13 s for a 100,000-create plan), this costs a few."""
     sections: list[list[Line]] = [[[("", header(plan))]]]
+    if plan.changes:
+        sections.append([[("muted", line)] for line in impact_lines(plan)])
     if not plan.changes and not plan.errors:
         sections.append([[("", f"No changes. {plan.unchanged} object(s) match the "
                                "manifests.")]])
