@@ -222,10 +222,13 @@ def test_template_replacement_cascade_and_device_move_apply_cleanly(
                                                            "template: gateway01", 1))
     old = {d["uniqueId"]: d["guid"] for d in live(server)["device"]}
     capsys.readouterr()
-    assert iotc("plan", "m", "--detailed-exitcode") == 2
+    assert iotc("plan", "m", "--detailed-exitcode") == 1  # the examples' maxDeletes: 50%
+    assert "template/gateway01: the plan deletes or replaces 3 of its 3 live device(s) " \
+        "(100%)" in capsys.readouterr().out
+    assert iotc("plan", "m", "--detailed-exitcode", "--allow-deletes", "4") == 2
     out = capsys.readouterr().out
     assert "Plan: 0 to create, 0 to update, 5 to replace, 0 to delete; 60 unchanged." in out
-    assert iotc("apply", "m", "--auto-approve") == 0
+    assert iotc("apply", "m", "--auto-approve", "--allow-deletes", "4") == 0
     assert "Apply complete: 5 replaced" in capsys.readouterr().out
     assert iotc("plan", "m", "--detailed-exitcode") == 0
     now = {d["uniqueId"]: d for d in live(server)["device"]}
@@ -258,8 +261,8 @@ def test_the_delete_cap_is_lifted_for_one_run_and_a_saved_plan_records_it(
 
     project = work / "m" / "project.yaml"
     text = project.read_text()
-    assert "spec:\n" in text
-    project.write_text(text.replace("spec:\n", "spec:\n  guards: {maxDeletes: 1}\n", 1))
+    assert 'maxDeletes: "50%"' in text
+    project.write_text(text.replace('maxDeletes: "50%"', "maxDeletes: 1", 1))
     devices = work / "m" / "devices.yaml"
     kept = [d for d in devices.read_text().split("---") if "gw-000" not in d]
     devices.write_text("---".join(kept))  # the gateways go; Project.prune takes gw-*
@@ -310,7 +313,7 @@ def test_a_device_seen_lately_is_not_deleted_without_allow_online(
     assert notes["device/gw-0003"].startswith("last seen ")
     project = work / "m" / "project.yaml"
     project.write_text(project.read_text().replace(
-        "spec:\n", "spec:\n  guards: {onlineWindow: 1h, allowOnline: [gw-0001]}\n", 1))
+        "onlineWindow: 24h", "onlineWindow: 1h\n    allowOnline: [gw-0001]", 1))
     assert iotc("plan", "m", "--allow-deletes", "3") == 0  # gw-0002: 2 h ago, window 1 h
 
 

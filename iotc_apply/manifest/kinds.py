@@ -364,8 +364,8 @@ def _window(item: dict[str, Any], doc: Document, path: tuple[Any, ...],
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
         out.diagnostics.append(Diagnostic.error(
-            doc.where((*path, "timeZone")), f"unknown time zone '{zone}' (an IANA name such "
-            "as Europe/Berlin or America/Chicago)"))
+            doc.where((*path, "timeZone")), f"spec.windows[{path[-1]}].timeZone: unknown "
+            f"time zone '{zone}' (an IANA name such as Europe/Berlin or America/Chicago)"))
         return None
     days: set[int] = set()
     for spelled in item.get("days") or ("mon-sun",):

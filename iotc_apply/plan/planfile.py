@@ -109,7 +109,7 @@ def _impact(impact: Impact) -> dict[str, Any]:
             "connected": impact.connected,
             "guards": [{"code": code, "count": n} for code, n in impact.guards],
             "estimate": None if est is None else {
-                "requests": est.requests, "seconds": round(est.seconds, 1),
+                "requests": est.requests, "seconds": round(est.seconds, 2),
                 "latency_ms": round(est.latency_ms, 1), "parallelism": est.parallelism}}
 
 

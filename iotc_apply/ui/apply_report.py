@@ -131,7 +131,8 @@ def render(console: Console, result: ApplyResult, destroy: bool = False,
                       "could not be verified as this run's (listed by 'iotc keys verify' "
                       "until checked); --accept-unverified takes them as done.")
     elif not result.ok_with(accept_unverified) and not result.interrupted and \
-            not result.tripped:
+            not result.tripped and result.count(Status.HELD) < len(result.results) - \
+            result.count(Status.DONE):
         console.print("Fix what failed and run apply again: it converges without duplicates.")
 
 
