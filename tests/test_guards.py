@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from iotc_apply.cli import apply as apply_command
+from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer
 from iotc_apply.model import ChangeWindow
 from iotc_apply.plan.windows import inside, next_opening
@@ -250,3 +251,22 @@ def test_the_impact_block_leads_the_plan_and_the_markdown(
                              markdown[4]]
     assert markdown[4].startswith("> 1 connected device(s) cut off; guards fired: online (1); "
                                   "about 2 request(s), \\~")  # markdown-escaped
+
+
+@pytest.mark.usefixtures("applied")
+def test_the_emulator_disconnects_a_deactivated_device_and_refuses_it_connecting(
+        work: Path, server: EmulatorServer, api: IoTConnect) -> None:
+    """AE device swagger: deactivation releases the device from the broker; an inactive
+    device cannot report itself connected through the control endpoint."""
+    now = datetime.datetime.now(datetime.UTC).isoformat()
+    assert requests.post(server.url + "/_emulator/connection", timeout=5, json={
+        "uniqueId": "gw-0002", "connected": True, "at": now}).status_code == 200
+    device = _devices(server)["gw-0002"]
+    api.devices.set_active(device["guid"], "gw-0002", False)
+    listed = {d.duid: d for d in api.devices.list()}["gw-0002"]
+    assert listed.connected is False and not listed.active
+    assert listed.last_seen is not None and listed.last_seen >= now[:19]
+    refused = requests.post(server.url + "/_emulator/connection", timeout=5, json={
+        "uniqueId": "gw-0002", "connected": True, "at": now})
+    assert (refused.status_code, refused.text) == (
+        409, "Device is inactive: the broker does not let it connect.")

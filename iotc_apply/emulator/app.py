@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .core import Account, Limits
-from .errors import BadRequest, EmulatorError
+from .errors import BadRequest, Conflict, EmulatorError
 from .knobs import FaultRule, Knobs, Traffic
 from .routes import SERVICES, register_routes
 from .routes.common import EXTENSION
@@ -250,7 +250,11 @@ def _register_control(app: Flask) -> None:
                 not isinstance(at, str):
             return Response("expected {uniqueId: str, connected: bool, at: ISO-8601 str}",
                             status=400, mimetype="text/plain")
-        if not emulator().state.devices.set_connection(duid, connected, at):
+        try:
+            known = emulator().state.devices.set_connection(duid, connected, at)
+        except Conflict as exc:
+            return Response(str(exc), status=409, mimetype="text/plain")
+        if not known:
             return Response(f"no device {duid!r}", status=404, mimetype="text/plain")
         return jsonify({"status": "set"})
 

@@ -217,12 +217,17 @@ class Devices:
             self.store.update("device", device)
 
     def set_connection(self, duid: str, connected: bool, at: str) -> bool:
-        """The control endpoint's connection report; False when no such device."""
+        """The control endpoint's connection report; False when no such device. An inactive
+        device cannot connect (AE device swagger: deactivation releases it from the broker),
+        so reporting it connected is refused."""
         with self.store.transaction():
             found = self.store.find("device", duid)
             if not found:
                 return False
             device = found[0]
+            if connected and not device["isActive"]:
+                raise Conflict("Device is inactive: the broker does not let it connect.",
+                               param="DeviceInactive")
             device.update(isConnected=connected, lastConnection=at)
             self.store.update("device", device)
             return True
@@ -241,6 +246,10 @@ class Devices:
                 raise Conflict("Device is already in the requested state.",
                                param="DeviceAlreadyInState")
             device.update(isActive=active, updatedDate=self.ctx.now())
+            if not active and device.get("isConnected"):
+                # AE device swagger: "deactivation also releases the device from the
+                # broker": it is disconnected now, and was last seen now
+                device.update(isConnected=False, lastConnection=self.ctx.now())
             self.store.update("device", device)
             self._count_device(active=1 if active else -1, inactive=-1 if active else 1)
 
