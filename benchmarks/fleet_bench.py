@@ -88,6 +88,13 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     return time.perf_counter() - started, done.returncode, done.stdout + done.stderr
 
 
+def child_cpu() -> float:
+    """User + system seconds of the children waited for so far (the CLI runs; the served
+    emulator counts only once it is stopped)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def certificate_seconds(n: int, parallelism: int) -> float:
     """Time to generate N keys and certificates and write them durably (the key store's
     part of apply), with the same parallelism, measured here on this disk."""
@@ -110,14 +117,17 @@ def phase(name: str, args: list[str], env: dict[str, str], expect: int) -> \
     """Run one command; returns wall time, requests served, and the executor's own time
     (the "(X s)" of "Apply complete", without process start-up and planning)."""
     control(env, "/_emulator/stats/reset", "POST")
+    cpu = child_cpu()
     wall, code, output = run(args, env)
+    cpu = child_cpu() - cpu
     requests = int(control(env, "/_emulator/stats")["total"])  # type: ignore[arg-type]
     last = [line for line in output.splitlines() if line.strip()][-1:]
     status = "ok" if code == expect else f"UNEXPECTED exit {code}: {last}"
     found = re.search(r"Apply complete: .*\((\d+\.\d) s\)", output)
     executing = float(found.group(1)) if found else 0.0
     shown = f", executing {executing:.1f} s" if found else ""
-    print(f"  {name:<8} {wall:8.2f} s{shown}  {requests:7d} requests  exit {code} ({status})")
+    print(f"  {name:<8} {wall:8.2f} s{shown}  {requests:7d} requests  client CPU "
+          f"{cpu:.2f} s  exit {code} ({status})")
     return wall, requests, executing
 
 

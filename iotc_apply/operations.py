@@ -210,7 +210,7 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
         if pending is None:
             pending = stack.enter_context(snapshot.start(api, request.parallelism))
         store = open_store(api, policy)
-        kept = store.duids()
+        kept = store.folders()
         options = PlanOptions(destroy=request.destroy, prune=request.prune,
                               targets=request.targets, excludes=request.excludes,
                               local_keys=kept, ca=request.ca,

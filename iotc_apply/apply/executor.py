@@ -13,10 +13,11 @@ May import: `client`, `model`, `plan`."""
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -141,18 +142,23 @@ class _Walk:
         self.hooks.started(len(self.graph.steps))
         ready = deque(sorted(s for s, w in self.waiting.items() if not w))
         running: dict[Future[None], Step] = {}
+        # finished steps queue up here, so taking the next costs the same at any
+        # parallelism (`wait(FIRST_COMPLETED)` hooked a waiter onto every running future on
+        # every turn: O(p) per step)
+        finished: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
             try:
                 while ready or running:
                     while ready and len(running) < parallelism and not self.stop.is_set() \
                             and not self.tripped:
                         step = ready.popleft()
-                        running[pool.submit(self._one, step)] = step
+                        future = pool.submit(self._one, step)
+                        running[future] = step
+                        future.add_done_callback(finished.put)
                     if not running:
                         break
-                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                    for future in done:
-                        ready.extend(self._settle(running.pop(future), future))
+                    future = finished.get()
+                    ready.extend(self._settle(running.pop(future), future))
             except KeyboardInterrupt:
                 self.stop.set()
                 for future, step in running.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ __all__ = ["EXIT_CHANGES", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "UsageEr
 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
+    _tune_gc()
     args = _parser().parse_args(expand_emulator_flag(sys.argv[1:] if argv is None else argv))
     db = getattr(args, "emulator", None)  # only the commands that talk to an account have it
     inv = Invocation(Environment.current(), Path(db) if db else None, started)
@@ -69,6 +71,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(err, redact_text(f"internal error: {type(exc).__name__}: {exc} (IOTC_DEBUG=1 "
                                "shows the traceback; please report it)"))
         return EXIT_ERROR
+
+
+@functools.cache
+def _tune_gc() -> None:
+    """Fewer cyclic collections for a process that builds a large acyclic heap and exits.
+
+    A plan of 100,000 devices spent 27 % of its CPU in the collector (validate 29 %): ten
+    full collections, each walking the whole heap, freed fewer than 900 objects, because
+    manifests, snapshots and plans are trees, not cycles. The modules imported so far are
+    frozen (never walked again), and a young collection waits for 50,000 allocations instead
+    of 700; full ones stay as rare as Python makes them (heap grown by a quarter).
+    Reference counting still frees everything acyclic at once, so memory stays flat."""
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 @functools.cache

@@ -165,7 +165,7 @@ def changing(how: Changing, inv: Invocation, policy: KeyPolicy,
                     from None
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)
-        with inv.connect() as api:
+        with inv.connect(parallelism=how.parallelism) as api:
             obtained = obtain(api)
             if isinstance(obtained, int):
                 return obtained

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..operations import KeyPolicy, PlanRequest
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_INTERRUPTED = 0, 1, 2, 130
+POOL = 32  # connections kept, and requests in flight, at the least
 TRUE = ("1", "true", "yes")
 
 
@@ -93,9 +94,13 @@ class Invocation:
     started: float
 
     @contextmanager
-    def connect(self, login: Login | None = None) -> Iterator[IoTConnect]:
+    def connect(self, login: Login | None = None,
+                parallelism: int = POOL) -> Iterator[IoTConnect]:
         """An API client: to the real service (flags, environment, stored login) or to an
-        in-process emulator whose state lives in a SQLite file (`--emulator`)."""
+        in-process emulator whose state lives in a SQLite file (`--emulator`). Its
+        connection pool and throttle hold `parallelism` requests (at least POOL: listings
+        read pages of several templates at once)."""
+        pool = max(POOL, parallelism)
         from ..client import IoTConnect
         from ..client.session import ApiSession
         from ..client.settings import Settings, TokenStore
@@ -104,14 +109,15 @@ class Invocation:
             given = login or Login()
             settings = Settings.from_env(self.env.values, skey=given.skey, env=given.env,
                                          pf=given.pf, username=given.user)
-            yield IoTConnect(ApiSession(settings, TokenStore.for_settings(settings)))
+            yield IoTConnect(ApiSession(settings, TokenStore.for_settings(settings),
+                                        pool_size=pool))
             return
         with self._embedded_emulator() as server:
             acc = server.emulator.state.account
             settings = Settings.from_env(self.env.values, discovery_url=server.discovery_url,
                                          skey=acc.solution_key, env=acc.env, pf=acc.pf,
                                          username=acc.user_email, password=acc.user_password)
-            yield IoTConnect(ApiSession(settings, TokenStore(None)))
+            yield IoTConnect(ApiSession(settings, TokenStore(None), pool_size=pool))
 
     def _embedded_emulator(self) -> EmulatorServer:
         """The in-process emulator over a SQLite file; a path that cannot hold one is a

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
         raise UsageError(f"{out} is a file; give a folder to export into")
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise UsageError(f"{out} is not empty; pass --force to write into it")
-    with inv.connect() as api:
+    with inv.connect(parallelism=args.parallelism) as api:
         me = api.session.identity()
         snap = snapshot.take(api, None, None, parallelism=args.parallelism)
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

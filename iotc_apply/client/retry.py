@@ -55,11 +55,14 @@ class Throttle:
                     if self.inflight < int(self.limit):
                         self.inflight += 1
                         return
-                    self._cond.wait(0.05)
+                    self._cond.wait(1.0)  # woken by a release; the timeout is a safety net
                     continue
             sleep(wait)  # outside the lock: the pause is shared, each thread sleeps it
 
     def release(self, throttled_for: float | None) -> None:
+        """Give the slot back and wake as many waiters as there are free slots now (one,
+        mostly): waking every waiter on every answer made 100 threads contend for the GIL
+        a hundred times per request, and CPU per request rose with the parallelism."""
         with self._cond:
             self.inflight -= 1
             if throttled_for is None:
@@ -67,7 +70,9 @@ class Throttle:
             else:
                 self.limit = max(1.0, self.limit / 2)
                 self.paused_until = max(self.paused_until, self._clock() + throttled_for)
-            self._cond.notify_all()
+            free = int(self.limit) - self.inflight
+            if free > 0:
+                self._cond.notify(free)
 
 
 class Retrying:

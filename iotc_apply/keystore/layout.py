@@ -79,6 +79,15 @@ def kept_cert_text(path: Path) -> str | None:
     return text
 
 
+def device_folders(folder: Path) -> set[str]:
+    """Names of the real (not symlinked) sub-folders of `folder`: one directory scan, the
+    entry types come with it."""
+    if not folder.is_dir() or folder.is_symlink():
+        return set()
+    with os.scandir(folder) as entries:
+        return {e.name for e in entries if e.is_dir(follow_symlinks=False)}
+
+
 def key_folders(folder: Path) -> set[str]:
     """Names of the real (not symlinked) sub-folders of `folder` that hold a key, plain or
     sealed. One directory scan (entry types come with it) and one stat per device."""

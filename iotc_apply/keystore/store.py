@@ -41,6 +41,7 @@ from .layout import (
     ec,
     kept_cert_text,
     kept_certificate,
+    device_folders,
     key_folders,
     load_key,
     refuse_symlink,
@@ -84,6 +85,16 @@ class KeyStore:
     def has_key(self, duid: str) -> bool:
         folder = self.folder(duid)
         return (folder / "key.pem").is_file() or (folder / SEALED).is_file()
+
+    def folders(self) -> frozenset[str]:
+        """DUIDs with a device folder: one directory listing, no look inside (the plan's
+        warnings for 100,000 kept keys; a stat per folder cost 0.4 s). A folder is made
+        whole, by renaming a finished one into place, so one without a key is someone's
+        hand-made damage, and apply's `ensure` meets it with its own refusal."""
+        found = device_folders(self.root)
+        if self.account:
+            found |= {name for name, owner in flat(self).items() if owner == self.account}
+        return frozenset(found)
 
     def duids(self) -> frozenset[str]:
         """DUIDs with a stored key (one directory listing, for the plan's warnings), including
