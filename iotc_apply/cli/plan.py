@@ -56,7 +56,8 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
                            expiry_warning=args.expiry_warning, ca_cert=args.ca_cert,
                            allow_deletes=args.allow_deletes)
     policy = key_policy(inv, args.keys_dir)
-    with inv.connect(parallelism=args.parallelism) as api, operations.early_snapshot(api, args.parallelism) as pending:
+    with inv.connect(parallelism=args.parallelism) as api, \
+            operations.early_snapshot(api, args.parallelism) as pending:
         loaded = operations.load(request)
         plan = operations.plan_account(api, loaded, request, policy, pending)
     show(plan, args.format)
