@@ -22,6 +22,7 @@ from requests.adapters import HTTPAdapter
 
 from .redact import REDACTED, redact, redact_text
 from .settings import Settings
+from .thin import Thin, thin_enough
 
 DOWNLOAD = "file download"  # how a download is named in errors and traces (never its URL)
 
@@ -33,6 +34,9 @@ class Transport:
                  pool_size: int = 32, trace_stream: IO[str] | None = None) -> None:
         self.settings = settings
         self.pool_size = pool_size
+        # the hot calls (JSON in, JSON out) skip requests for its urllib3 pool underneath;
+        # a session handed in (a test double) gets every request
+        self.thin = Thin(settings, pool_size) if http is None else None
         self.http = http or requests.Session()
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
         self.http.mount("https://", adapter)
@@ -49,9 +53,13 @@ class Transport:
             requests.Response:
         self.tracer.request(method, url, kwargs)
         started = time.monotonic()
+        proxies = self._proxies_for(url)
         try:
-            resp = self.http.request(method, url, timeout=self.settings.timeout,
-                                     proxies=self._proxies_for(url), **kwargs)
+            if self.thin is not None and not proxies and thin_enough(kwargs):
+                resp = self.thin.send(method, url, kwargs)
+            else:
+                resp = self.http.request(method, url, timeout=self.settings.timeout,
+                                         proxies=proxies, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.tracer.line(f"<- {method} {shown}: {type(exc).__name__}")
             raise

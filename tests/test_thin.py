@@ -1,0 +1,170 @@
+"""The thin HTTP path (client/thin.py) sends what requests sends and verifies TLS as
+requests does: the same request bytes, certificate and host name checked, the same errors."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from iotc_apply.client.settings import Settings
+from iotc_apply.client.thin import thin_enough
+from iotc_apply.client.transport import Transport
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """Answers every request with a small JSON envelope, keep-alive."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = b'{"status": 200, "data": [], "message": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _certificate(tmp: Path, names: list[x509.GeneralName]) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loopback test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _serve_tls(cert: Path, key: Path) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 whose certificate names that address."""
+    cert, key = _certificate(tmp_path, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    for url in _serve_tls(cert, key):
+        yield url, cert
+
+
+def _transport(ca_bundle: Path | None) -> Transport:
+    return Transport(Settings(ca_bundle=str(ca_bundle) if ca_bundle else None, timeout=5.0))
+
+
+def test_tls_is_verified_against_the_bundle_on_the_thin_path(tls: tuple[str, Path]) -> None:
+    url, cert = tls
+    kwargs = {"params": {"pageSize": 1}, "headers": {"Accept": "application/json"}}
+    assert thin_enough(kwargs)
+    answer = _transport(cert).send("GET", url + "/Device", "GET /Device", kwargs)
+    assert (answer.status_code, answer.json()["message"]) == (200, "ok")
+    with pytest.raises(requests.exceptions.SSLError, match="certificate verify failed"):
+        _transport(None).send("GET", url + "/Device", "GET /Device", kwargs)
+
+
+def test_the_host_name_is_checked_on_the_thin_path(tmp_path: Path) -> None:
+    """A certificate valid only for another name is refused, as requests refuses it."""
+    cert, key = _certificate(tmp_path, [x509.DNSName("iotconnect.example")])
+    for url in _serve_tls(cert, key):
+        with pytest.raises(requests.exceptions.SSLError):
+            _transport(cert).send("GET", url + "/x", "GET /x", {"params": None})
+
+
+def _captured(send: callable) -> bytes:  # type: ignore[valid-type]
+    """The bytes of one request as a server receives them (head and body)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    got: list[bytes] = []
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            body += conn.recv(65536)
+        got.append(head + b"\r\n\r\n" + body)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        conn.close()
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    send(f"http://127.0.0.1:{port}")
+    thread.join(5)
+    listener.close()
+    return got[0]
+
+
+def _normal(raw: bytes) -> tuple[bytes, frozenset[bytes], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    first, *headers = head.split(b"\r\n")
+    # each capture listens on its own port: the Host header names it
+    return first, frozenset(h.lower() for h in headers if not h.lower().startswith(b"host:")), \
+        body
+
+
+@pytest.mark.parametrize("method,kwargs", [
+    ("GET", {"params": {"pageSize": 100, "pageNumber": 2, "UniqueId": "a b&c", "x": None},
+             "headers": {"Accept": "application/json", "Authorization": "Bearer t"}}),
+    ("POST", {"json": {"uniqueId": "d-1", "displayName": "Pump é", "n": [1, 2]},
+              "headers": {"Accept": "application/json"}}),
+    ("PUT", {"headers": {"Accept": "application/json"}}),
+])
+def test_the_thin_path_sends_the_bytes_requests_sends(method: str,
+                                                      kwargs: dict[str, object]) -> None:
+    thin = _captured(lambda url: Transport(Settings()).send(method, url + "/api/Device",
+                                                           "x", dict(kwargs)))
+    plain = _captured(lambda url: requests.Session().request(method, url + "/api/Device",
+                                                             **kwargs))  # type: ignore[arg-type]
+    assert _normal(thin) == _normal(plain)
+
+
+def test_files_forms_and_streams_stay_on_requests() -> None:
+    assert not thin_enough({"files": {"f": b"x"}})
+    assert not thin_enough({"data": {"a": "b"}})
+    assert not thin_enough({"stream": True, "allow_redirects": False})
+    assert thin_enough({"params": None, "json": None, "data": None, "files": None,
+                        "headers": {}})
