@@ -26,17 +26,18 @@ class RegisteredCertificate:
 
 
 def device_from_wire(item: dict[str, Any]) -> LiveDevice:
+    """A listed device (100,000 of them in a big plan: positional, lookups once)."""
+    get = item.get
+    connected = get("isConnected")
+    seen = get("lastConnection") or get("lastActivityDate") or get("lastactivityDate")
     return LiveDevice(
-        guid=_guid(item.get("guid")), duid=str(item.get("uniqueId") or ""),
-        display_name=str(item.get("displayName") or ""),
-        template_guid=_guid(item.get("deviceTemplateGuid")),
-        active=bool(item.get("isActive")), entity_name=item.get("entityName"),
-        entity_guid=_guid(item.get("entityGuid")) or None,
+        _guid(get("guid")), str(get("uniqueId") or ""), str(get("displayName") or ""),
+        _guid(get("deviceTemplateGuid")), bool(get("isActive")), get("entityName"),
+        _guid(get("entityGuid")) or None,
         # PKG lib/device.py:37-39 (isConnected, lastConnection); AZ DeviceInformation
         # (lastActivityDate); a listing without them says nothing, never "offline"
-        connected=item["isConnected"] if isinstance(item.get("isConnected"), bool) else None,
-        last_seen=str(item.get("lastConnection") or item.get("lastActivityDate")
-                      or item.get("lastactivityDate") or "") or None)
+        connected if isinstance(connected, bool) else None,
+        str(seen) if seen else None)
 
 
 class DevicesClient:
