@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS obj (
 CREATE UNIQUE INDEX IF NOT EXISTS obj_guid ON obj (kind, guid);
 CREATE INDEX IF NOT EXISTS obj_nkey ON obj (kind, nkey);
 CREATE INDEX IF NOT EXISTS obj_parent ON obj (kind, parent);
+-- every record of a kind in id order (an unfiltered device page): without it SQLite sorted
+-- all 100,000 devices for each page (16-356 ms a page; 0.1-4 ms with it)
+CREATE INDEX IF NOT EXISTS obj_kind ON obj (kind);
 CREATE TABLE IF NOT EXISTS blob (guid TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
