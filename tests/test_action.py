@@ -97,6 +97,9 @@ def test_the_action_script_plans_and_applies_against_the_emulator(
     assert code == 1 and out["exitcode"] == "1"
     code, _ = _run(tmp_path, env, command="destroy")
     assert code == 1
+    # a typo in `args:` fails the step and reports no changes (argparse's 2 is now 1)
+    code, out = _run(tmp_path, env, vars="run=pr7\ncount=2", args="--keys-dir keys --no-prnue")
+    assert (code, out["exitcode"], out["has-changes"]) == (1, "1", "false")
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the action's script is bash")

@@ -4,8 +4,10 @@ every option, no option that does nothing, completion scripts, --version."""
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +54,38 @@ def test_completion_scripts_are_generated_from_the_parser(
     assert main(["completion", shell]) == 0
     script = capsys.readouterr().out
     assert "iotc" in script and "validate" in script and "--detailed-exitcode" in script
+
+
+def _bash_completes(script: str, words: list[str], cwd: str) -> list[str]:
+    """What bash offers for the last word of `words`, with the completion script loaded."""
+    line = " ".join(words)
+    program = (f"source {script}\n"
+               f"COMP_WORDS=({' '.join(repr(w) for w in words)}); "
+               f"COMP_CWORD={len(words) - 1}; COMP_LINE={line!r}; COMP_POINT={len(line)}\n"
+               "_shtab_iotc iotc \"${COMP_WORDS[-1]}\" \"${COMP_WORDS[-2]}\"\n"
+               'printf "%s\\n" "${COMPREPLY[@]}"\n')
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return sorted(done.stdout.split())
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash completion")
+def test_bash_completes_paths_and_get_kinds(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 26: path arguments complete file names, `get` completes its kinds."""
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "iotc.bash"
+    script.write_text(capsys.readouterr().out)
+    (tmp_path / "fleet").mkdir()
+    (tmp_path / "fleet.yaml").write_text("")
+    (tmp_path / "keys-a").mkdir()
+    assert _bash_completes(str(script), ["iotc", "get", "d"], str(tmp_path)) == ["devices"]
+    assert _bash_completes(str(script), ["iotc", "get", ""], str(tmp_path)) == sorted(
+        ["templates", "devices", "firmware", "upgrades"])
+    assert _bash_completes(str(script), ["iotc", "plan", "fle"], str(tmp_path)) == \
+        ["fleet", "fleet.yaml"]
+    assert _bash_completes(str(script), ["iotc", "plan", "fleet", "--keys-dir", "k"],
+                           str(tmp_path)) == ["keys-a"]
 
 
 def test_version() -> None:

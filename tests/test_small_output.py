@@ -64,12 +64,16 @@ def test_ctrl_c_at_the_prompt_says_nothing_was_changed(
 @pytest.mark.parametrize(("argv", "message"), [
     (["aply", "m"], "invalid choice: 'aply' (choose from"),
     (["plan", "m", "--detailed"], "unrecognized arguments: --detailed"),
+    (["plan", "m", "--detailed-exitcode", "--parallelism", "ten"],
+     "argument --parallelism: invalid"),
 ])
-def test_typos_get_a_suggestion_and_abbreviations_are_refused(
+def test_typos_get_a_suggestion_and_abbreviations_are_refused_with_exit_1(
         argv: list[str], message: str) -> None:
+    """Exit 1, never argparse's 2: with --detailed-exitcode, 2 means "changes present", and a
+    typo in a CI job's arguments read as a plan with changes (issue 26)."""
     done = subprocess.run([sys.executable, "-m", "iotc_apply", *argv], capture_output=True,
                           text=True)
-    assert done.returncode == 2 and message in done.stderr
+    assert done.returncode == 1 and message in done.stderr
     if argv[0] == "aply":
         assert done.stderr.rstrip().endswith("did you mean 'apply'?")
 

@@ -18,6 +18,9 @@ VERBS = ("validate", "plan", "apply", "destroy", "login", "logout", "whoami", "g
          "keys", "doctor", "emulator", "completion")
 
 
+EXIT_USAGE = 1  # a usage error is an error, like any other bad input
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, strict and helpful: no option abbreviations (`--auto` must never come to
     mean a future option), and a mistyped command or choice gets a "did you mean"."""
@@ -34,7 +37,10 @@ class Parser(argparse.ArgumentParser):
             near = difflib.get_close_matches(found[1], choices, n=1, cutoff=0.6)
             if near:
                 message += f"; did you mean '{near[0]}'?"
-        super().error(message)
+        # exit 1, not argparse's 2: 2 means "changes present" (--detailed-exitcode), and a
+        # typo in a CI job's arguments must never read as a plan with changes
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def common() -> argparse.ArgumentParser:
