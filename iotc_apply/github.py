@@ -130,21 +130,25 @@ def verdict(command: str, code: int) -> str:
 
 
 def comment_body(name: str, command: str, code: int, sha: str, text: str,
-                 now: datetime.datetime | None = None) -> str:
+                 errors: str = "", now: datetime.datetime | None = None) -> str:
     """The comment: marker, one line saying what ran on which commit when and how it
-    ended, then the plan (markdown) or, when the command failed, its error lines in a code
-    block, folded to MAX_LINES and capped to fit a comment."""
+    ended, the error lines when it failed (a code block, folded to MAX_LINES), then the
+    plan (markdown; a plan with errors lists them too), capped to fit a comment."""
     now = now or datetime.datetime.now(datetime.UTC)
     label = f" ({markdown_text(name)})" if name else ""
     head = (f"**iotc {command}**{label} at `{sha[:7]}`, {now:%Y-%m-%d %H:%M} UTC: exit "
             f"{code}, {verdict(command, code)}")
+    parts = []
     if verdict(command, code) == "failed":
-        lines = [line for line in text.splitlines() if line.strip()]
+        lines = [line for line in errors.splitlines() if line.strip()]
         shown = lines[:MAX_LINES]
         if len(lines) > MAX_LINES:
             shown.append(f"... and {len(lines) - MAX_LINES} more line(s) in the job log")
-        text = fence(shown or ["(no output)"])
-    body = f"{marker(name)}\n{head}\n\n{text.strip()}\n"
+        if shown or not text.strip():
+            parts.append(fence(shown or ["(no output; see the job log)"]))
+    if text.strip():
+        parts.append(text.strip())
+    body = f"{marker(name)}\n{head}\n\n" + "\n\n".join(parts) + "\n"
     if len(body) > MAX_BODY:
         body = body[:MAX_BODY] + "\n\n_(cut to fit a comment; the job log has it all)_\n"
     return body
@@ -326,6 +330,14 @@ def _output(**values: object) -> None:
             out.writelines(f"{k.replace('_', '-')}={v}\n" for k, v in values.items())
 
 
+def _read(path: Path | None) -> str:
+    """A file the command step wrote; absent or unreadable reads as nothing."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") if path else ""
+    except OSError:
+        return ""
+
+
 def _pull_number(given: int | None) -> int:
     if given:
         return given
@@ -345,7 +357,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--name", default="")
     c.add_argument("--command", required=True)
     c.add_argument("--exit", type=int, required=True, dest="code")
-    c.add_argument("--text", required=True, type=Path, help="the plan markdown or the errors")
+    c.add_argument("--text", type=Path, help="the plan (markdown)")
+    c.add_argument("--errors", type=Path, help="the command's error output")
     c.add_argument("--sha", required=True)
     c.add_argument("--pr", type=int)
     c.add_argument("--author", default="", help="whose comment is ours (default: the "
@@ -403,8 +416,8 @@ def _run(args: argparse.Namespace) -> int:
     gh = GitHub.from_env()
     if args.verb == "comment":
         author = args.author or gh.login()
-        body = comment_body(args.name, args.command, args.code, args.sha,
-                            args.text.read_text(encoding="utf-8", errors="replace"))
+        body = comment_body(args.name, args.command, args.code, args.sha, _read(args.text),
+                            _read(args.errors))
         print(post_comment(gh, _pull_number(args.pr), args.name, body, author))
     elif args.verb == "fetch-plan":
         pull = merged_pull(gh, args.commit)
@@ -416,8 +429,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "report-stale":
         author = args.author or gh.login()
         pull = gh.call("GET", f"/repos/{gh.repo}/pulls/{args.pr}")
-        body = comment_body(args.name, "plan", args.code, args.sha,
-                            args.text.read_text(encoding="utf-8", errors="replace"))
+        body = comment_body(args.name, "plan", args.code, args.sha, _read(args.text))
         print(report_stale(gh, pull, args.name, body, author))
     elif args.verb == "restore-keys":
         count = restore_keys(gh, args.run, args.name, args.keys) if args.run else 0

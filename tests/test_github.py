@@ -58,7 +58,8 @@ def _action(tmp_path: Path, server: EmulatorServer, **inputs: str) -> tuple[int,
     env = {**env_for(server, tmp_path / "config"), "RUNNER_TEMP": str(tmp_path),
            "GITHUB_OUTPUT": str(output), "COMMAND": inputs.get("command", "plan"),
            "MANIFESTS": "m", "NAME": inputs.get("name", "default"),
-           "VARS": "run=pr7\ncount=2", "ARGS": "--keys-dir keys", "AUTHOR": "",
+           "VARS": "run=pr7\ncount=2", "ARGS": inputs.get("args", "--keys-dir keys"),
+           "AUTHOR": "",
            "GITHUB_SHA": inputs.get("sha", HEAD)}
     done = _bash(_step("run"), tmp_path, env)
     outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
@@ -110,6 +111,27 @@ def test_a_failed_plan_posts_its_errors_then_a_fixed_one_replaces_them(
     (again,) = gh.on(7)  # the same comment, updated
     assert again["id"] == posted["id"] and "exit 2, changes present\n\n### iotc plan" in \
         again["body"] and "Saved the plan" not in again["body"]
+    # a plan with plan errors (exit 1) shows them: they are in the markdown plan
+    manifest.write_text(good.replace("template: ${var.run}t", "template: ${var.run}t\n"
+                                     "  entity: Nowhere", 1))
+    code, out = _action(fleet, server)
+    assert (code, out["exitcode"]) == (1, "1")
+    assert _comment_step(fleet, out["exitcode"]).returncode == 0
+    (third,) = gh.on(7)
+    assert "exit 1, failed" in third["body"] and "Plan errors" in third["body"] and \
+        "Nowhere" in third["body"]
+
+
+def test_a_failed_validate_comments_its_findings(fleet: Path, server: EmulatorServer,
+                                                 gh: State) -> None:
+    manifest = next((fleet / "m").glob("*.yaml"))
+    manifest.write_text(manifest.read_text().replace("authType: self-signed",
+                                                     "authType: selfsigned", 1))
+    code, out = _action(fleet, server, command="validate", args="")
+    assert (code, out["exitcode"]) == (1, "1")
+    assert _comment_step(fleet, "1", command="validate").returncode == 0
+    (posted,) = gh.on(7)
+    assert "**iotc validate** (default)" in posted["body"] and "selfsigned" in posted["body"]
 
 
 def test_two_names_keep_two_comments_and_a_planted_one_is_never_edited(
@@ -132,7 +154,7 @@ def test_two_names_keep_two_comments_and_a_planted_one_is_never_edited(
 
 
 def test_long_errors_are_folded_and_capped() -> None:
-    body = github.comment_body("prod", "validate", 1, HEAD,
+    body = github.comment_body("prod", "validate", 1, HEAD, "",
                                "\n".join(f"m.yaml:{i}:1: error: bad" for i in range(500)))
     assert body.count("error: bad") == github.MAX_LINES
     assert "... and 440 more line(s) in the job log" in body
