@@ -28,6 +28,7 @@ class Kind(StrEnum):
     DEVICE = "device"
     FIRMWARE = "firmware"
     UPGRADE = "upgrade"
+    ROLLOUT = "rollout"  # an upgrade's way onto devices, wave by wave
 
     def __str__(self) -> str:
         return self.value
@@ -161,6 +162,17 @@ class LiveUpgrade:
     draft: bool
     description: str | None
     files: tuple[LiveFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class LiveOtaItem:
+    """One device of one sent OTA update: its status (`pending, sent, success, failed,
+    skipped, executed, cancelled`, AZ swagger) and when it last changed."""
+
+    ota_guid: str
+    device_guid: str
+    status: str
+    updated: str | None = None
 
 
 @dataclass(frozen=True)
@@ -328,12 +340,53 @@ DesiredResource = DesiredTemplate | DesiredDevice | DesiredFirmware | DesiredUpg
 
 
 @dataclass(frozen=True)
+class Wave:
+    """A rollout wave's size, cumulative: devices reached once it is done (a count, or a
+    share of the rollout's targets)."""
+
+    count: int | None = None
+    percent: int | None = None
+
+    def size(self, targets: int) -> int:
+        if self.percent is not None:
+            return min(targets, -(-targets * self.percent // 100))  # ceiling
+        return min(targets, self.count or 0)
+
+    def __str__(self) -> str:
+        return f"{self.percent}%" if self.percent is not None else str(self.count)
+
+
+@dataclass(frozen=True)
+class DesiredRollout:
+    """`kind: Rollout`: push a released upgrade to its targets in waves, each gated on the
+    one before (success share, failures, soak time), halted at a failure share."""
+
+    name: str
+    firmware: str
+    version: str
+    waves: tuple[Wave, ...]
+    template: str | None = None  # targets: a template's devices,
+    entity: str | None = None  # an entity's (with its sub-entities),
+    devices: tuple[str, ...] = ()  # or DUID globs
+    gate_success: int = 100  # percent of a wave's finished devices that succeeded
+    gate_max_failed: int | None = None  # failures a wave may have before the next
+    soak: float = 0.0  # seconds after the wave's last success before the next
+    abort_failed: int | None = None  # percent of pushed devices failed: halt
+    paused: bool = False
+
+    @property
+    def address(self) -> Address:
+        return Address(Kind.ROLLOUT, self.name)
+
+
+@dataclass(frozen=True)
 class Desired:
     """The declared state: resources and where each was declared, sorted by address."""
 
     resources: dict[Address, DesiredResource]
     origins: dict[Address, Position]
     project: DesiredProject | None
+    rollouts: tuple[DesiredRollout, ...] = ()  # not resources: they make no object
     _of: dict[type, list[DesiredResource]] = field(default_factory=dict, init=False,
                                                    compare=False, repr=False)
 
@@ -360,6 +413,8 @@ class Snapshot:
     devices: dict[str, LiveDevice]
     firmwares: dict[str, LiveFirmware]
     files: dict[str, tuple[LiveFile, ...]] = field(default_factory=dict)
+    # the OTA items of the upgrades rollouts push, by upgrade GUID (read only for those)
+    ota: dict[str, tuple[LiveOtaItem, ...]] = field(default_factory=dict)
 
     def template_code(self, guid: str) -> str | None:
         return self._codes.get(guid)

@@ -220,6 +220,8 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
                               expiring=store.expiring(request.expiry_warning, kept))
         snap = pending.finish([t.code for t in desired.of(DesiredTemplate)],
                               [f.name for f in desired.of(DesiredFirmware)])
+    if desired.rollouts and not request.destroy:  # their state: the account's OTA records
+        snap = snapshot.with_ota(api, snap, _rollout_upgrades(desired, snap))
     if not request.destroy and kept:  # kept keys of devices not registered yet
         options = dataclasses.replace(options,
                                       unattested=store.unattested(kept - snap.devices.keys()))
@@ -253,6 +255,12 @@ def with_estimate(api: IoTConnect, plan: Plan, parallelism: int) -> Plan:
     read_back = transport.answered * latency / width
     guess = estimate(plan, latency, width, read_back)
     return dataclasses.replace(plan, impact=dataclasses.replace(plan.impact, estimate=guess))
+
+
+def _rollout_upgrades(desired: Any, snap: Any) -> list[str]:
+    """GUIDs of the live upgrades the rollouts push."""
+    return [u.guid for r in desired.rollouts
+            if (u := snap.upgrades(r.firmware).get(r.version)) is not None]
 
 
 def _aggregated(loaded: Loaded) -> bool:
@@ -413,10 +421,23 @@ def execute_and_confirm(api: IoTConnect, plan: Plan, store: KeyStore, parallelis
     result = dataclasses.replace(result, seconds=time.monotonic() - started)
     if not result.interrupted:
         try:
-            result = result.confirmed({c.address: c.action for c in replan().changes})
+            result = result.confirmed(_still_planned(plan, replan()))
         except ApiError as exc:  # the changes stand; only their confirmation is missing
             result = result.not_confirmed(redact_text(str(exc)))
     return result.with_held(held.results, held.reason)
+
+
+def _still_planned(plan: Plan, fresh: Plan) -> dict[Address, Any]:
+    """What a fresh plan still has to do of this plan's changes. A rollout's push is still
+    to do only if the fresh plan would push one of the same devices again: a push of the
+    next wave (its devices are others) means this one took."""
+    from .plan import Action
+
+    pushed = {str(d["guid"]) for c in plan.changes if c.action is Action.PUSH
+              for d in (c.after or {}).get("devices", ())}
+    return {c.address: c.action for c in fresh.changes
+            if c.action is not Action.PUSH or
+            pushed & {str(d["guid"]) for d in (c.after or {}).get("devices", ())}}
 
 
 # -- export ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ May import: `client`, `model`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 from .client import FIRMWARE_MODULE, IoTConnect
 from .client.session import PAGES_AHEAD
-from .model import Identity, LiveAttribute, LiveDevice, LiveTemplate, Snapshot
+from .model import Identity, LiveAttribute, LiveDevice, LiveOtaItem, LiveTemplate, Snapshot
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -188,3 +189,17 @@ def _template_detail(api: IoTConnect, template: LiveTemplate) -> \
 def _map(pool: _DaemonPool, fn: Callable[[T], R], items: list[T]) -> list[R]:
     """Run `fn` over `items` on the pool, results in order; the first failure is raised."""
     return [f.result() for f in [pool.submit(partial(fn, item)) for item in items]]
+
+
+def with_ota(api: IoTConnect, snap: Snapshot, upgrades: Iterable[str]) -> Snapshot:
+    """The snapshot with the OTA items of these upgrades (the rollouts' state): the list of
+    OTA updates sent, then the devices of each one that pushed one of them. Read only when
+    a rollout is declared; nothing else in a plan needs it."""
+    wanted = set(upgrades)
+    if not wanted:
+        return snap
+    sent = [(ota, upgrade) for ota, upgrade in api.firmware.ota_updates() if upgrade in wanted]
+    items: dict[str, list[LiveOtaItem]] = {guid: [] for guid in wanted}
+    for ota, upgrade in sent:
+        items[upgrade].extend(api.firmware.ota_items(ota))
+    return dataclasses.replace(snap, ota={g: tuple(found) for g, found in items.items()})

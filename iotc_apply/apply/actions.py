@@ -28,10 +28,12 @@ from ..keystore import (
 )
 from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
 from ..plan import Action, Change, Plan, views
+from ..plan.rollouts import PENDING, SUCCEEDED
 from ..safefile import md5_and_size
 from .graph import Step
 
 SELF_SIGNED = "self-signed"
+OTA_BATCH = 100  # devices per OTA push
 CA_TYPES = ("ca-signed", "ca-individual")
 
 
@@ -66,10 +68,11 @@ class Actions:
         with self._lock:
             self._guids[str(address)] = guid
 
-    def run(self, step: Step, change: Change) -> None:
-        handler: Callable[[Change], None] = getattr(self, f"{step.address.kind.value}_"
-                                                          f"{step.phase}")
-        handler(change)
+    def run(self, step: Step, change: Change) -> str | None:
+        """Do one step; a handler may say what it did (a rollout: the devices pushed)."""
+        handler: Callable[[Change], str | None] = getattr(self, f"{step.address.kind.value}_"
+                                                                f"{step.phase}")
+        return handler(change)
 
     # -- templates -----------------------------------------------------------------------------
 
@@ -256,6 +259,24 @@ class Actions:
         deletes it; declaring it again reactivates it)."""
         before = change.before or {}
         self.api.devices.set_active(before["guid"], before["duid"], False)
+
+    # -- rollouts ------------------------------------------------------------------------------
+
+    def rollout_push(self, change: Change) -> str:
+        """Push the wave the plan chose, to the devices the account still shows as never
+        pushed: one with a pending or successful OTA of this upgrade is skipped (a re-run
+        after a crash between push and read-back pushes no duplicates)."""
+        after = change.after or {}
+        upgrade = str(after["upgrade"])
+        busy = {item.device_guid for ota, of in self.api.firmware.ota_updates() if of == upgrade
+                for item in self.api.firmware.ota_items(ota)
+                if item.status in PENDING | SUCCEEDED}
+        todo = [str(d["guid"]) for d in after["devices"] if d["guid"] not in busy]
+        for start in range(0, len(todo), OTA_BATCH):
+            self.api.firmware.push_ota(upgrade, todo[start:start + OTA_BATCH])
+        skipped = len(after["devices"]) - len(todo)
+        return (f"pushed wave {after['wave']} to {len(todo)} device(s)" +
+                (f" ({skipped} already had it)" if skipped else ""))
 
     # -- firmware and upgrades -----------------------------------------------------------------
 

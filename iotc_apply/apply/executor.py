@@ -141,11 +141,11 @@ class _Walk:
     def run(self, parallelism: int) -> None:
         self.hooks.started(len(self.graph.steps))
         ready = deque(sorted(s for s, w in self.waiting.items() if not w))
-        running: dict[Future[None], Step] = {}
+        running: dict[Future[str | None], Step] = {}
         # finished steps queue up here, so taking the next costs the same at any
         # parallelism (`wait(FIRST_COMPLETED)` hooked a waiter onto every running future on
         # every turn: O(p) per step)
-        finished: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[Future[str | None]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=parallelism) as pool:
             try:
                 while ready or running:
@@ -164,18 +164,18 @@ class _Walk:
                 for future, step in running.items():
                     self._settle(step, future)
 
-    def _one(self, step: Step) -> None:
-        self.actions.run(step, self.graph.changes[step.address])
+    def _one(self, step: Step) -> str | None:
+        return self.actions.run(step, self.graph.changes[step.address])
 
     def _failed(self, step: Step, message: str) -> None:
         self._finish(step, Status.FAILED, message)
         self._skip_dependents(step)
 
-    def _settle(self, step: Step, future: Future[None]) -> list[Step]:
+    def _settle(self, step: Step, future: Future[str | None]) -> list[Step]:
         """Record a finished step; return the steps it made ready."""
         try:
-            future.result()
-            self._finish(step, Status.DONE, "")
+            said = future.result()
+            self._finish(step, Status.DONE, said or "")
             self.outage.clear()
         except StepUnverified as exc:  # the object exists: what needs it may go on
             self._finish(step, Status.UNVERIFIED, str(exc))

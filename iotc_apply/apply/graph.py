@@ -26,7 +26,8 @@ class Step:
 
 PHASES = {Action.CREATE: ("create",), Action.UPDATE: ("update",),
           Action.REPLACE: ("delete", "create"), Action.DELETE: ("delete",),
-          Action.DEPRECATE: ("deprecate",), Action.DEACTIVATE: ("deactivate",)}
+          Action.DEPRECATE: ("deprecate",), Action.DEACTIVATE: ("deactivate",),
+          Action.PUSH: ("push",)}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..model import LiveFile, LiveFirmware, LiveUpgrade
+from ..model import LiveOtaItem, LiveFile, LiveFirmware, LiveUpgrade
 from .errors import ABSENT, ApiError, Conflict
 from .session import ApiSession
 from .session import guid_of as _guid
@@ -165,6 +165,34 @@ class FirmwareClient:
 
     def delete_upgrade(self, guid: str) -> None:
         self.session.call("firmware", "DELETE", f"/firmware-upgrade/{guid}")
+
+
+    # -- OTA: an upgrade onto devices ------------------------------------------------------
+
+    def push_ota(self, upgrade_guid: str, device_guids: list[str]) -> list[tuple[str, str]]:
+        """`POST /ota-update` to a list of devices (target 3), now: (device GUID, OTA GUID)
+        per device the answer names (one item per device: the official client's
+        `get_one()` on it is its known defect). Released upgrades only: a draft would need
+        `isTrialDraft`, which rollouts never send."""
+        body = {"firmwareUpgradeGuid": upgrade_guid, "isForceUpdate": False, "target": 3,
+                "deviceGuids": device_guids}
+        envelope = self.session.call("firmware", "POST", "/ota-update", json_body=body)
+        return [(_guid(i.get("deviceGuid")), _guid(i.get("otaUpdateGuid")))
+                for i in envelope.items()]
+
+    def ota_updates(self, page_size: int = 100) -> Iterator[tuple[str, str]]:
+        """Every OTA update sent: (its GUID, the upgrade's GUID)."""
+        for item in self.session.pages("firmware", "/ota-update", {}, page_size=page_size):
+            yield _guid(item.get("guid")), _guid(item.get("firmwareUpgradeGuid"))
+
+    def ota_items(self, ota_guid: str) -> tuple[LiveOtaItem, ...]:
+        """The devices of one OTA update with their statuses (AZ swagger)."""
+        envelope = self.session.call("firmware", "GET", f"/ota-update/{ota_guid}",
+                                     ok=(200, 204))
+        return tuple(LiveOtaItem(ota_guid, _guid(i.get("deviceGuid")),
+                                 str(i.get("status") or "").lower(),
+                                 str(i.get("updatedDate") or "") or None)
+                     for i in envelope.items())
 
 
 PROCESS_POLL = 1.0  # seconds between reads of a process the service runs (publish)

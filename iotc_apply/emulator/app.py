@@ -258,6 +258,18 @@ def _register_control(app: Flask) -> None:
             return Response(f"no device {duid!r}", status=404, mimetype="text/plain")
         return jsonify({"status": "set"})
 
+    @app.post("/_emulator/clock")
+    def clock() -> Response:
+        """Move the emulator's clock on (`{"advance_s": N}`): rehearse what hours of
+        OTA progress, soak times and token expiry do, in a test's seconds."""
+        body = request.get_json(force=True, silent=True) or {}
+        step = body.get("advance_s")
+        if not isinstance(step, int | float) or isinstance(step, bool) or step < 0:
+            return Response("expected {advance_s: seconds >= 0}", status=400,
+                            mimetype="text/plain")
+        emulator().state.ctx.advance(float(step))
+        return jsonify({"status": "advanced", "now": emulator().state.ctx.now()})
+
     @app.post("/_emulator/reset")
     def reset() -> Response:
         emulator().state.reset()
@@ -306,7 +318,7 @@ KNOB_NAMES = frozenset({
     "empty_204", "first_create_fails", "missing_routes", "missing_route_body",
     "ignored_routes", "max_page_size",
     "token_lifetime", "repeat_pages", "publish_delay_s", "put_replaces",
-    "refuse_released_delete"})
+    "refuse_released_delete", "ota_success_rate", "ota_delay_s"})
 
 
 def _set_knobs(body: dict[str, Any]) -> Response:
@@ -337,6 +349,10 @@ def _set_knobs(body: dict[str, Any]) -> Response:
         publish_delay = _field(body, "publish_delay_s", float, None)
         put_replaces = _field(body, "put_replaces", bool, None)
         refuse_released = _field(body, "refuse_released_delete", bool, None)
+        ota_rate = _field(body, "ota_success_rate", float, None)
+        ota_delay = _field(body, "ota_delay_s", float, None)
+        if ota_rate is not None and not 0.0 <= ota_rate <= 1.0:
+            raise ValueError("ota_success_rate: a share from 0 to 1")
     except ValueError as exc:
         return Response(str(exc), status=400, mimetype="text/plain")
     emu.traffic.configure(knobs)
@@ -352,6 +368,12 @@ def _set_knobs(body: dict[str, Any]) -> Response:
         emu.state.limits.put_replaces = put_replaces
     if refuse_released is not None:
         emu.state.limits.refuse_released_delete = refuse_released
+    if ota_rate is not None:
+        emu.state.limits.ota_success_rate = ota_rate
+    if ota_delay is not None:
+        emu.state.limits.ota_delay_s = ota_delay
+    if knobs.fault_seed is not None:  # OTA outcomes follow the same seed
+        emu.state.limits.ota_seed = knobs.fault_seed
     return jsonify({"status": "configured"})
 
 

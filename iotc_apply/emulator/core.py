@@ -56,6 +56,12 @@ class Limits:
     # the AZ swagger's 409 on deleting a released upgrade; off, as the vendor's live test
     # shows (OLD tests/firmware.py:110 publishes upgrade_2, :121 deletes it)
     refuse_released_delete: bool = False
+    # OTA outcomes, to rehearse a rollout offline: the share of devices an OTA reaches
+    # (deterministic per device and update, seeded by the traffic knobs' fault_seed) and
+    # how long a device takes (pending, then sent at half the delay, then done)
+    ota_success_rate: float = 1.0
+    ota_delay_s: float = 0.0
+    ota_seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,6 +135,12 @@ class Context:
         if self._rng is not None:
             return str(uuid.UUID(int=self._rng.getrandbits(128), version=4)).upper()
         return str(uuid.uuid4()).upper()
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on (the control endpoint): what hours of OTA progress and soak
+        time do, in a test's seconds."""
+        before = self.clock
+        self.clock = lambda: before() + seconds
 
     def now(self) -> str:
         return iso(self.clock())

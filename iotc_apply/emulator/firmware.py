@@ -9,13 +9,14 @@ Imports nothing from the rest of iotc_apply.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from .accounts import Accounts
-from .core import Context, page, require
+from .core import Context, iso, page, require
 from .devices import Devices
 from .errors import Conflict, NotFound, PreconditionFailed, absent
 from .files import Files
@@ -324,8 +325,54 @@ class Firmware:
                 raise Conflict("Firmware upgrade file not found.", param="FirmwareFileNotFound")
             ota = self.ctx.new_guid()
             self.store.insert("ota", {"guid": ota, "upgradeGuid": upgrade["guid"],
-                                      "devices": [d["guid"] for d in targets]})
+                                      "devices": [d["guid"] for d in targets],
+                                      "uniqueIds": [d["uniqueId"] for d in targets],
+                                      "createdDate": self.ctx.now(), "at": self.ctx.clock()})
             return [{"deviceGuid": d["guid"], "otaUpdateGuid": ota} for d in targets]
+
+    def ota_updates(self, pairs: dict[str, Any]) -> tuple[list[Record], int]:
+        """`GET /ota-update`: the OTA updates sent, oldest first, paged.
+
+        Source: AZ ota swagger (NET) lists the route; the item fields are ASSUMPTION:
+        guid, firmwareUpgradeGuid, createdDate, deviceCount.
+        """
+        number, size = page(pairs, self.ctx.limits)
+        rows = self.store.all("ota")
+        items = [{"guid": r["guid"], "firmwareUpgradeGuid": r["upgradeGuid"],
+                  "createdDate": r.get("createdDate"), "deviceCount": len(r["devices"])}
+                 for r in rows]
+        return items[(number - 1) * size:number * size], len(items)
+
+    def ota_devices(self, guid: str) -> list[Record]:
+        """`GET /ota-update/{guid}`: the devices of one OTA update with their status.
+
+        Source: AZ ota swagger (statuses pending, success, failed, sent, skipped, executed,
+        cancelled). ASSUMPTION: a device moves pending -> sent (half the `ota_delay_s`
+        knob) -> success or failed (the whole delay), the share succeeding being
+        `ota_success_rate`, decided per device and update by a seeded hash; the item fields
+        deviceGuid, uniqueId, status, updatedDate.
+        """
+        record = self.store.get("ota", str(guid).upper())
+        if record is None:
+            raise absent("OTA update")
+        return [self._ota_item(record, device, duid)
+                for device, duid in zip(record["devices"], record.get("uniqueIds") or
+                                        [None] * len(record["devices"]), strict=True)]
+
+    def _ota_item(self, record: Record, device: str, duid: str | None) -> Record:
+        limits, now = self.ctx.limits, self.ctx.clock()
+        delay, sent_at = limits.ota_delay_s, float(record["at"])
+        if now < sent_at + delay / 2:
+            status, changed = "pending", sent_at
+        elif now < sent_at + delay:
+            status, changed = "sent", sent_at + delay / 2
+        else:
+            digest = hashlib.sha256(f"{limits.ota_seed}/{record['guid']}/{device}".encode())
+            share = int.from_bytes(digest.digest()[:8], "big") / 2 ** 64
+            status = "success" if share < limits.ota_success_rate else "failed"
+            changed = sent_at + delay
+        return {"deviceGuid": device, "uniqueId": duid, "status": status,
+                "updatedDate": iso(changed)}
 
     def _check_schedule(self, scheduled: Any) -> None:
         if not scheduled:

@@ -18,9 +18,12 @@ from ..model import (
     DesiredFirmware,
     DesiredProject,
     DesiredResource,
+    DesiredRollout,
     DesiredTemplate,
+    Kind,
 )
 from .kinds import Built
+from .yamlsafe import Document
 
 CERT_AUTH_TYPES = {"self-signed", "ca-signed", "ca-individual"}
 MAX_CERT_DUID = 31
@@ -65,9 +68,30 @@ def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
             note = f" (from DeviceSet {device.device_set})" if device.device_set else ""
             claim(device.address, device, where, note)
     project = _project(built, diags)
+    rollouts = []
+    for rollout, where, doc in built.rollouts:
+        if claim(rollout.address, rollout, where):  # type: ignore[arg-type]
+            del resources[rollout.address]  # a rollout makes no object: kept apart
+            rollouts.append(rollout)
+            _check_rollout(rollout, doc, resources, diags)
     # in Address order, by a key compared in C (Kind is a str)
     ordered = dict(sorted(resources.items(), key=lambda item: (item[0].kind, item[0].name)))
-    return Desired(ordered, {a: origins[a] for a in ordered}, project), diags
+    kept = {a: origins[a] for a in ordered} | {r.address: origins[r.address] for r in rollouts}
+    return Desired(ordered, kept, project, tuple(sorted(rollouts, key=lambda r: r.name))), \
+        diags
+
+
+def _check_rollout(rollout: DesiredRollout, doc: Document,
+                   resources: dict[Address, DesiredResource], diags: list[Diagnostic]) -> None:
+    """A rollout of a firmware the manifests declare names one of its upgrades (one only
+    live is the plan's to find)."""
+    firmware = resources.get(Address(Kind.FIRMWARE, rollout.firmware))
+    if isinstance(firmware, DesiredFirmware) and \
+            all(u.version != rollout.version for u in firmware.upgrades):
+        versions = ", ".join(u.version for u in firmware.upgrades)
+        diags.append(Diagnostic.error(doc.where(("spec", "upgrade", "version")),
+                                      f"firmware {rollout.firmware} declares no upgrade "
+                                      f"{rollout.version} (it declares {versions})"))
 
 
 def _reference(name: str, templates: dict[str, DesiredTemplate | None], where: Position,

@@ -25,11 +25,13 @@ from ..model import (
     DesiredDevice,
     DesiredFirmware,
     DesiredProject,
+    DesiredRollout,
     DesiredTemplate,
     DesiredUpgrade,
     FirmwareFile,
     Globs,
     Guards,
+    Wave,
 )
 from ..safefile import md5_and_size
 from . import schema
@@ -47,6 +49,7 @@ class Built:
     devices: list[tuple[DesiredDevice, Position, Document]] = field(default_factory=list)
     firmwares: list[tuple[DesiredFirmware, Position, Document]] = field(default_factory=list)
     projects: list[tuple[DesiredProject, Position, Document]] = field(default_factory=list)
+    rollouts: list[tuple[DesiredRollout, Position, Document]] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # names of Template documents that failed: references to them get no second error
     broken_templates: set[str] = field(default_factory=set)
@@ -378,6 +381,43 @@ def _window(item: dict[str, Any], doc: Document, path: tuple[Any, ...],
     return ChangeWindow(frozenset(days), (start[0], start[1]), minutes, zone)
 
 
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def build_rollout(doc: Document, mf: ManifestFile, out: Built) -> None:
+    """A Rollout: its waves (cumulative; the last must reach every target, and a wave never
+    reaches fewer devices than the one before), gate and abort. Whether the upgrade exists
+    and is released is the plan's to say (it may be live only)."""
+    spec = doc.value["spec"]
+    waves = tuple(Wave(percent=int(w[:-1])) if isinstance(w, str) else Wave(count=w)
+                  for w in spec["waves"])
+    where = doc.where(("spec", "waves"))
+    if waves[-1].percent != 100:
+        out.diagnostics.append(Diagnostic.error(
+            doc.where(("spec", "waves", len(waves) - 1)), f"the last wave is {waves[-1]}; it "
+            "must be 100% so the rollout reaches every target"))
+        return
+    for kind in ("count", "percent"):
+        sizes = [getattr(w, kind) for w in waves if getattr(w, kind) is not None]
+        if sizes != sorted(sizes):
+            out.diagnostics.append(Diagnostic.error(where, "waves are cumulative: each "
+                                                           "reaches at least as many devices "
+                                                           "as the one before"))
+            return
+    gate, targets = spec.get("gate") or {}, spec["targets"]
+    soak = gate.get("soak", "0s")
+    rollout = DesiredRollout(
+        doc.value["metadata"]["name"], spec["upgrade"]["firmware"],
+        str(spec["upgrade"]["version"]), waves, targets.get("template"),
+        targets.get("entity"), tuple(targets.get("devices", ())),
+        gate_success=int(gate.get("success", "100%")[:-1]),
+        gate_max_failed=gate.get("maxFailed"), soak=float(int(soak[:-1]) * UNITS[soak[-1]]),
+        abort_failed=int((spec.get("abort") or {})["failed"][:-1])
+        if (spec.get("abort") or {}).get("failed") else None,
+        paused=bool(spec.get("paused", False)))
+    out.rollouts.append((rollout, doc.where(("metadata", "name")), doc))
+
+
 BUILDERS: dict[str, Builder] = {"Template": build_template, "Device": build_device,
                                 "DeviceSet": build_device_set, "Firmware": build_firmware,
-                                "Project": build_project}
+                                "Project": build_project, "Rollout": build_rollout}

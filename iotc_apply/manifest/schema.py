@@ -30,7 +30,8 @@ from .yamlsafe import Document
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 KIND_SCHEMAS = {"Template": "template", "Device": "device", "DeviceSet": "deviceset",
-                "Firmware": "firmware", "Project": "project", "Variables": "variables"}
+                "Firmware": "firmware", "Project": "project", "Variables": "variables",
+                "Rollout": "rollout"}
 
 
 @cache

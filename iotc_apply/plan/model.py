@@ -22,6 +22,7 @@ class Action(StrEnum):
     DELETE = "delete"
     DEPRECATE = "deprecate"
     DEACTIVATE = "deactivate"  # the first of two-phase removal's applies
+    PUSH = "push"  # a rollout's next wave onto its devices (OTA)
     NOOP = "no-op"
 
     @property
@@ -41,9 +42,9 @@ class Action(StrEnum):
 
 
 _SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "deprecate": "-",
-            "deactivate": "-", "no-op": " "}
+            "deactivate": "-", "push": ">", "no-op": " "}
 _ORDER = {"delete": 0, "deprecate": 0, "deactivate": 0, "replace": 1, "update": 2,
-          "create": 3, "no-op": 4}
+          "create": 3, "push": 4, "no-op": 5}
 
 
 class Reason(StrEnum):
@@ -57,6 +58,7 @@ class Reason(StrEnum):
     PRUNE = "not declared, matches a prune glob"
     REMOVED = "removed from its firmware's upgrade list"
     SWEEP = "matches destroy --match"
+    WAVE = "the rollout's next wave is due"
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,31 @@ class PlanIssue:
             self.message
 
 
+@dataclass(frozen=True)
+class WaveRow:
+    """One wave of a rollout as the account shows it (devices cumulative, as declared)."""
+
+    number: int
+    size: str  # as declared: 2, 50%
+    devices: int  # devices this wave adds
+    success: int
+    failed: int
+    pending: int  # pushed, not finished (pending, sent)
+
+
+@dataclass(frozen=True)
+class RolloutProgress:
+    """Where a rollout stands and what the plan decided: `push wave 2 (9 devices)`,
+    `wait: ...`, `halted: ...`, `paused`, `complete`."""
+
+    name: str
+    firmware: str
+    version: str
+    targets: int
+    waves: tuple[WaveRow, ...]
+    decision: str
+
+
 # the codes of the plan issues that are safety guards (Project.spec.guards, windows, protect)
 GUARD_CODES = ("online", "max-deletes", "template-emptied", "whole-kind", "protected",
                "removal-waiting", "outside-window", "no-connection-data")
@@ -164,13 +191,14 @@ class Plan:
     unmanaged: tuple[str, ...] = ()  # live objects in the manifests' scope nothing declares
     ignored: int = 0  # such objects that Project.spec.ignore leaves alone (not drift)
     impact: Impact = Impact()
+    rollouts: tuple[RolloutProgress, ...] = ()
     # values of sensitive variables: in memory only, masked wherever the plan is shown/saved
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @property
     def counts(self) -> dict[Action, int]:
         out = {a: 0 for a in (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE,
-                              Action.DEACTIVATE)}
+                              Action.DEACTIVATE, Action.PUSH)}
         for c in self.changes:
             out[Action.DELETE if c.action is Action.DEPRECATE else c.action] += 1
         return out
@@ -182,6 +210,7 @@ class Plan:
     def summary(self) -> str:
         n = self.counts
         deactivate = f", {n[Action.DEACTIVATE]} to deactivate" if n[Action.DEACTIVATE] else ""
+        deactivate += f", {n[Action.PUSH]} rollout wave(s) to push" if n[Action.PUSH] else ""
         return (f"Plan: {n[Action.CREATE]} to create, {n[Action.UPDATE]} to update, "
                 f"{n[Action.REPLACE]} to replace, {n[Action.DELETE]} to delete{deactivate}; "
                 f"{self.unchanged} unchanged.")

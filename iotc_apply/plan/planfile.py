@@ -34,15 +34,18 @@ from .model import (
     Plan,
     PlanIssue,
     Reason,
+    RolloutProgress,
     Source,
+    WaveRow,
 )
 
 FORMAT_VERSION = "3"  # 3: warnings and errors are objects (code, address, where)
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "plan.schema.json"
 # Parts of a plan that may differ between the plan job and the apply job without changing
 # what apply does: warnings depend on the machine's key store, the signature on the key,
-# the impact's estimate on the latency the plan's reads met.
-UNCOMPARED = ("warnings", "signature", "impact")
+# the impact's estimate on the latency the plan's reads met, a rollout's progress on the
+# minute (its push, a change, is compared).
+UNCOMPARED = ("warnings", "signature", "impact", "rollouts")
 
 
 class PlanFileError(Exception):
@@ -87,11 +90,13 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "destroy": plan.destroy,
         "summary": {"create": counts[Action.CREATE], "update": counts[Action.UPDATE],
                     "replace": counts[Action.REPLACE], "delete": counts[Action.DELETE],
-                    "deactivate": counts[Action.DEACTIVATE], "unchanged": plan.unchanged},
+                    "deactivate": counts[Action.DEACTIVATE], "push": counts[Action.PUSH],
+                    "unchanged": plan.unchanged},
         "changes": [_change(c) for c in plan.changes],
         "unmanaged": list(plan.unmanaged),
         "ignored": plan.ignored,
         "impact": _impact(plan.impact),
+        "rollouts": [_rollout(r) for r in plan.rollouts],
         "warnings": [_issue(w) for w in plan.warnings],
         "errors": [_issue(e) for e in plan.errors],
         "fingerprint": dict(plan.fingerprint),
@@ -111,6 +116,17 @@ def _impact(impact: Impact) -> dict[str, Any]:
             "estimate": None if est is None else {
                 "requests": est.requests, "seconds": round(est.seconds, 2),
                 "latency_ms": round(est.latency_ms, 1), "parallelism": est.parallelism}}
+
+
+def _rollout(r: RolloutProgress) -> dict[str, Any]:
+    return {"name": r.name, "firmware": r.firmware, "version": r.version,
+            "targets": r.targets, "decision": r.decision,
+            "waves": [dataclasses.asdict(w) for w in r.waves]}
+
+
+def _read_rollout(doc: dict[str, Any]) -> RolloutProgress:
+    return RolloutProgress(doc["name"], doc["firmware"], doc["version"], doc["targets"],
+                           tuple(WaveRow(**w) for w in doc["waves"]), doc["decision"])
 
 
 def _read_impact(doc: dict[str, Any]) -> Impact:
@@ -232,7 +248,8 @@ def _plan(data: dict[str, Any]) -> Plan:
                 fingerprint=dict(data["fingerprint"]), entities=dict(data["entities"]),
                 guids=dict(data["guids"]), destroy=bool(data["destroy"]), source=source,
                 unmanaged=tuple(data["unmanaged"]), ignored=int(data["ignored"]),
-                impact=_read_impact(data["impact"]) if "impact" in data else Impact())
+                impact=_read_impact(data["impact"]) if "impact" in data else Impact(),
+                rollouts=tuple(_read_rollout(r) for r in data.get("rollouts", ())))
 
 
 def _read_issue(doc: dict[str, Any]) -> PlanIssue:

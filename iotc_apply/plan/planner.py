@@ -31,7 +31,7 @@ from ..model import (
     LiveDevice,
     Snapshot,
 )
-from . import views
+from . import rollouts, views
 from .model import (
     GUARD_CODES,
     Account,
@@ -42,6 +42,7 @@ from .model import (
     Plan,
     PlanIssue,
     Reason,
+    RolloutProgress,
 )
 from .windows import inside as windows_inside
 from .windows import outside_message
@@ -85,6 +86,7 @@ class _Work:
     unchanged: int = 0
     warnings: list[PlanIssue] = field(default_factory=list)
     errors: list[PlanIssue] = field(default_factory=list)
+    rollouts: list[RolloutProgress] = field(default_factory=list)
 
     def error(self, code: str, address: Address | None, message: str,
               where: object = None) -> None:
@@ -121,6 +123,7 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         _data_types(desired, options, work)
         _aggregates(desired, options, work)
         _warnings(desired, snap, options, work)
+        _rollouts(desired, snap, options, work)
     _protect(project.protect, work)
     _unknown_addresses(desired, snap, options, work)
     changes = _select(work.changes, options, work)
@@ -143,7 +146,8 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         guids=_guids(desired, snap), destroy=options.destroy,
         unmanaged=() if options.targets else tuple(sorted(work.unmanaged)),
         ignored=0 if options.targets else work.ignored,
-        impact=_impact(changes, snap, project.guards, options, work))
+        impact=_impact(changes, snap, project.guards, options, work),
+        rollouts=tuple(work.rollouts))
 
 
 def _case_only(desired: Desired, snap: Snapshot, work: _Work) -> tuple[Desired, Snapshot]:
@@ -605,6 +609,19 @@ def _impact(changes: dict[Address, Change], snap: Snapshot, guards: Guards,
             fired[issue.code] = fired.get(issue.code, 0) + 1
     return Impact(tuple((t, a, n) for (t, a), n in sorted(per.items())), connected,
                   tuple(sorted(fired.items())))
+
+
+def _rollouts(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Work) -> None:
+    """Each rollout's progress, and a push where its next wave is due (`plan/rollouts.py`)."""
+    for rollout in desired.rollouts:
+        firmware = desired.resources.get(Address(Kind.FIRMWARE, rollout.firmware))
+        progress, change = rollouts.decide(
+            rollout, firmware if isinstance(firmware, DesiredFirmware) else None, snap,
+            options.now, lambda code, address, message: work.error(
+                code, address, message, desired.origins.get(address) if address else None))
+        work.rollouts.append(progress)
+        if change is not None:
+            work.changes[change.address] = change
 
 
 def _seen(device: LiveDevice) -> str:

@@ -69,7 +69,7 @@ class ProgressHooks(Hooks):
 
 DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.REPLACE: "replaced",
         Action.DELETE: "deleted", Action.DEPRECATE: "deprecated",
-        Action.DEACTIVATE: "deactivated"}
+        Action.DEACTIVATE: "deactivated", Action.PUSH: "pushed"}
 
 
 def summary(result: ApplyResult, destroy: bool = False) -> str:

@@ -19,6 +19,7 @@ from .plan_text import (
     header,
     ignored_line,
     impact_lines,
+    rollout_lines,
     unmanaged_lines,
 )
 
@@ -46,6 +47,8 @@ def render(plan: Plan, limit: int = LIMIT) -> str:
     head.append("")
     if plan.warnings:
         head += [f"- :warning: {markdown_text(w)}" for w in grouped_warnings(plan.warnings)] + [""]
+    if plan.rollouts:
+        head += ["Rollouts:", "", fence(rollout_lines(plan)), ""]
     if plan.unmanaged:
         head += ["Not in the manifests (not pruned):", "", fence(unmanaged_lines(plan)), ""]
     ignored = ignored_line(plan)

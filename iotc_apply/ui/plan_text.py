@@ -20,7 +20,8 @@ from .inert import inert
 
 STYLE = {Action.CREATE: "plan.create", Action.UPDATE: "plan.update",
          Action.REPLACE: "plan.replace", Action.DELETE: "plan.delete",
-         Action.DEPRECATE: "plan.delete", Action.DEACTIVATE: "plan.delete"}
+         Action.DEPRECATE: "plan.delete", Action.DEACTIVATE: "plan.delete",
+         Action.PUSH: "plan.update"}
 VERB = {Action.CREATE: "create", Action.UPDATE: "update in place",
         Action.REPLACE: "replace (delete, then create)", Action.DELETE: "delete",
         Action.DEPRECATE: "deprecate (firmware cannot be deleted)"}
@@ -47,6 +48,20 @@ def header(plan: Plan) -> str:
     kind = "dedicated" if plan.account.dedicated else "shared"
     return (f"Account: {plan.account.pf}/{plan.account.env}, cpId {plan.account.cpid} "
             f"({kind} instance)")
+
+
+def rollout_lines(plan: Plan) -> list[str]:
+    """Each rollout: what it pushes where, the plan's decision, and its wave table."""
+    out: list[str] = []
+    for r in plan.rollouts:
+        out.append(f"rollout/{r.name}: {r.firmware} {r.version} to {r.targets} device(s): "
+                   f"{r.decision}")
+        if r.waves:
+            out.append(f"    {'wave':<6}{'size':>6}{'devices':>9}{'success':>9}{'failed':>8}"
+                       f"{'pending':>9}")
+            out += [f"    {w.number:<6}{w.size:>6}{w.devices:>9}{w.success:>9}{w.failed:>8}"
+                    f"{w.pending:>9}" for w in r.waves]
+    return out
 
 
 IMPACT_TEMPLATES = 10  # templates listed in the impact block; the JSON plan has them all
@@ -132,6 +147,8 @@ def change_lines(change: Change) -> list[tuple[str, str]]:
         else ""
     if change.action is Action.DEACTIVATE:  # the note says it all: `(deactivate; ...)`
         return [(style, f"{head}{seen}: {change.reason.value}")]
+    if change.action is Action.PUSH:  # `> rollout/x   push wave 2 (9 device(s))`
+        return [(style, f"{head:<34} {change.note}: {change.reason.value}")]
     lines = [(style, f"{head:<34} {VERB[change.action]}: {change.reason.value}{seen}")]
     for f in change.fields:
         if f.before is None and f.after is not None and not f.forces:
@@ -225,6 +242,8 @@ def render(console: Console, plan: Plan) -> None:
     if plan.changes:
         sections.append([[(style, text)] for change in plan.changes
                          for style, text in change_lines(change)])
+    if plan.rollouts:
+        sections.append([[("", line)] for line in rollout_lines(plan)])
     if plan.unmanaged:
         sections.append([[("diag.warning", line)] for line in unmanaged_lines(plan)])
     ignored = ignored_line(plan)

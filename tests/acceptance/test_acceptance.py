@@ -74,6 +74,16 @@ def test_the_fleet_lifecycle(fleet: Fleet, api: IoTConnect,
     assert upgrades and not upgrades["1.0.0"].draft and upgrades["1.1.0"].draft
     converged(capsys)
 
+    # OTA (issue 31): the released upgrade onto one device of its template, read back
+    on_template = [d for d in live.values() if d.template_guid == firmware.template_guid][:1]
+    release = upgrades["1.0.0"].guid
+    pushed = api.firmware.push_ota(release, [d.guid for d in on_template])
+    assert [device for device, _ in pushed] == [d.guid for d in on_template]
+    sent = eventually(lambda: [o for o, u in api.firmware.ota_updates() if u == release]
+                      or None)
+    assert sent and {i.device_guid for i in api.firmware.ota_items(sent[-1])} == \
+        {d.guid for d in on_template}
+
     # export round trip: what the account holds, written back as manifests, plans clean
     assert iotc("export", "exported", "--match", f"device/{fleet.prefix}-*", "--match",
                 f"firmware/{fleet.firmware}") == 0, capsys.readouterr()

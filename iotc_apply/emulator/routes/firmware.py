@@ -16,6 +16,15 @@ def register(bp: Blueprint) -> None:
     def ota_push() -> Response:
         return ok(state().firmware.push_ota(body_json()), message="OTA update process started.")
 
+    @route(bp, "/ota-update", ["GET"])
+    def ota_list() -> Response:
+        items, total = state().firmware.ota_updates(params())
+        return ok(items, count=total) if items else no_content()
+
+    @route(bp, "/ota-update/<guid>", ["GET"])
+    def ota_devices(guid: str) -> Response:
+        return ok(state().firmware.ota_devices(guid))
+
 
 def _firmwares(bp: Blueprint) -> None:
     @route(bp, "/Firmware", ["GET"])
