@@ -222,6 +222,7 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
                               [f.name for f in desired.of(DesiredFirmware)])
     if desired.rollouts and not request.destroy:  # their state: the account's OTA records
         snap = snapshot.with_ota(api, snap, _rollout_upgrades(desired, snap))
+        options = dataclasses.replace(options, service_now=_service_now(api))
     if not request.destroy and kept:  # kept keys of devices not registered yet
         options = dataclasses.replace(options,
                                       unattested=store.unattested(kept - snap.devices.keys()))
@@ -255,6 +256,17 @@ def with_estimate(api: IoTConnect, plan: Plan, parallelism: int) -> Plan:
     read_back = transport.answered * latency / width
     guess = estimate(plan, latency, width, read_back)
     return dataclasses.replace(plan, impact=dataclasses.replace(plan.impact, estimate=guess))
+
+
+def _service_now(api: IoTConnect) -> float | None:
+    """The service's clock, from the Date header of its last answer (None: none seen)."""
+    import email.utils
+
+    date = api.session.transport.last_date
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp() if date else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _rollout_upgrades(desired: Any, snap: Any) -> list[str]:

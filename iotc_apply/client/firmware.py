@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..model import LiveOtaItem, LiveFile, LiveFirmware, LiveUpgrade
+from ..model import LiveFile, LiveFirmware, LiveOtaItem, LiveUpgrade
 from .errors import ABSENT, ApiError, Conflict
 from .session import ApiSession
 from .session import guid_of as _guid

@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import http_date
 
 from .core import Account, Limits
 from .errors import BadRequest, Conflict, EmulatorError
@@ -174,6 +175,8 @@ def _after(resp: Response) -> Response:
     if g.get("commit_then_fail"):
         # The handler ran and its transaction committed; the caller only sees a failure.
         return _inject("html502", emulator().traffic.knobs, emulator())
+    # the service's own clock (moved on by /_emulator/clock), as every HTTP server says it
+    resp.headers["Date"] = http_date(emulator().state.ctx.clock())
     return resp
 
 

@@ -74,6 +74,9 @@ class PlanOptions:
     now: float | None = None  # when the plan is made (epoch s): the online window's end
     # --outside-window REASON: destructive changes go ahead outside the change windows
     outside_window: str | None = None
+    # the service's clock (its last answer's Date): rollouts' soak times are the service's
+    # times, so they are measured on its clock, whatever this machine's says
+    service_now: float | None = None
 
 
 @dataclass
@@ -617,7 +620,7 @@ def _rollouts(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Wor
         firmware = desired.resources.get(Address(Kind.FIRMWARE, rollout.firmware))
         progress, change = rollouts.decide(
             rollout, firmware if isinstance(firmware, DesiredFirmware) else None, snap,
-            options.now, lambda code, address, message: work.error(
+            options.service_now or options.now, lambda code, address, message: work.error(
                 code, address, message, desired.origins.get(address) if address else None))
         work.rollouts.append(progress)
         if change is not None:

@@ -79,7 +79,10 @@ def decide(rollout: DesiredRollout, desired_firmware: DesiredFirmware | None, sn
     due = next((i for i, (lo, hi) in enumerate(bounds)
                 if any(status[d.guid] is None for d in targets[lo:hi])), None)
     if due is None:
-        return progress("complete", rows, len(targets)), None
+        pending = sum(s.status in PENDING for s in counted)
+        last = len(rows)
+        return progress(f"wait: wave {last} in progress ({pending} device(s) pending)"
+                        if pending else "complete", rows, len(targets)), None
     if rollout.paused:
         return progress(f"paused before wave {due + 1}", rows, len(targets)), None
     if due > 0:
