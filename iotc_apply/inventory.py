@@ -40,14 +40,19 @@ KINDS = {
                      ("name", "template", "hardware", "deprecated")),
     "upgrades": Kind(("firmware", "version", "released", "description", "files", "guid"),
                      ("firmware", "version", "released", "files")),
+    # what has been pushed of each upgrade (OTA), device by device: the rollouts' state
+    "rollouts": Kind(("firmware", "version", "devices", "success", "failed", "pending",
+                      "updates", "upgrade"),
+                     ("firmware", "version", "devices", "success", "failed", "pending")),
 }
 
 
 NAMES = {"template": "templates", "tpl": "templates", "device": "devices", "dev": "devices",
          "firmwares": "firmware", "fw": "firmware", "upgrade": "upgrades", "up": "upgrades",
+         "rollout": "rollouts", "ota": "rollouts",
          **{k: k for k in KINDS}}
 NATURAL_KEY = {"templates": ("code",), "devices": ("uniqueId",), "firmware": ("name",),
-               "upgrades": ("firmware", "version")}
+               "upgrades": ("firmware", "version"), "rollouts": ("firmware", "version")}
 
 
 class UnknownKind(ValueError):
@@ -72,7 +77,7 @@ def canonical(kind: str) -> str:
         near = difflib.get_close_matches(kind.lower(), list(NAMES), n=1, cutoff=0.6)
         hint = f"; did you mean '{NAMES[near[0]]}'?" if near else ""
         raise UnknownKind(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)} "
-                          f"(singular and dev, tpl, fw, up work too){hint}")
+                          f"(singular and dev, tpl, fw, up, ota work too){hint}")
     return found
 
 
@@ -111,6 +116,8 @@ def _rows(api: IoTConnect, kind: str, glob: str, select: Select,
                     if _match(t.code, glob) and select.template in (None, t.code))
     elif kind == "devices":
         yield from _devices(api, templates, codes, glob, select, page_size)
+    elif kind == "rollouts":
+        yield from _rollouts(api, codes, glob, select.template, page_size)
     else:
         yield from _firmware(api, kind, codes, glob, select.template, page_size)
 
@@ -176,3 +183,34 @@ def _firmware(api: IoTConnect, kind: str, codes: dict[str, str], glob: str,
                 files = u.files or api.files.list(FIRMWARE_MODULE, u.guid)
                 yield {"firmware": f.name, "version": u.version, "released": not u.draft,
                        "description": u.description, "files": len(files), "guid": u.guid}
+
+
+def _rollouts(api: IoTConnect, codes: dict[str, str], glob: str, template: str | None,
+              page_size: int) -> Iterator[Row]:
+    """Per upgrade pushed at least once: its devices by their latest OTA status."""
+    upgrades: dict[str, tuple[str, str]] = {}
+    for f in api.firmware.list(page_size=page_size):
+        code = f.template_code or codes.get(f.template_guid, f.template_guid)
+        if template in (None, code):
+            for u in api.firmware.upgrades(f.guid, page_size=page_size):
+                upgrades[u.guid] = (f.name, u.version)
+    sent: dict[str, list[str]] = {}
+    for ota, upgrade in api.firmware.ota_updates(page_size=page_size):
+        if upgrade in upgrades:
+            sent.setdefault(upgrade, []).append(ota)
+    for upgrade, otas in sent.items():
+        name, version = upgrades[upgrade]
+        if not (_match(version, glob) or _match(f"{name}@{version}", glob)):
+            continue
+        latest: dict[str, tuple[str, str]] = {}
+        for ota in otas:
+            for item in api.firmware.ota_items(ota):
+                when = item.updated or ""
+                if item.device_guid not in latest or when >= latest[item.device_guid][0]:
+                    latest[item.device_guid] = (when, item.status)
+        statuses = [status for _, status in latest.values()]
+        yield {"firmware": name, "version": version, "devices": len(statuses),
+               "success": sum(s in ("success", "executed") for s in statuses),
+               "failed": sum(s in ("failed", "cancelled", "skipped") for s in statuses),
+               "pending": sum(s in ("pending", "sent") for s in statuses),
+               "updates": len(otas), "upgrade": upgrade}

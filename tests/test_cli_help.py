@@ -81,7 +81,7 @@ def test_bash_completes_paths_and_get_kinds(tmp_path: Path,
     (tmp_path / "keys-a").mkdir()
     assert _bash_completes(str(script), ["iotc", "get", "d"], str(tmp_path)) == ["devices"]
     assert _bash_completes(str(script), ["iotc", "get", ""], str(tmp_path)) == sorted(
-        ["templates", "devices", "firmware", "upgrades"])
+        ["templates", "devices", "firmware", "upgrades", "rollouts"])
     assert _bash_completes(str(script), ["iotc", "plan", "fle"], str(tmp_path)) == \
         ["fleet", "fleet.yaml"]
     assert _bash_completes(str(script), ["iotc", "plan", "fleet", "--keys-dir", "k"],

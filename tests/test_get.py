@@ -57,11 +57,11 @@ def test_nothing_matching_is_a_note_and_bad_input_one_line(
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == "No firmware match 'NOPE*'.\n"
     for args, message in ((["widgets"], "error: unknown kind 'widgets': expected one of "
-                           "templates, devices, firmware, upgrades (singular and dev, tpl, "
-                           "fw, up work too)"),
+                           "templates, devices, firmware, upgrades, rollouts (singular and "
+                           "dev, tpl, fw, up, ota work too)"),
                           (["devics"], "error: unknown kind 'devics': expected one of "
-                           "templates, devices, firmware, upgrades (singular and dev, tpl, "
-                           "fw, up work too); did you mean 'devices'?"),
+                           "templates, devices, firmware, upgrades, rollouts (singular and "
+                           "dev, tpl, fw, up, ota work too); did you mean 'devices'?"),
                           (["devices", "lt-[0"], "error: bad glob 'lt-[0': a '[' is not "
                            "closed")):
         assert get(*args) == 1

@@ -246,3 +246,23 @@ def test_waves_are_checked_where_they_are_written(tmp_path: Path, waves: str, me
     (tmp_path / "r.yaml").write_text(_rollout(waves))
     assert main(["validate", str(tmp_path / "r.yaml")]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_get_rollouts_lists_what_ota_pushed_of_each_upgrade(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    _fleet(work, 10, _rollout("[4, 100%]"))
+    _knobs(server, ota_delay_s=600)
+    assert iotc("apply", "m", "--auto-approve") == 0
+    assert iotc("apply", "m", "--auto-approve") == 0  # wave 1: 4 devices, pending
+    from iotc_apply.cli import main
+
+    capsys.readouterr()
+    assert main(["get", "rollouts", "-o", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert {k: row[k] for k in ("firmware", "version", "devices", "success", "failed",
+                                "pending", "updates")} == {
+        "firmware": "ROLLFW", "version": "1.0.0", "devices": 4, "success": 0, "failed": 0,
+        "pending": 4, "updates": 1}
+    _advance(server, 600)
+    assert main(["get", "ota", "ROLLFW@*"]) == 0
+    assert re.search(r"ROLLFW\s+1\.0\.0\s+4\s+4\s+0\s+0", capsys.readouterr().out)

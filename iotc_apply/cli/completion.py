@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from .context import EXIT_OK, Invocation
 from .root import AddParser
 
-KINDS = ("templates", "devices", "firmware", "upgrades")
+KINDS = ("templates", "devices", "firmware", "upgrades", "rollouts")
 KIND_COMPLETION = {"bash": "_iotc_compgen_kinds", "zsh": f"({' '.join(KINDS)})"}
 PREAMBLE = {"bash": f"""
 # iotc get KIND: the kinds it lists ($1 is the word being completed)

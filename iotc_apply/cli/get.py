@@ -11,11 +11,14 @@ from .root import AddParser
 
 
 def register(add: AddParser) -> None:
-    parser = add("get", help="list templates, devices, firmware or upgrades")
-    parser.add_argument("kind", metavar="KIND", help="templates, devices, firmware or upgrades "
-                                                     "(singular, or tpl, dev, fw, up, too)")
+    parser = add("get", help="list templates, devices, firmware, upgrades or rollouts")
+    parser.add_argument("kind", metavar="KIND", help="templates, devices, firmware, upgrades "
+                                                     "or rollouts (what OTA pushed of each "
+                                                     "upgrade; singular, or tpl, dev, fw, "
+                                                     "up, ota, too)")
     parser.add_argument("glob", nargs="?", default="*", metavar="NAME-GLOB",
-                        help="only names matching this glob (upgrades: VERSION or FW@VERSION)")
+                        help="only names matching this glob (upgrades and rollouts: VERSION "
+                             "or FW@VERSION)")
     parser.add_argument("--template", metavar="CODE", help="only objects of this template")
     parser.add_argument("--entity", metavar="NAME", help="only devices of this entity")
     state = parser.add_mutually_exclusive_group()

@@ -118,6 +118,8 @@ def _explain(err: ValidationError, path: tuple[Any, ...]) -> tuple[str, tuple[An
             (*path, extra[0])
     if kind == "pattern" or (kind == "oneOf" and "x-message" in schema_):
         return f"{name}: {_show(err.instance)} {schema_.get('x-message', 'is not valid')}", path
+    if kind in ("minProperties", "maxProperties") and "x-message" in schema_:
+        return f"{name}: {schema_['x-message']}", path
     if kind in ("type", "const", "enum"):
         return _explain_value(err, name, schema_), path
     if kind == "minItems":
