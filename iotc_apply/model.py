@@ -140,6 +140,8 @@ class LiveDevice:
     # of the device's identity, so neither of its fingerprint
     connected: bool | None = None
     last_seen: str | None = None  # ISO-8601 time of the last connection or activity
+    # the firmware upgrade the device runs, where the listing says (AZ `firmwareupgradeGuid`)
+    firmware_upgrade: str | None = None
 
 
 # every field of a listed device, in declaration order: its fingerprint hashes them all
@@ -373,6 +375,7 @@ class DesiredRollout:
     soak: float = 0.0  # seconds after the wave's last success before the next
     abort_failed: int | None = None  # percent of pushed devices failed: halt
     paused: bool = False
+    windows: tuple[ChangeWindow, ...] = ()  # when waves may go (none: any time)
 
     @property
     def address(self) -> Address:

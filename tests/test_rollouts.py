@@ -4,6 +4,7 @@ unreleased upgrades refused; with the emulator's OTA outcomes and clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -266,3 +267,45 @@ def test_get_rollouts_lists_what_ota_pushed_of_each_upgrade(
     _advance(server, 600)
     assert main(["get", "ota", "ROLLFW@*"]) == 0
     assert re.search(r"ROLLFW\s+1\.0\.0\s+4\s+4\s+0\s+0", capsys.readouterr().out)
+
+
+def test_devices_already_on_the_version_and_windows_decide_without_a_request() -> None:
+    """Pure decisions: a device the listing shows on the upgrade counts as done (never
+    pushed); outside the rollout's windows it waits for the next one."""
+    import datetime
+
+    from iotc_apply.model import (
+        ChangeWindow,
+        DesiredRollout,
+        Identity,
+        LiveDevice,
+        LiveFirmware,
+        LiveTemplate,
+        LiveUpgrade,
+        Snapshot,
+        Wave,
+    )
+    from iotc_apply.plan.rollouts import decide
+
+    upgrade = LiveUpgrade("U-1", "1.0.0", False, None)
+    snap = Snapshot(
+        Identity("u", "U", "C", "CPID", "E", "aws", "poc", False), (),
+        {"roll01": LiveTemplate("T-1", "roll01", "Roll", 1, "2.1")}, {},
+        {f"rd-{i}": LiveDevice(f"D-{i}", f"rd-{i}", f"rd-{i}", "T-1", True, "Plant-A",
+                                firmware_upgrade="U-1" if i < 3 else None)
+         for i in range(10)},
+        {"ROLLFW": LiveFirmware("F-1", "ROLLFW", "1.0", "T-1", "roll01", False, None,
+                                (upgrade,))})
+    rollout = DesiredRollout("r", "ROLLFW", "1.0.0", (Wave(count=3), Wave(percent=100)),
+                             template="roll01")
+    errors: list[str] = []
+    now = datetime.datetime(2026, 12, 7, 12, tzinfo=datetime.UTC).timestamp()  # a Monday
+    progress, change = decide(rollout, None, snap, now, lambda *a: errors.append(str(a)))
+    assert not errors and change is not None
+    assert {d["duid"] for d in change.after["devices"]}.isdisjoint({"rd-0", "rd-1", "rd-2"})
+    assert sum(w.success for w in progress.waves) == 3
+    weekend = ChangeWindow(frozenset({5, 6}), (0, 0), 1440, "UTC")
+    progress, change = decide(dataclasses.replace(rollout, windows=(weekend,)), None, snap,
+                              now, lambda *a: errors.append(str(a)))
+    assert change is None and progress.decision == (
+        "wait: outside the rollout's windows; next window opens Sat 2026-12-12 00:00 UTC")

@@ -37,7 +37,9 @@ def device_from_wire(item: dict[str, Any]) -> LiveDevice:
         # PKG lib/device.py:37-39 (isConnected, lastConnection); AZ DeviceInformation
         # (lastActivityDate); a listing without them says nothing, never "offline"
         connected if isinstance(connected, bool) else None,
-        str(seen) if seen else None)
+        str(seen) if seen else None,
+        # ALV Fixtures.kt list item `firmwareupgradeGuid`; AZ DeviceInformation's spelling
+        _guid(get("firmwareUpgradeGuid") or get("firmwareupgradeGuid")) or None)
 
 
 class DevicesClient:

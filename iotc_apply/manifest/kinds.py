@@ -414,7 +414,9 @@ def build_rollout(doc: Document, mf: ManifestFile, out: Built) -> None:
         gate_max_failed=gate.get("maxFailed"), soak=float(int(soak[:-1]) * UNITS[soak[-1]]),
         abort_failed=int((spec.get("abort") or {})["failed"][:-1])
         if (spec.get("abort") or {}).get("failed") else None,
-        paused=bool(spec.get("paused", False)))
+        paused=bool(spec.get("paused", False)),
+        windows=tuple(w for i, item in enumerate(spec.get("windows") or ())
+                      if (w := _window(item, doc, ("spec", "windows", i), out)) is not None))
     out.rollouts.append((rollout, doc.where(("metadata", "name")), doc))
 
 

@@ -26,6 +26,7 @@ from ..model import (
     Snapshot,
 )
 from .model import Action, Change, Reason, RolloutProgress, WaveRow
+from .windows import inside, next_opening
 
 PENDING = frozenset({"pending", "sent"})
 SUCCEEDED = frozenset({"success", "executed"})
@@ -68,7 +69,7 @@ def decide(rollout: DesiredRollout, desired_firmware: DesiredFirmware | None, sn
     if not targets:
         return progress("nothing to do: no device matches the targets"), None
     latest = _latest(snap.ota.get(upgrade.guid, ()))
-    status = {d.guid: latest.get(d.guid) for d in targets}
+    status = {d.guid: latest.get(d.guid) or _on_version(d, upgrade.guid) for d in targets}
     rows, bounds = _rows(rollout, targets, status)
     counted = [s for s in status.values() if s is not None]
     failed = sum(s.status in FAILED for s in counted)
@@ -85,6 +86,9 @@ def decide(rollout: DesiredRollout, desired_firmware: DesiredFirmware | None, sn
                         if pending else "complete", rows, len(targets)), None
     if rollout.paused:
         return progress(f"paused before wave {due + 1}", rows, len(targets)), None
+    if rollout.windows and now is not None and not inside(rollout.windows, now):
+        return progress(f"wait: outside the rollout's windows; next window opens "
+                        f"{next_opening(rollout.windows, now)}", rows, len(targets)), None
     if due > 0:
         held = _gate(rollout, rows[due - 1], targets[:bounds[due - 1][1]], status, now)
         if held:
@@ -99,6 +103,14 @@ def decide(rollout: DesiredRollout, desired_firmware: DesiredFirmware | None, sn
         "wave": due + 1, "devices": [{"duid": d.duid, "guid": d.guid} for d in wave]},
         note=decision)
     return progress(decision, rows, len(targets)), change
+
+
+def _on_version(device: LiveDevice, upgrade: str) -> LiveOtaItem | None:
+    """A device the listing shows already running the upgrade counts as a success, whoever
+    put it there: it is never pushed again."""
+    if device.firmware_upgrade and device.firmware_upgrade == upgrade:
+        return LiveOtaItem("", device.guid, "success", None)
+    return None
 
 
 def _targets(rollout: DesiredRollout, snap: Snapshot, template_guid: str) -> list[LiveDevice]:
