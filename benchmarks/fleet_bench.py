@@ -13,6 +13,7 @@ plan's request count against the issue's bound ceil(N/P) + 4T + 2F + U + 10.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -131,33 +133,40 @@ def phase(name: str, args: list[str], env: dict[str, str], expect: int) -> \
     return wall, requests, executing
 
 
-def bench(n: int, latency: float, parallelism: int, page: int) -> None:
+@contextlib.contextmanager
+def served_fleet(n: int, latency: float) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """A served emulator with `latency`, and a scratch folder holding the fleet's manifests
+    (`m/fleet.yaml`: one template, a DeviceSet of N): (scratch, manifests, environment)."""
     proc, exports = serve(latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "m"
             folder.mkdir()
             (folder / "fleet.yaml").write_text(MANIFEST.format(n=n))
-            env = {**exports, "IOTC_CONFIG_DIR": f"{tmp}/config"}
-            common = ["--keys-dir", f"{tmp}/keys", "--parallelism", str(parallelism)]
-            print(f"N={n} devices, latency {latency:.0f} ms, parallelism {parallelism}")
-            wall, _, executing = phase("apply", ["apply", str(folder), "--auto-approve",
-                                                 *common], env, 0)
-            bound = n * latency / 1000 / parallelism
-            certs = certificate_seconds(n, parallelism)
-            print(f"           lower bound N x latency / parallelism = {bound:.2f} s; "
-                  f"keys and certificates alone {certs:.2f} s")
-            print(f"           ratio to bound + certificates: whole command "
-                  f"{wall / (bound + certs):.2f}, executor alone {executing / (bound + certs):.2f}")
-            _, plan_requests, _ = phase("plan", ["plan", str(folder), "--detailed-exitcode",
-                                              *common], env, 0)
-            limit = math.ceil(n / page) + 4 * 1 + 2 * 0 + 0 + 10
-            print(f"           plan request bound ceil(N/P)+4T+2F+U+10 = {limit} "
-                  f"({'within' if plan_requests <= limit else 'OVER'})")
-            phase("destroy", ["destroy", str(folder), "--auto-approve", *common], env, 0)
+            yield tmp, folder, {**exports, "IOTC_CONFIG_DIR": f"{tmp}/config"}
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def bench(n: int, latency: float, parallelism: int, page: int) -> None:
+    with served_fleet(n, latency) as (tmp, folder, env):
+        common = ["--keys-dir", f"{tmp}/keys", "--parallelism", str(parallelism)]
+        print(f"N={n} devices, latency {latency:.0f} ms, parallelism {parallelism}")
+        wall, _, executing = phase("apply", ["apply", str(folder), "--auto-approve",
+                                             *common], env, 0)
+        bound = n * latency / 1000 / parallelism
+        certs = certificate_seconds(n, parallelism)
+        print(f"           lower bound N x latency / parallelism = {bound:.2f} s; "
+              f"keys and certificates alone {certs:.2f} s")
+        print(f"           ratio to bound + certificates: whole command "
+              f"{wall / (bound + certs):.2f}, executor alone {executing / (bound + certs):.2f}")
+        _, plan_requests, _ = phase("plan", ["plan", str(folder), "--detailed-exitcode",
+                                          *common], env, 0)
+        limit = math.ceil(n / page) + 4 * 1 + 2 * 0 + 0 + 10
+        print(f"           plan request bound ceil(N/P)+4T+2F+U+10 = {limit} "
+              f"({'within' if plan_requests <= limit else 'OVER'})")
+        phase("destroy", ["destroy", str(folder), "--auto-approve", *common], env, 0)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"           peak memory of any child process so far: {peak:.0f} MiB")
 

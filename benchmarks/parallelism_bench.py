@@ -16,32 +16,22 @@ import argparse
 import re
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet_bench import MANIFEST, certificate_seconds, child_cpu, run, serve  # noqa: E402
+from fleet_bench import certificate_seconds, child_cpu, run, served_fleet  # noqa: E402
 
 
 def once(n: int, latency: float, p: int) -> tuple[float, float]:
     """(executor seconds, client CPU seconds) of one apply of N devices."""
-    proc, exports = serve(latency)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "m"
-            folder.mkdir()
-            (folder / "fleet.yaml").write_text(MANIFEST.format(n=n))
-            env = {**exports, "IOTC_CONFIG_DIR": f"{tmp}/config"}
-            cpu = child_cpu()
-            _, code, output = run(["apply", str(folder), "--auto-approve", "--keys-dir",
-                                   f"{tmp}/keys", "--parallelism", str(p)], env)
-            cpu = child_cpu() - cpu
-            found = re.search(r"Apply complete: .*\((\d+\.\d) s\)", output)
-            assert code == 0 and found, output[-2000:]
-            return float(found.group(1)), cpu
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with served_fleet(n, latency) as (tmp, folder, env):
+        cpu = child_cpu()
+        _, code, output = run(["apply", str(folder), "--auto-approve", "--keys-dir",
+                               f"{tmp}/keys", "--parallelism", str(p)], env)
+        cpu = child_cpu() - cpu
+        found = re.search(r"Apply complete: .*\((\d+\.\d) s\)", output)
+        assert code == 0 and found, output[-2000:]
+        return float(found.group(1)), cpu
 
 
 def main() -> int:
