@@ -222,3 +222,25 @@ def test_a_sensitive_value_cannot_name_an_object(tmp_path: Path, where: str) -> 
     assert len(messages) == 1 and "sensitive variable 'owner' cannot be part of an object's " \
         "name" in messages[0] and "Zq9" not in messages[0], messages
     assert messages[0].startswith(f"{root / 'd.yaml'}:")
+
+
+def test_variables_declared_in_a_later_file_reach_every_file_and_an_escaped_kind_is_named(
+        tmp_path: Path) -> None:
+    """Files stream (each is built and dropped), so Variables documents are read first:
+    one declared in the last file still serves the first; one whose kind only YAML escapes
+    spell cannot be found early, and says so where it is."""
+    from iotc_apply.manifest import load
+
+    (tmp_path / "a.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Template\nmetadata:\n  name: ${var.code}\n"
+        "spec: {name: T, authType: self-signed, attributes: [{name: t, type: DECIMAL}]}\n")
+    (tmp_path / "z.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Variables\nmetadata: {name: v}\n"
+        "spec: {variables: {code: {type: string, default: sensor01}}}\n")
+    loaded = load([str(tmp_path)])
+    assert loaded.ok and [str(a) for a in loaded.desired.resources] == ["template/sensor01"]
+    (tmp_path / "z.yaml").write_text((tmp_path / "z.yaml").read_text().replace(
+        "kind: Variables", 'kind: "\\x56ariables"'))
+    messages = [str(d) for d in load([str(tmp_path)]).diagnostics]
+    assert any("z.yaml:2:7: error: write a Variables document's kind plainly" in m
+               for m in messages), messages

@@ -21,7 +21,7 @@ from .checks import assemble
 from .files import ManifestFile, discover, file_digest_line
 from .kinds import BUILDERS, Built
 from .variables import Given, Resolved, declarations, resolve, substitute
-from .yamlsafe import Document, load_file
+from .yamlsafe import Document, load_file, size_problem
 
 API_VERSION = "iotc/v1"
 
@@ -46,31 +46,56 @@ def load(paths: Sequence[str], given: Given | None = None) -> Loaded:
     files, diags = discover(list(paths))
     built = Built()
     digest = hashlib.sha256()
-    loaded: list[tuple[Document, ManifestFile]] = []
-    for mf in files:
-        digest.update(file_digest_line(mf, list(paths)))
-        docs, problems = load_file(mf.path, mf.shown)
-        diags += problems
-        loaded += [(doc, mf) for doc in docs]
+    # Variables first: only the files that can hold a Variables document are parsed now
+    # (kept for the second pass); every other file is parsed, built and dropped one at a
+    # time, so memory follows the largest file, not the fleet.
+    early: dict[int, list[Document]] = {}
     declared: list[Document] = []
-    for doc, _ in loaded:
-        if _kind(doc) == "Variables":
-            problems = _envelope(doc, doc.value) or schema.check(doc, "Variables")
+    for i, mf in enumerate(files):
+        digest.update(file_digest_line(mf, list(paths)))
+        if _may_declare_variables(mf):
+            docs, problems = load_file(mf.path, mf.shown)
             diags += problems
-            declared += [] if problems else [doc]
+            early[i] = docs
+            for doc in docs:
+                if _kind(doc) == "Variables":
+                    problems = _envelope(doc, doc.value) or schema.check(doc, "Variables")
+                    diags += problems
+                    declared += [] if problems else [doc]
     variables, problems = declarations(declared)
     resolved, more = resolve(variables, given or Given())
     diags += problems + more
-    for doc, mf in loaded:
-        if _kind(doc) != "Variables":
-            problems, complete = substitute(doc, resolved.values, variables)
-            if not complete and isinstance(doc.value, dict):
-                _declare_broken(doc.value, built)
-            diags += _document(doc, mf, built) if complete else problems
+    documents = 0
+    for i, mf in enumerate(files):
+        docs = early.pop(i, None)
+        if docs is None:
+            docs, problems = load_file(mf.path, mf.shown)
+            diags += problems
+            diags += [Diagnostic.error(doc.where(("kind",)), "write a Variables document's "
+                                       "kind plainly (kind: Variables): it is read before "
+                                       "the others") for doc in docs if _kind(doc) == "Variables"]
+        documents += len(docs)
+        for doc in docs:
+            if _kind(doc) != "Variables":
+                problems, complete = substitute(doc, resolved.values, variables)
+                if not complete and isinstance(doc.value, dict):
+                    _declare_broken(doc.value, built)
+                diags += _document(doc, mf, built) if complete else problems
     desired, problems = assemble(built)
     everything = sorted(set(diags + built.diagnostics + problems), key=Diagnostic.order)
-    return Loaded(desired, tuple(everything), len(files), len(loaded),
+    return Loaded(desired, tuple(everything), len(files), documents,
                   "sha256:" + digest.hexdigest(), resolved)
+
+
+def _may_declare_variables(mf: ManifestFile) -> bool:
+    """Whether a file can hold a Variables document: its text names the kind. (A kind
+    spelt with YAML escapes is refused with its own message in the second pass.)"""
+    try:
+        if size_problem(mf.path):
+            return False  # refused when it is read
+        return b"Variables" in mf.path.read_bytes()
+    except OSError:
+        return False
 
 
 def _kind(doc: Document) -> object:

@@ -55,16 +55,13 @@ def assemble(built: Built) -> tuple[Desired, list[Diagnostic]]:
     for template, where, _ in built.templates:
         if claim(template.address, template, where):
             templates[template.code] = template
-    for firmware, where, doc in built.firmwares:
-        _check_firmware(firmware, doc.where(("spec", "template")), templates, resources, diags)
+    for firmware, where, template_where, versions in built.firmwares:
+        _check_firmware(firmware, template_where, templates, resources, diags)
         if claim(firmware.address, firmware, where):
-            for i, upgrade in enumerate(firmware.upgrades):
-                claim(upgrade.address, upgrade, doc.where(("spec", "upgrades", i, "version")))
-    template_where: dict[int, Position] = {}  # a DeviceSet's devices share one document
-    for device, where, doc in built.devices:
-        if id(doc) not in template_where:
-            template_where[id(doc)] = doc.where(("spec", "template"))
-        if _check_device(device, where, template_where[id(doc)], templates, diags):
+            for upgrade in firmware.upgrades:
+                claim(upgrade.address, upgrade, versions[upgrade.version])
+    for device, where, template_where in built.devices:
+        if _check_device(device, where, template_where, templates, diags):
             note = f" (from DeviceSet {device.device_set})" if device.device_set else ""
             claim(device.address, device, where, note)
     project = _project(built, diags)
