@@ -244,15 +244,18 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
 
 def with_estimate(api: IoTConnect, plan: Plan, parallelism: int) -> Plan:
     """The plan with its apply estimated at the latency its own reads met (the session's
-    mean so far) and `parallelism` (capped by the connection pool); the read-back that
-    confirms an apply is counted as about the reads this plan made."""
+    mean so far) and `parallelism`, capped by the connection pool and by the rate the
+    service allowed (the AIMD throttle's limit after any 429); the read-back that confirms
+    an apply is counted as about the reads this plan made."""
     from .apply.estimate import estimate
 
     transport = api.session.transport
     latency = transport.latency()
     if latency is None or not plan.changes:
         return plan
-    width = max(1, min(parallelism, transport.pool_size))
+    # the service's rate as the client met it: a 429 halves the throttle's limit
+    throttled = int(api.session.retrying.throttle.limit)
+    width = max(1, min(parallelism, transport.pool_size, throttled))
     read_back = transport.answered * latency / width
     guess = estimate(plan, latency, width, read_back)
     return dataclasses.replace(plan, impact=dataclasses.replace(plan.impact, estimate=guess))

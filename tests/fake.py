@@ -88,10 +88,19 @@ class _Transport:
         return None
 
 
+class _Throttle:
+    limit = 32.0
+
+
+class _Retrying:
+    throttle = _Throttle()
+
+
 class _Session:
     def __init__(self, pf: str, me: Identity) -> None:
         self.settings = _Settings(pf)
         self.transport = _Transport()
+        self.retrying = _Retrying()
         self._me = me
 
     def identity(self) -> Identity:

@@ -270,3 +270,23 @@ def test_the_emulator_disconnects_a_deactivated_device_and_refuses_it_connecting
         "uniqueId": "gw-0002", "connected": True, "at": now})
     assert (refused.status_code, refused.text) == (
         409, "Device is inactive: the broker does not let it connect.")
+
+
+@pytest.mark.usefixtures("applied")
+def test_the_estimate_runs_at_the_rate_the_service_allowed(
+        work: Path, server: EmulatorServer, api: IoTConnect) -> None:
+    """After 429s halved the client's throttle, the estimate's parallelism is that limit,
+    not the one asked for (issue 30: 'at the configured parallelism and rate')."""
+    from iotc_apply import operations
+    from iotc_apply.model import Address, Kind
+    from iotc_apply.plan import Action, Change, Reason
+    from iotc_apply.plan.model import Account, Plan
+
+    assert list(api.devices.list())  # a few answers: a latency to go by
+    plan = Plan(Account("aws", "poc", "C", False), tuple(
+        Change(Address(Kind.DEVICE, f"d-{i}"), Action.DELETE, Reason.PRUNE, {}, None)
+        for i in range(40)), 0)
+    assert operations.with_estimate(api, plan, 10).impact.estimate.parallelism == 10
+    api.session.retrying.throttle.limit = 3.0  # as two 429s leave it
+    slow = operations.with_estimate(api, plan, 10).impact.estimate
+    assert slow.parallelism == 3 and slow.requests == 40
