@@ -309,3 +309,24 @@ def test_devices_already_on_the_version_and_windows_decide_without_a_request() -
                               now, lambda *a: errors.append(str(a)))
     assert change is None and progress.decision == (
         "wait: outside the rollout's windows; next window opens Sat 2026-12-12 00:00 UTC")
+
+
+@pytest.mark.parametrize(("targets", "message"), [
+    ("{template: nosuch}", "targets.template 'nosuch' is not in the account"),
+    ("{template: other01}", "targets.template 'other01' is not firmware ROLLFW's template "
+                            "(roll01): an upgrade reaches only its own template's devices"),
+    ("{entity: Plant-Z}", "targets.entity 'Plant-Z' is not in the account"),
+])
+def test_targets_that_can_never_match_are_plan_errors(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str],
+        targets: str, message: str) -> None:
+    folder = _fleet(work, 2, _rollout("[100%]", targets=targets))
+    (folder / "other.yaml").write_text(
+        "apiVersion: iotc/v1\nkind: Template\nmetadata: {name: other01}\n"
+        "spec: {name: Other, authType: self-signed, attributes: [{name: t, type: DECIMAL}]}\n")
+    (folder / "rollout.yaml").rename(folder / "rollout.later")
+    assert iotc("apply", "m", "--auto-approve") == 0
+    (folder / "rollout.later").rename(folder / "rollout.yaml")
+    capsys.readouterr()
+    assert iotc("plan", "m") == 1
+    assert f"rollout/rfw-1-0-0: {message}" in capsys.readouterr().out

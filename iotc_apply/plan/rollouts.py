@@ -64,6 +64,10 @@ def decide(rollout: DesiredRollout, desired_firmware: DesiredFirmware | None, sn
               "release: true on it)")
         return progress(f"blocked: upgrade {rollout.version} is {state}"), None
     template_guid = live_fw.template_guid if live_fw else ""
+    wrong = _wrong_targets(rollout, snap, template_guid)
+    if wrong:
+        error("rollout-targets", address, wrong)
+        return progress(f"blocked: {wrong}"), None
     targets = sorted(_targets(rollout, snap, template_guid),
                      key=lambda d: order(rollout.name, d.duid))
     if not targets:
@@ -110,6 +114,23 @@ def _on_version(device: LiveDevice, upgrade: str) -> LiveOtaItem | None:
     put it there: it is never pushed again."""
     if device.firmware_upgrade and device.firmware_upgrade == upgrade:
         return LiveOtaItem("", device.guid, "success", None)
+    return None
+
+
+def _wrong_targets(rollout: DesiredRollout, snap: Snapshot, template_guid: str) -> str | None:
+    """A target that can never match: a template or entity the account lacks, or another
+    template than the firmware's (OTA reaches only its devices). A typo must not read as a
+    rollout with nothing to do."""
+    if rollout.template is not None:
+        live = snap.templates.get(rollout.template)
+        if live is None:
+            return f"targets.template '{rollout.template}' is not in the account"
+        if live.guid != template_guid:
+            return (f"targets.template '{rollout.template}' is not firmware "
+                    f"{rollout.firmware}'s template ({snap.template_code(template_guid)}): "
+                    "an upgrade reaches only its own template's devices")
+    if rollout.entity is not None and snap.entity_by_name(rollout.entity) is None:
+        return f"targets.entity '{rollout.entity}' is not in the account"
     return None
 
 
