@@ -39,6 +39,7 @@ MAX_BODY = 60_000  # GitHub holds 65,536 characters a comment
 MAX_ARCHIVE = 50 * 1024 * 1024  # a plan or key artifact is small; anything larger is not ours
 KEY_FILES = frozenset({"key.pem.age", "cert.pem", "iotcDeviceConfig.json", "attestation"})
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TRIES = 3  # tries of a GET or PATCH that met a dropped connection or a gateway error
 
 
 class GitHubError(Exception):
@@ -55,6 +56,7 @@ class GitHub:
     api: str
     repo: str
     token: str
+    sleep = staticmethod(time.sleep)  # between tries (tests stub it)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> GitHub:
@@ -71,11 +73,25 @@ class GitHub:
         return cls(api, repo, token)
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        """One API call. Reads and edits (GET, PATCH: repeating them changes nothing more)
+        are tried up to TRIES times on a dropped connection or a 502/503/504, a second
+        apart and more; a POST is sent once (a lost answer may have made the comment)."""
         url = f"{self.api}{path}" if path.startswith("/") else path
-        resp = requests.request(method, url, json=body, params=params or None, timeout=30,
-                                headers={"Authorization": f"Bearer {self.token}",
-                                         "Accept": "application/vnd.github+json",
-                                         "X-GitHub-Api-Version": "2022-11-28"})
+        tries = TRIES if method in ("GET", "PATCH") else 1
+        for attempt in range(tries):
+            try:
+                resp = requests.request(
+                    method, url, json=body, params=params or None, timeout=30,
+                    headers={"Authorization": f"Bearer {self.token}",
+                             "Accept": "application/vnd.github+json",
+                             "X-GitHub-Api-Version": "2022-11-28"})
+            except (requests.ConnectionError, requests.Timeout):
+                if attempt + 1 == tries:
+                    raise
+            else:
+                if resp.status_code not in (502, 503, 504) or attempt + 1 == tries:
+                    break
+            self.sleep(1.0 + attempt)
         if resp.status_code >= 400:
             raise GitHubError(f"{method} {path}: HTTP {resp.status_code} "
                               f"{inert(resp.text[:200], one_line=True)}")
@@ -279,20 +295,29 @@ def restore_keys(gh: GitHub, run_id: str, name: str, keys: Path) -> int:
     if not found:
         return 0
     archive = gh.download(found[0]["archive_download_url"])
-    restored = 0
     with zipfile.ZipFile(io.BytesIO(archive)) as z:
-        for info in z.infolist():
+        members = [info for info in z.infolist() if not info.is_dir() and
+                   info.filename.split("/")[-1] in KEY_FILES]
+        for info in members:  # every name checked before anything is written
             parts = info.filename.split("/")
-            if info.is_dir() or parts[-1] not in KEY_FILES or parts[-1] == "key.pem":
-                continue
+            if info.filename.startswith("/") or "\\" in info.filename or \
+                    any(p in ("", ".", "..") for p in parts):
+                raise GitHubError(f"artifact member {info.filename!r} leads out of the key "
+                                  "store; nothing restored")
+        keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+        restored = 0
+        for info in members:
             try:
                 target = inside(keys, info.filename)
             except OutsideRoot:
-                raise GitHubError(f"artifact member {info.filename!r} leads out of the key "
-                                  "store; nothing more restored") from None
+                raise GitHubError(f"artifact member {info.filename!r} passes through a "
+                                  "symlink in the key store; nothing more restored") from None
             if target.exists() or info.file_size > 1024 * 1024:
                 continue
-            write_private(target, z.read(info), mode=0o600 if parts[-1].endswith(".age")
+            for folder in target.relative_to(keys).parents:  # key folders are private
+                if folder != Path("."):
+                    os.chmod(keys / folder, 0o700)
+            write_private(target, z.read(info), mode=0o600 if target.name.endswith(".age")
                           else 0o644)
             restored += 1
     return restored
@@ -399,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except requests.RequestException as exc:
         print(f"::error::GitHub did not answer: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file the step writes or reads (keys, plan, comment text)
+        print(f"::error::{inert(f'{exc.filename}: {exc.strerror}', one_line=True)}",
+              file=sys.stderr)
         return 1
 
 

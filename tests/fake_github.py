@@ -33,6 +33,8 @@ class State:
     artifacts: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> meta + data
     ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
     calls: list[str] = field(default_factory=list)
+    # "METHOD /path" -> answers of 502 still to give before serving it (a flaky gateway)
+    flaky: dict[str, int] = field(default_factory=dict)
 
     def comment(self, number: int, body: str, login: str) -> dict[str, Any]:
         made = {"id": next(self.ids), "issue": number, "body": body, "user": {"login": login}}
@@ -71,6 +73,10 @@ def _app(state: State, storage: list[str]) -> Flask:
             return None
         if who() is None:
             return Response('{"message": "Bad credentials"}', 401, mimetype="application/json")
+        key = f"{request.method} {request.path}"
+        if state.flaky.get(key):
+            state.flaky[key] -= 1
+            return Response("<html>502 Bad Gateway</html>", 502, mimetype="text/html")
         return None
 
     def page(items: list[Any]) -> list[Any]:

@@ -52,6 +52,12 @@ def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
 
 
 def _action(tmp_path: Path, server: EmulatorServer, **inputs: str) -> tuple[int, dict[str, str]]:
+    code, outputs, _ = _action_run(tmp_path, server, **inputs)
+    return code, outputs
+
+
+def _action_run(tmp_path: Path, server: EmulatorServer,
+                **inputs: str) -> tuple[int, dict[str, str], str]:
     """The action's command step as the runner runs it."""
     output = tmp_path / "github_output"
     output.write_text("")
@@ -60,10 +66,10 @@ def _action(tmp_path: Path, server: EmulatorServer, **inputs: str) -> tuple[int,
            "MANIFESTS": "m", "NAME": inputs.get("name", "default"),
            "VARS": "run=pr7\ncount=2", "ARGS": inputs.get("args", "--keys-dir keys"),
            "AUTHOR": "",
-           "GITHUB_SHA": inputs.get("sha", HEAD)}
+           "GITHUB_SHA": inputs.get("sha", HEAD), "GITHUB_RUN_ID": inputs.get("run", "")}
     done = _bash(_step("run"), tmp_path, env)
     outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
-    return done.returncode, outputs
+    return done.returncode, outputs, done.stdout + done.stderr
 
 
 def _comment_step(tmp_path: Path, code: str, name: str = "default",
@@ -270,9 +276,18 @@ def test_a_re_run_restores_the_kept_keys_and_nothing_else(tmp_path: Path, gh: St
     keys = tmp_path / "keys"
     (keys / "ACME-poc" / "d-1").mkdir(parents=True)
     (keys / "ACME-poc" / "d-1" / "cert.pem").write_text("kept")
-    with pytest.raises(github.GitHubError, match="leads out of the key store"):
+    with pytest.raises(github.GitHubError, match="leads out of the key store; nothing "
+                                                 "restored"):
         github.restore_keys(github.GitHub.from_env(), str(run), "default", keys)
+    assert not (keys / "ACME-poc" / "d-1" / "key.pem.age").exists()  # all or nothing
+    gh.artifacts = {k: a for k, a in gh.artifacts.items() if a["name"] != "iotc-keys-default"}
+    gh.artifact(run, "iotc-keys-default", _zip({
+        "ACME-poc/d-1/key.pem.age": b"sealed", "ACME-poc/d-1/cert.pem": b"cert",
+        "ACME-poc/d-2/key.pem": b"PLAIN", "ACME-poc/d-1/notes.txt": b"x",
+        "ACME-poc/d-3/key.pem.age": b"new"}))
+    assert github.restore_keys(github.GitHub.from_env(), str(run), "default", keys) == 2
     assert (keys / "ACME-poc" / "d-1" / "key.pem.age").read_bytes() == b"sealed"
+    assert (keys / "ACME-poc" / "d-3").stat().st_mode & 0o777 == 0o700
     assert (keys / "ACME-poc" / "d-1" / "cert.pem").read_text() == "kept"  # never overwritten
     assert not (keys / "ACME-poc" / "d-2").exists() and not (tmp_path / "outside").exists()
     assert "token sent to storage" not in str(gh.calls)
@@ -294,3 +309,41 @@ def test_only_fleets_of_pull_requests_closed_past_the_ttl_are_swept(gh: State) -
     pull(11, "open", 0)  # its jobs may be running
     assert github.sweepable(github.GitHub.from_env(), datetime.timedelta(hours=24),
                             now=now) == [7, 10042]
+
+
+def test_a_flaky_gateway_is_retried_for_reads_and_edits_but_a_post_is_sent_once(
+        tmp_path: Path, gh: State, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(github.GitHub, "sleep", staticmethod(lambda s: None))
+    text = tmp_path / "plan.md"
+    text.write_text("### iotc plan: 1 to create\n")
+    args = ["comment", "--command", "plan", "--exit", "2", "--text", str(text), "--sha", HEAD,
+            "--pr", "7"]
+    gh.flaky["GET /repos/acme/fleet/issues/7/comments"] = 2
+    assert github.main(args) == 0 and len(gh.on(7)) == 1  # two 502s, then served
+    gh.flaky["PATCH /repos/acme/fleet/issues/comments/%d" % gh.on(7)[0]["id"]] = 1
+    assert github.main(args) == 0 and len(gh.on(7)) == 1  # the edit, tried again
+    gh.flaky["GET /repos/acme/fleet/issues/7/comments"] = 3  # past the tries: one line
+    assert github.main(args) == 1
+    gh.flaky = {"POST /repos/acme/fleet/issues/7/comments": 1}
+    assert github.main([*args[:1], "--name", "other", *args[1:]]) == 1
+    assert [c["body"].split("\n")[0] for c in gh.on(7)] == ["<!-- iotc-apply: default -->"]
+    assert gh.calls.count("POST /repos/acme/fleet/issues/7/comments") == 2  # one each run
+
+
+def test_apply_reviewed_restores_kept_keys_first_and_stops_when_it_cannot(
+        fleet: Path, server: EmulatorServer, gh: State) -> None:
+    code, out = _action(fleet, server)
+    plan = Path(out["plan-file"]).read_bytes()
+    _pull(gh, "closed")
+    gh.run(HEAD, "2026-12-06T06:30:00Z", {"iotc-plan-default": _zip({"iotc-plan.json": plan})})
+    run = gh.run(MERGE, "2026-12-06T07:00:00Z", {}, event="push")
+    gh.artifact(run, "iotc-keys-default", _zip({"../../escape/key.pem.age": b"x"}))
+    code, out = _action(fleet, server, command="apply-reviewed", sha=MERGE, run=str(run))
+    assert (code, out["exitcode"]) == (1, "1") and "device" not in live(server)
+    gh.artifacts = {k: a for k, a in gh.artifacts.items() if a["run"] != run}
+    gh.artifact(run, "iotc-keys-default", _zip({"ACME-poc/pr7-old/key.pem.age": b"sealed"}))
+    code, out, log = _action_run(fleet, server, command="apply-reviewed", sha=MERGE,
+                                 run=str(run))
+    assert code == 0, log[-1500:]
+    assert (fleet / "keys" / "ACME-poc" / "pr7-old" / "key.pem.age").is_file()
+    assert {d["uniqueId"] for d in live(server)["device"]} >= {"pr7-lt-001"}
