@@ -320,7 +320,7 @@ def test_a_flaky_gateway_is_retried_for_reads_and_edits_but_a_post_is_sent_once(
             "--pr", "7"]
     gh.flaky["GET /repos/acme/fleet/issues/7/comments"] = 2
     assert github.main(args) == 0 and len(gh.on(7)) == 1  # two 502s, then served
-    gh.flaky["PATCH /repos/acme/fleet/issues/comments/%d" % gh.on(7)[0]["id"]] = 1
+    gh.flaky[f"PATCH /repos/acme/fleet/issues/comments/{gh.on(7)[0]['id']}"] = 1
     assert github.main(args) == 0 and len(gh.on(7)) == 1  # the edit, tried again
     gh.flaky["GET /repos/acme/fleet/issues/7/comments"] = 3  # past the tries: one line
     assert github.main(args) == 1
