@@ -221,7 +221,8 @@ def plan_account(api: IoTConnect, loaded: Loaded, request: PlanRequest, policy: 
         snap = pending.finish([t.code for t in desired.of(DesiredTemplate)],
                               [f.name for f in desired.of(DesiredFirmware)])
     if desired.rollouts and not request.destroy:  # their state: the account's OTA records
-        snap = snapshot.with_ota(api, snap, _rollout_upgrades(desired, snap))
+        snap = snapshot.with_ota(api, snap, _rollout_upgrades(desired, snap),
+                                 request.parallelism)
         options = dataclasses.replace(options, service_now=_service_now(api))
     if not request.destroy and kept:  # kept keys of devices not registered yet
         options = dataclasses.replace(options,

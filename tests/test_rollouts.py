@@ -330,3 +330,44 @@ def test_targets_that_can_never_match_are_plan_errors(
     capsys.readouterr()
     assert iotc("plan", "m") == 1
     assert f"rollout/rfw-1-0-0: {message}" in capsys.readouterr().out
+
+
+def test_device_globs_that_match_nothing_say_so(
+        work: Path, server: EmulatorServer, capsys: pytest.CaptureFixture[str]) -> None:
+    _fleet(work, 2, _rollout("[100%]", targets='{devices: ["rdx-*"]}'))
+    assert iotc("apply", "m", "--auto-approve") == 0
+    capsys.readouterr()
+    assert iotc("plan", "m", "--detailed-exitcode") == 0
+    assert "warning: rollout/rfw-1-0-0: no device of the firmware's template matches the " \
+        "targets; nothing is pushed" in capsys.readouterr().out
+
+
+def test_the_ota_records_of_a_big_rollout_are_read_in_parallel() -> None:
+    """A hundred OTA updates (10,000 devices in batches of 100) are read `parallelism` at a
+    time, not one by one, and every item is kept."""
+    import threading
+    import time as clock
+
+    from iotc_apply.model import LiveOtaItem
+    from iotc_apply.snapshot import ota_items
+
+    inflight, most, lock = [0], [0], threading.Lock()
+
+    class Firmware:
+        def ota_updates(self):  # type: ignore[no-untyped-def]
+            return [(f"O-{i}", "U-1" if i % 2 == 0 else "U-2") for i in range(40)]
+
+        def ota_items(self, ota):  # type: ignore[no-untyped-def]
+            with lock:
+                inflight[0] += 1
+                most[0] = max(most[0], inflight[0])
+            clock.sleep(0.02)
+            with lock:
+                inflight[0] -= 1
+            return (LiveOtaItem(ota, f"D-{ota}", "pending"),)
+
+    class Api:
+        firmware = Firmware()
+
+    found = ota_items(Api(), {"U-1"}, parallelism=8)  # type: ignore[arg-type]
+    assert len(found["U-1"]) == 20 and most[0] > 1

@@ -5,7 +5,7 @@ stored) is read back by its natural key and counts as done when the object is th
 of something already gone is done; an upload skips files already attached with the same MD5.
 Keys are written before the device that uses them is registered. GUIDs of objects created in
 this run are shared with the steps that depend on them through `guids`.
-May import: `client`, `keystore`, `model`, `plan`, `safefile`."""
+May import: `client`, `keystore`, `model`, `plan`, `safefile`, `snapshot`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from ..model import AUTH_TYPE_CODES, AUTH_TYPE_NAMES, Address, Kind
 from ..plan import Action, Change, Plan, views
 from ..plan.rollouts import PENDING, SUCCEEDED
 from ..safefile import md5_and_size
+from ..snapshot import ota_items
 from .graph import Step
 
 SELF_SIGNED = "self-signed"
@@ -268,8 +269,7 @@ class Actions:
         after a crash between push and read-back pushes no duplicates)."""
         after = change.after or {}
         upgrade = str(after["upgrade"])
-        busy = {item.device_guid for ota, of in self.api.firmware.ota_updates() if of == upgrade
-                for item in self.api.firmware.ota_items(ota)
+        busy = {item.device_guid for item in ota_items(self.api, {upgrade})[upgrade]
                 if item.status in PENDING | SUCCEEDED}
         todo = [str(d["guid"]) for d in after["devices"] if d["guid"] not in busy]
         for start in range(0, len(todo), OTA_BATCH):

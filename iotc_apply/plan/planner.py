@@ -621,7 +621,8 @@ def _rollouts(desired: Desired, snap: Snapshot, options: PlanOptions, work: _Wor
         progress, change = rollouts.decide(
             rollout, firmware if isinstance(firmware, DesiredFirmware) else None, snap,
             options.service_now or options.now, lambda code, address, message: work.error(
-                code, address, message, desired.origins.get(address) if address else None))
+                code, address, message, desired.origins.get(address) if address else None),
+            work.warn)
         work.rollouts.append(progress)
         if change is not None:
             work.changes[change.address] = change

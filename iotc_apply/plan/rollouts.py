@@ -41,7 +41,8 @@ def order(rollout: str, duid: str) -> bytes:
 
 
 def decide(rollout: DesiredRollout, desired_firmware: DesiredFirmware | None, snap: Snapshot,
-           now: float | None, error: Report) -> tuple[RolloutProgress, Change | None]:
+           now: float | None, error: Report,
+           warn: Report = lambda *_: None) -> tuple[RolloutProgress, Change | None]:
     """The rollout's progress, and the push of its next wave when one is due."""
     address = rollout.address
     live_fw = snap.firmwares.get(rollout.firmware)
@@ -70,7 +71,9 @@ def decide(rollout: DesiredRollout, desired_firmware: DesiredFirmware | None, sn
         return progress(f"blocked: {wrong}"), None
     targets = sorted(_targets(rollout, snap, template_guid),
                      key=lambda d: order(rollout.name, d.duid))
-    if not targets:
+    if not targets:  # (a glob that may match devices made later: said, not refused)
+        warn("rollout-no-targets", address, "no device of the firmware's template matches "
+             "the targets; nothing is pushed")
         return progress("nothing to do: no device matches the targets"), None
     latest = _latest(snap.ota.get(upgrade.guid, ()))
     status = {d.guid: latest.get(d.guid) or _on_version(d, upgrade.guid) for d in targets}
