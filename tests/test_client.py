@@ -437,3 +437,60 @@ def test_the_ca_bundle_and_discovery_probe_leave_the_session_as_it_was(
     before = api.session.settings
     assert set(api.session.auth.discover()) == {"auth", "user", "device", "firmware", "file"}
     assert api.session.settings is before and api.session.auth.settings is before
+
+
+def test_a_freed_slot_wakes_one_waiter_not_all() -> None:
+    """Issue 32: every release woke every waiting thread (100 threads contending for the GIL
+    on every answer); now a release wakes as many as there are free slots."""
+    import threading
+
+    from iotc_apply.client.retry import Throttle
+
+    throttle = Throttle(1)
+    woken: list[int] = []
+    real_notify = throttle._cond.notify
+
+    def notify(n: int = 1) -> None:
+        woken.append(n)
+        real_notify(n)
+
+    throttle._cond.notify = notify  # type: ignore[method-assign]
+    throttle._cond.notify_all = lambda: woken.append(-1)  # type: ignore[method-assign]
+    throttle.acquire(lambda s: None)
+    waiters = [threading.Thread(target=throttle.acquire, args=(lambda s: None,))
+               for _ in range(5)]
+    for t in waiters:
+        t.start()
+    for _ in range(5):
+        throttle.release(None)
+        deadline = time.monotonic() + 2
+        while throttle.inflight == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    for t in waiters:
+        t.join(2)
+    assert woken == [1] * 5 and throttle.inflight == 1
+
+
+def test_the_pool_and_throttle_hold_the_parallelism_asked_for(tmp_path: Path) -> None:
+    """`--parallelism 100` must not meet a pool of 32: the client the CLI makes holds
+    max(32, p) connections and requests in flight."""
+    from iotc_apply.cli.context import Environment, Invocation
+
+    inv = Invocation(Environment({"IOTC_CONFIG_DIR": str(tmp_path)}), tmp_path / "e.db", 0.0)
+    for asked, held in ((10, 32), (100, 100)):
+        with inv.connect(parallelism=asked) as api:
+            assert api.session.transport.pool_size == held
+            assert api.session.retrying.throttle.ceiling == held
+            assert api.session.transport.thin is not None
+            assert api.session.transport.thin.pools.connection_pool_kw["maxsize"] == held
+
+
+def test_a_listed_device_says_which_upgrade_it_runs_in_either_spelling() -> None:
+    """The AZ list item spells it `firmwareupgradeGuid` (ALV Fixtures.kt), the detail
+    `firmwareUpgradeGuid`: both reach the rollouts' "already on the version"."""
+    from iotc_apply.client.devices import device_from_wire
+
+    for key in ("firmwareupgradeGuid", "firmwareUpgradeGuid"):
+        item = {"guid": "d", "uniqueId": "x", "deviceTemplateGuid": "t", key: "u-1"}
+        assert device_from_wire(item).firmware_upgrade == "U-1"
+    assert device_from_wire({"guid": "d", "uniqueId": "x"}).firmware_upgrade is None
