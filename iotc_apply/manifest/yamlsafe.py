@@ -52,6 +52,9 @@ class Document:
     # (line, column), 1-based; a Position is made only when one is asked for (`where`)
     positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # whether any string in it may hold a `${...}` reference (the builder knows; anyone
+    # else's document is walked)
+    references: bool = True
 
     def where(self, path: Path_ | list[Any], key: bool = False) -> Position:
         """The position of the node at `path`, or of its nearest ancestor that has one."""
@@ -127,28 +130,31 @@ def _load_text(text: str, shown: str,
     docs: list[Document] = []
     diags: list[Diagnostic] = []
     builder: _Builder | None = None
-    index = 0
+    index = count = 0
+    parser = loader(text)  # events pulled one call at a time: no generator in between
     try:
-        for count, event in enumerate(yaml.parse(text, Loader=loader)):
-            if count > MAX_NODES:
+        while (event := parser.get_event()) is not None:
+            count += 1
+            if count > MAX_NODES + 1:
                 diags.append(Diagnostic.error(_pos(shown, event), f"more than {MAX_NODES:,} "
                              "YAML nodes in one file; split it into several files (or "
                              "describe a numbered run of devices as one DeviceSet)"))
                 return docs, diags, False
-            if isinstance(event, yaml.DocumentStartEvent):
+            kind = type(event)
+            if builder is not None and kind is not _DOCUMENT_END:
+                builder.feed(event)
+                if builder.too_deep:  # stop reading: libyaml's scanner slows with depth
+                    diags.append(builder.refused)  # type: ignore[arg-type]
+                    return docs, diags, False
+            elif kind is _DOCUMENT_START:
                 builder = _Builder(Document(None, shown, index))
                 index += 1
-            elif isinstance(event, yaml.DocumentEndEvent) and builder is not None:
+            elif kind is _DOCUMENT_END and builder is not None:
                 if builder.refused is not None:
                     diags.append(builder.refused)
                 else:
                     docs.append(builder.doc)
                 builder = None
-            elif builder is not None:
-                builder.feed(event)
-                if builder.too_deep:  # stop reading: libyaml's scanner slows with depth
-                    diags.append(builder.refused)  # type: ignore[arg-type]
-                    return docs, diags, False
     except yaml.MarkedYAMLError as exc:
         if _nesting_limit(exc.problem or exc.context):
             return docs, diags, True
@@ -157,6 +163,8 @@ def _load_text(text: str, shown: str,
         if _nesting_limit(str(exc)):
             return docs, diags, True
         diags.append(Diagnostic.error(Position(shown), f"invalid YAML: {exc}"))
+    finally:
+        parser.dispose()
     return docs, diags, False
 
 
@@ -229,6 +237,7 @@ class _Builder:
 
     def __init__(self, doc: Document) -> None:
         self.doc = doc
+        doc.references = False
         self.stack: list[_Open] = []
         self.anchors: dict[str, tuple[Any, int, int]] = {}
         self.events = 0
@@ -249,13 +258,31 @@ class _Builder:
 
     def _feed(self, event: yaml.Event) -> None:
         kind = type(event)
-        if kind is yaml.ScalarEvent:  # the common case first
-            path = self._child_path(event)
-            value = self._scalar(event)  # type: ignore[arg-type]
+        if kind is _SCALAR and self.stack:  # the common case, inlined (most of any file)
+            tag = self._tag(event)  # type: ignore[arg-type]
+            value = self._scalar(event, tag)  # type: ignore[arg-type]
             size = len(event.value)  # type: ignore[attr-defined]
             if event.anchor is not None:
                 self.anchors[event.anchor] = (value, 1, size)
-            self._place(value, 1, event, path, size)
+            top = self.stack[-1]
+            top.weight += 1
+            top.size += size
+            into = top.value
+            if type(into) is list:
+                mark = event.start_mark
+                self.doc.positions[(*top.path, len(into))] = (mark.line + 1, mark.column + 1)
+                into.append(value)
+            elif top.key is None:
+                top.key = self._key(value, event, top, tag)
+            else:
+                mark = event.start_mark
+                self.doc.positions[(*top.path, top.key)] = (mark.line + 1, mark.column + 1)
+                into[top.key] = value
+                top.key = None
+            return
+        if kind is _SCALAR:  # a document that is one scalar
+            value = self._scalar(event, self._tag(event))  # type: ignore[arg-type]
+            self._place(value, 1, event, (), len(event.value))  # type: ignore[attr-defined]
             return
         if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             done = self.stack.pop()
@@ -311,8 +338,9 @@ class _Builder:
             top.value[top.key] = value
             top.key = None
 
-    def _key(self, value: Any, event: yaml.Event, top: _Open) -> str:
-        if not isinstance(event, yaml.ScalarEvent) or self._tag(event) != STR:
+    def _key(self, value: Any, event: yaml.Event, top: _Open, tag: str | None = None) -> str:
+        """`tag`: the scalar's resolved tag; None for a key that is not a scalar."""
+        if tag != STR:
             raise _Refused(event, "mapping keys must be strings (quote it)")
         if value in top.value:
             raise _Refused(event, f"duplicate key {value!r}")
@@ -350,8 +378,12 @@ class _Builder:
                 self._resolved[event.value] = tag
         return tag
 
-    def _scalar(self, event: yaml.ScalarEvent) -> Any:
-        tag = self._tag(event)
+    def _scalar(self, event: yaml.ScalarEvent, tag: str) -> Any:
+        if tag == STR:
+            text = str(event.value)
+            if "${" in text:
+                self.doc.references = True
+            return text
         if tag == MERGE:
             raise _Refused(event, "merge keys (<<) are not supported; write the fields")
         if tag not in SCALAR_TAGS:
@@ -376,6 +408,9 @@ class _Builder:
         return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
 
 
+_SCALAR = yaml.ScalarEvent
+_DOCUMENT_START = yaml.DocumentStartEvent
+_DOCUMENT_END = yaml.DocumentEndEvent
 _RESOLVER = yaml.resolver.Resolver()
 _IMPLICIT_FIRST = frozenset(k for k in _RESOLVER.yaml_implicit_resolvers if k)
 _CONSTRUCTOR = SafeConstructor()
