@@ -101,8 +101,13 @@ def _order(value: Any) -> tuple[int, Any]:
         return (0, ())
     if isinstance(value, bool | int | float):
         return (1, (value,))
-    parts = re.split(r"(\d+)", str(value).casefold())
-    return (2, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
+    parts = _DIGIT_RUNS.split(str(value).casefold())
+    # split keeps the runs at odd places: text, digits, text, ... (`isdigit` would also
+    # take other scripts' digits, which `\d` matched, so the places decide)
+    return (2, tuple((0, int(p), "") if i % 2 else (1, 0, p) for i, p in enumerate(parts)))
+
+
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
 
 
 def _rows(api: IoTConnect, kind: str, glob: str, select: Select,

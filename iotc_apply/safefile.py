@@ -201,8 +201,10 @@ def _holder(text: str, path: Path) -> str:
 
 def _stale_note(text: str) -> str | None:
     parts = text.split()
+    # the file is text anyone with the keys dir could have written: a pid is ASCII digits
+    # ('²' passes `isdigit` and fails `int`) that fit a pid_t
     if len(parts) not in (3, 4) or parts[1] != socket.gethostname() or \
-            not parts[0].isdigit():
+            not (parts[0].isascii() and parts[0].isdigit()) or not 0 < int(parts[0]) < 2**31:
         return None
     try:
         os.kill(int(parts[0]), 0)

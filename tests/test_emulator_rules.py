@@ -420,6 +420,7 @@ def test_malformed_requests_get_the_service_envelope_never_a_crash_page(
     cases = [
         ("GET", "device", "/Device?pageNumber=100000000000000000000", None, 412),
         ("GET", "device", "/Device?pageSize=1e20", None, 412),
+        ("GET", "device", "/Device?pageSize=%C2%B2", None, 412),  # '²' passes isdigit
         ("GET", "firmware", "/Firmware?pageNumber=99999999999999999999", None, 412),
         ("GET", "device", "/device-template?AuthType=x", None, 412),
         ("POST", "device", "/Device", {"uniqueId": ["x"], "displayName": {"a": 1}}, None),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from iotc_apply.client import IoTConnect
 from iotc_apply.emulator import EmulatorServer
 
 from .support import iotc
@@ -92,3 +93,19 @@ def test_kinds_by_any_name_sorted_and_selected(applied: Path, server: EmulatorSe
     assert "--entity, --active and --inactive select devices" in capsys.readouterr().err
     assert get("dev", "--sort", "nope") == 1
     assert "--sort 'nope': devices have the fields uniqueId" in capsys.readouterr().err
+
+
+def test_names_with_any_digits_sort_as_text(applied: Path, api: IoTConnect,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Names come from the account, untrusted: only ASCII digit runs sort as numbers. `Node
+    3²` was an internal error (the sort key asked `isdigit`, which says yes to '²', after
+    a split on `\\d`, which did not take it: `int('²')` raised)."""
+    devices = sorted(api.devices.list(), key=lambda d: d.duid)[:3]
+    root = api.entities.root().guid
+    for device, name in zip(devices, ("Node 3\u00b2", "Node \u0661\u0662", "Node 3"),
+                            strict=True):
+        api.devices.update(device.guid, device.duid, name, device.entity_guid or root)
+    assert get("devices", "--sort", "displayName", "-o", "json") == 0
+    names = [r["displayName"] for r in json.loads(capsys.readouterr().out)]
+    mine = [n for n in names if n.startswith("Node ")]
+    assert mine == ["Node 3", "Node 3\u00b2", "Node \u0661\u0662"]

@@ -65,6 +65,20 @@ def test_a_second_apply_is_refused_while_the_lock_is_held(
     assert iotc("apply", "m", "--auto-approve") == 0  # released on the way out
 
 
+@pytest.mark.parametrize("pid", ["\u00b2", "99999999999999999999", "0"])
+def test_a_lock_file_naming_no_real_pid_is_taken_over_quietly(tmp_path: Path,
+                                                             pid: str) -> None:
+    """The lock's text is anyone's who could write the keys dir: a pid that is not ASCII
+    digits ('²' passes `isdigit`, fails `int`) or does not fit a pid_t was an internal error."""
+    import socket
+
+    lock = tmp_path / ".lock"
+    lock.write_text(f"{pid} {socket.gethostname()} 10:00 apply\n")
+    with run_lock(lock) as warning:
+        assert warning is None
+    assert lock.read_text() == ""
+
+
 def test_a_keys_dir_that_cannot_hold_the_lock_is_one_line(
         work: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     Path("afile").write_text("")

@@ -68,7 +68,7 @@ def _reason(text: str) -> str:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a count (0, 1, 2, ...)")
     return int(text)
 

@@ -189,7 +189,7 @@ def _check_download_url(url: str, first: urllib.parse.SplitResult) -> None:
 def _stream_to_file(resp: requests.Response, into: Path, limit: int) -> tuple[Path, str]:
     """The body, chunk by chunk, into a 0600 temp file in `into`; removed on any failure."""
     declared = resp.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # not '²'...
         raise TransportError(f"the file is {int(declared):,} bytes, more than the "
                              f"{limit:,} allowed (IOTC_MAX_DOWNLOAD_BYTES)", "GET", DOWNLOAD)
     digest = hashlib.md5(usedforsecurity=False)

@@ -58,7 +58,7 @@ class Emulator:
         return hmac.new(key, f"{guid}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def check_file_sig(self, guid: str, expires: str, sig: str) -> bool:
-        if not expires.isdigit() or int(expires) < time.time():
+        if not (expires.isascii() and expires.isdigit()) or int(expires) < time.time():
             return False
         return hmac.compare_digest(self._file_sig(guid.upper(), int(expires)), sig)
 

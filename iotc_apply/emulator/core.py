@@ -91,7 +91,7 @@ def int32(value: Any) -> int | None:
     """
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if isinstance(value, str) and value.isascii() and value.strip().lstrip("+-").isdigit():
         value = int(value.strip())
     if isinstance(value, int) and -INT32_MAX - 1 <= value <= INT32_MAX:
         return value
