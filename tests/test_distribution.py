@@ -10,6 +10,7 @@ test needs no index, and the wheel's own `iotc_apply` is the one imported, which
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -39,12 +40,20 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None,
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sdist and wheel, built without isolation (the backend comes from the lock) from
-    a copy of the checkout, so the build leaves nothing behind in it."""
-    work = tmp_path_factory.mktemp("dist")
-    shutil.copytree(ROOT, work / "src", ignore=SKIP)
-    _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", work / "out",
-         work / "src", cwd=work)
-    return work / "out"
+    a copy of the checkout, so the build leaves nothing behind in it. Built once per run:
+    the xdist workers that run this module's tests share the folder above their own, the
+    first one builds under a lock (each worker building its own cost ~2 s of CPU apiece)."""
+    base = tmp_path_factory.getbasetemp()  # under xdist, a worker's: this run's is above
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "dist"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "built").exists():
+            shutil.copytree(ROOT, shared / "src", ignore=SKIP)
+            _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", shared / "out",
+                 shared / "src", cwd=shared)
+            (shared / "built").touch()
+    return shared / "out"
 
 
 @pytest.mark.slow
