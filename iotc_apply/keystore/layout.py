@@ -24,13 +24,15 @@ class _Deferred:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._module: Any = None
 
     def __getattr__(self, attr: str) -> Any:
-        """Runs only on a miss: the name is kept, so the next use is a plain attribute (an
-        apply of 1,000 devices called import_module 13,000 times through here)."""
-        value = getattr(importlib.import_module(self._name), attr)
-        setattr(self, attr, value)
-        return value
+        """The module is looked up once, then kept (an apply of 1,000 devices called
+        import_module 13,000 times through here); its names are read live from it each
+        time, so whatever replaces one there (a test's monkeypatch) is what is used."""
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
 
 
 if TYPE_CHECKING:
