@@ -496,3 +496,32 @@ def test_files_may_hang_off_any_reference(raw: Raw) -> None:
     assert up.status_code == 200, up.text
     listed = raw("GET", "file", f"/File/firmware/{ref}").json()["data"]["fileData"]
     assert [f["name"] for f in listed] == ["a.bin"]
+
+
+def test_the_servers_request_stream_keeps_cheroots_contract() -> None:
+    """The emulator's own reader under cheroot (cheroot's reads through pure-Python `_pyio`):
+    lines and sized reads across the socket's chunks, a line cut at its size, what is
+    buffered (a pipelined request) said by has_data, every byte counted, the end of the
+    stream an empty read."""
+    import socket
+
+    from iotc_apply.emulator.server import _makefile
+
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        reader = _makefile(ours, "rb", 8192)
+        peer.sendall(b"GET / HTTP/1.1\r\nHost: x")
+        peer.sendall(b"\r\n\r\nBODY0123456789GET /next")
+        assert reader.readline() == b"GET / HTTP/1.1\r\n"  # type: ignore[union-attr]
+        assert reader.readline(4) == b"Host"  # type: ignore[union-attr]
+        assert reader.readline() == b": x\r\n"  # type: ignore[union-attr]
+        assert reader.readline() == b"\r\n"  # type: ignore[union-attr]
+        assert reader.read(14) == b"BODY0123456789"  # type: ignore[union-attr]
+        assert reader.has_data()  # type: ignore[union-attr]
+        peer.shutdown(socket.SHUT_WR)
+        assert reader.readline() == b"GET /next"  # type: ignore[union-attr]
+        assert not reader.has_data() and reader.read(10) == b""  # type: ignore[union-attr]
+        assert reader.bytes_read == 50  # type: ignore[union-attr]
+        writer = _makefile(ours, "wb", 8192)
+        assert writer.write(b"HTTP/1.1 200 OK\r\n") == 17  # type: ignore[union-attr]
+        assert peer.recv(100) == b"HTTP/1.1 200 OK\r\n"

@@ -250,3 +250,14 @@ def test_the_compiled_and_the_wording_schema_checks_agree() -> None:
 def test_yaml_mistakes_get_a_hint_where_they_start(text: str, expected: str) -> None:
     docs, diags = load_text(text, "f.yaml")
     assert [str(d) for d in diags] == [expected]
+
+
+def test_only_documents_with_a_reference_are_walked_for_variables() -> None:
+    """The builder marks a document whose strings may hold `${...}` (an alias copying one
+    counts, a number or a quoted escape is judged by its text); the rest skip the walk."""
+    from iotc_apply.manifest.yamlsafe import Document, load_text
+
+    docs, diags = load_text("a: plain\nb: 12\n---\na: '${x}'\n---\nv: &r \"x-${y}\"\nw: *r\n"
+                            "---\nk: $${escaped}\n", "m.yaml")
+    assert diags == [] and [d.references for d in docs] == [False, True, True, True]
+    assert Document({"a": "${x}"}, "made.yaml", 0).references  # not built here: walked

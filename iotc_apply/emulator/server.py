@@ -81,7 +81,8 @@ class _Reader:
         return bool(data)
 
     def _take(self, n: int) -> bytes:
-        out = bytes(self._buf[:n])
+        with memoryview(self._buf) as view:  # one copy out, not a slice and then a copy
+            out = bytes(view[:n])
         del self._buf[:n]
         self.bytes_read += n
         return out
