@@ -54,7 +54,7 @@ def main() -> int:
                   f"{args.parallelism}, page size {page}")
             phase("apply", ["apply", str(folder), "--auto-approve", *common], env, 0)
             out = Path(tmp) / "out"
-            wall, requests, _ = phase("export", ["export", str(out), *common], env, 0)
+            wall, requests, _, _ = phase("export", ["export", str(out), *common], env, 0)
             templates, firmwares, upgrades, files = 1, 1, 2, 2
             bound = math.ceil(n / page) + 4 * templates + 2 * firmwares + upgrades + 10 + files
             print(f"           export bound ceil(N/P)+4T+2F+U+10+files = {bound}: measured "
@@ -63,7 +63,7 @@ def main() -> int:
             documents = sum(f.read_text().count("\nkind: Device") for f in out.glob("*.yaml"))
             print(f"           {n} devices became {documents} device document(s)")
             phase("plan", ["plan", str(out), "--detailed-exitcode", *common], env, 0)
-            wall, requests, _ = phase("get", ["get", "devices", "-o", "json"], env, 0)
+            wall, requests, _, _ = phase("get", ["get", "devices", "-o", "json"], env, 0)
             bound = math.ceil(n / page) + templates + 2
             print(f"           get bound ceil(N/P)+T+2 = {bound}: measured {requests} "
                   f"({'within' if requests <= bound else 'OVER'})")

@@ -90,11 +90,11 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     return time.perf_counter() - started, done.returncode, done.stdout + done.stderr
 
 
-def child_cpu() -> float:
-    """User + system seconds of the children waited for so far (the CLI runs; the served
+def child_cpu() -> tuple[float, float]:
+    """User and system seconds of the children waited for so far (the CLI runs; the served
     emulator counts only once it is stopped)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def certificate_seconds(n: int, parallelism: int) -> float:
@@ -115,13 +115,15 @@ def certificate_seconds(n: int, parallelism: int) -> float:
 
 
 def phase(name: str, args: list[str], env: dict[str, str], expect: int) -> \
-        tuple[float, int, float]:
-    """Run one command; returns wall time, requests served, and the executor's own time
-    (the "(X s)" of "Apply complete", without process start-up and planning)."""
+        tuple[float, int, float, float]:
+    """Run one command; returns wall time, requests served, the executor's own time (the
+    "(X s)" of "Apply complete", without process start-up and planning) and client CPU."""
     control(env, "/_emulator/stats/reset", "POST")
-    cpu = child_cpu()
+    (user, system) = child_cpu()
     wall, code, output = run(args, env)
-    cpu = child_cpu() - cpu
+    user, system = (after - before for after, before in zip(child_cpu(), (user, system),
+                                                            strict=True))
+    cpu = user + system
     requests = int(control(env, "/_emulator/stats")["total"])  # type: ignore[arg-type]
     last = [line for line in output.splitlines() if line.strip()][-1:]
     status = "ok" if code == expect else f"UNEXPECTED exit {code}: {last}"
@@ -129,8 +131,8 @@ def phase(name: str, args: list[str], env: dict[str, str], expect: int) -> \
     executing = float(found.group(1)) if found else 0.0
     shown = f", executing {executing:.1f} s" if found else ""
     print(f"  {name:<8} {wall:8.2f} s{shown}  {requests:7d} requests  client CPU "
-          f"{cpu:.2f} s  exit {code} ({status})")
-    return wall, requests, executing
+          f"{cpu:.2f} s (user {user:.2f}, sys {system:.2f})  exit {code} ({status})")
+    return wall, requests, executing, cpu
 
 
 @contextlib.contextmanager
@@ -153,15 +155,17 @@ def bench(n: int, latency: float, parallelism: int, page: int) -> None:
     with served_fleet(n, latency) as (tmp, folder, env):
         common = ["--keys-dir", f"{tmp}/keys", "--parallelism", str(parallelism)]
         print(f"N={n} devices, latency {latency:.0f} ms, parallelism {parallelism}")
-        wall, _, executing = phase("apply", ["apply", str(folder), "--auto-approve",
-                                             *common], env, 0)
+        wall, _, executing, cpu = phase("apply", ["apply", str(folder), "--auto-approve",
+                                                  *common], env, 0)
+        print(f"           client CPU per device created: {cpu * 1000 / n:.2f} ms, start-up "
+              f"and plan included (bound 1.0 ms: ratio {cpu / n / 0.001:.2f})")
         bound = n * latency / 1000 / parallelism
         certs = certificate_seconds(n, parallelism)
         print(f"           lower bound N x latency / parallelism = {bound:.2f} s; "
               f"keys and certificates alone {certs:.2f} s")
         print(f"           ratio to bound + certificates: whole command "
               f"{wall / (bound + certs):.2f}, executor alone {executing / (bound + certs):.2f}")
-        _, plan_requests, _ = phase("plan", ["plan", str(folder), "--detailed-exitcode",
+        _, plan_requests, _, _ = phase("plan", ["plan", str(folder), "--detailed-exitcode",
                                           *common], env, 0)
         limit = math.ceil(n / page) + 4 * 1 + 2 * 0 + 0 + 10
         print(f"           plan request bound ceil(N/P)+4T+2F+U+10 = {limit} "

@@ -25,10 +25,10 @@ from fleet_bench import certificate_seconds, child_cpu, run, served_fleet  # noq
 def once(n: int, latency: float, p: int) -> tuple[float, float]:
     """(executor seconds, client CPU seconds) of one apply of N devices."""
     with served_fleet(n, latency) as (tmp, folder, env):
-        cpu = child_cpu()
+        before = sum(child_cpu())
         _, code, output = run(["apply", str(folder), "--auto-approve", "--keys-dir",
                                f"{tmp}/keys", "--parallelism", str(p)], env)
-        cpu = child_cpu() - cpu
+        cpu = sum(child_cpu()) - before
         found = re.search(r"Apply complete: .*\((\d+\.\d) s\)", output)
         assert code == 0 and found, output[-2000:]
         return float(found.group(1)), cpu

@@ -1,6 +1,7 @@
-"""The device key store, in five rooms:
+"""The device key store, in six rooms:
 
 - `store`: KeyStore (one account's device folders; keys written before registration),
+- `commit`: new device folders made durable many at a time (one filesystem sync), then placed,
 - `certs`: who signs certificates, device names and config, fingerprints,
 - `custody`: age recipients and identities, seal, read back, unseal, verify,
 - `migrate`: the flat layout into per-account folders,

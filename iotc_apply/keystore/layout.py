@@ -68,6 +68,9 @@ ATTESTATION = "attestation"
 # A device whose create could not be verified (the service shows no registered certificate):
 # the marker stays until `keys verify` can check it or the device is deleted.
 UNVERIFIED = "unverified"
+# A new device folder while it is written (`keystore.commit`). No DUID has a `~` (the
+# schemas allow [A-Za-z0-9_.-]), so no device folder's name starts so.
+STAGING = ".staging~"
 # Each kept certificate's expiry, by file identity, so a plan need not parse them all.
 EXPIRY_CACHE = ".expiry-cache.json"
 
@@ -86,12 +89,13 @@ def kept_cert_text(path: Path) -> str | None:
 
 
 def device_folders(folder: Path) -> set[str]:
-    """Names of the real (not symlinked) sub-folders of `folder`: one directory scan, the
-    entry types come with it."""
+    """Names of the real (not symlinked) sub-folders of `folder`, but for folders being
+    staged: one directory scan, the entry types come with it."""
     if not folder.is_dir() or folder.is_symlink():
         return set()
     with os.scandir(folder) as entries:
-        return {e.name for e in entries if e.is_dir(follow_symlinks=False)}
+        return {e.name for e in entries if e.is_dir(follow_symlinks=False) and
+                not e.name.startswith(STAGING)}
 
 
 def key_folders(folder: Path) -> set[str]:
@@ -100,7 +104,8 @@ def key_folders(folder: Path) -> set[str]:
     if not folder.is_dir() or folder.is_symlink():
         return set()
     with os.scandir(folder) as entries:
-        return {e.name for e in entries if e.is_dir(follow_symlinks=False) and (
+        return {e.name for e in entries if e.is_dir(follow_symlinks=False) and
+                not e.name.startswith(STAGING) and (
             os.path.isfile(os.path.join(e.path, "key.pem")) or
             os.path.isfile(os.path.join(e.path, SEALED)))}
 

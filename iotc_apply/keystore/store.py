@@ -2,11 +2,14 @@
 
 One folder per account (`<keys-dir>/<cpId>-<env>/`), so staging and production never share
 a key nor a certificate whose CN names the other's cpId.
-Every file is written atomically and durably (temp file, fsync, rename, fsync of the folder)
-*before* the device is registered, and an existing key is reused, never overwritten: a key
-that was lost cannot be recovered, and a device whose key is lost must be replaced.
-`key.pem` is created with O_EXCL and never replaced: when two runs race, the second uses the
-first one's key. Sealed keys exist on disk only encrypted to age recipients.
+A new device's folder is written whole under a staging name and renamed into place once
+durable, many folders to one filesystem sync (`keystore.commit`); a file added to a folder
+that exists is written atomically and durably (temp file, fsync, rename, fsync of the
+folder). Either way, *before* the device is registered. An existing key is reused, never
+overwritten: a key that was lost cannot be recovered, and a device whose key is lost must be
+replaced. A folder in place is never replaced and `key.pem` is created with O_EXCL: when two
+runs race, the second uses the first one's key. Sealed keys exist on disk only encrypted to
+age recipients.
 
 Custody: anyone can encrypt to a public age recipient, so a pull request could add a device
 with a `key.pem.age` and `cert.pem` of its own. With an attestation key
@@ -24,14 +27,17 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..defaults import DEFAULT_KEYS_DIR
-from ..safefile import create_exclusive, read_small, sync_directory, write_private
+from ..safefile import create_exclusive, create_new, read_small, sync_directory, write_private
 from .certs import Issuer
+from .commit import STAGING, GroupCommit, sweep_staging
 from .expiry import expiring
 from .layout import (
     ATTESTATION,
@@ -77,6 +83,7 @@ class KeyStore:
         self.root = base / account if account else base
         self._lock = threading.Lock()
         self._ready = False
+        self._commit = GroupCommit(self.root)
         self.written = 0  # keys this store created (for the apply report)
 
     def folder(self, duid: str) -> Path:
@@ -251,8 +258,13 @@ class KeyStore:
                 self.root.mkdir(exist_ok=True, mode=0o700)
                 refuse_symlink(self.root)
                 self.check_private()
+                sweep_staging(self.root)
                 self._ready = True
         folder = self.folder(duid)
+        if not os.path.lexists(folder):
+            made = self._create(duid, folder, common_name, device_config)
+            if made is not None:
+                return made  # else another run placed the folder first: its key is kept
         key_path, cert_path = folder / "key.pem", folder / "cert.pem"
         if not folder.is_symlink():
             folder.mkdir(mode=0o700, exist_ok=True)
@@ -277,6 +289,44 @@ class KeyStore:
             with self._lock:
                 self.written += 1
         return DeviceIdentity(duid, cert, key_path, reused=not created)
+
+    def _create(self, duid: str, folder: Path, common_name: str,
+                device_config: dict[str, object]) -> DeviceIdentity | None:
+        """A new device's folder, written whole under a staging name and renamed into place
+        once durable (`keystore.commit`: one filesystem sync covers every folder staged
+        meanwhile, where one folder cost four fsyncs). None when another run placed the
+        folder first; the caller then takes the kept-key path, which uses that run's key.
+        Sealed: the key is on disk only encrypted, in this folder as anywhere."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self.issuer.certificate(key, common_name)
+        secret = key.private_bytes(serialization.Encoding.PEM,
+                                   serialization.PrivateFormat.TraditionalOpenSSL,
+                                   serialization.NoEncryption())
+        name = "key.pem"
+        if self.sealed_to:
+            import pyrage
+
+            name, secret = SEALED, pyrage.encrypt(secret, list(self.sealed_to))
+        del key
+        staged = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{STAGING}{duid}."))  # 0700
+        try:
+            create_new(staged / name, secret)
+            create_new(staged / "cert.pem", cert.encode())
+            create_new(staged / "iotcDeviceConfig.json",
+                       (json.dumps(device_config, indent=4) + "\n").encode())
+            if self.attest_key is not None:
+                create_new(staged / ATTESTATION,
+                           (self.attestation(duid, cert) + "\n").encode())
+            placed = self._commit.place(staged, folder)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        if not placed:
+            shutil.rmtree(staged, ignore_errors=True)
+            return None
+        with self._lock:
+            self.written += 1
+        return DeviceIdentity(duid, cert, folder / name, reused=False)
 
     def _certify(self, duid: str, key: ec.EllipticCurvePrivateKey, common_name: str,
                  device_config: dict[str, object], cert_path: Path) -> str:
