@@ -178,6 +178,38 @@ def test_stopping_the_emulator_ends_a_request_held_by_latency(server: EmulatorSe
     assert not held.is_alive()
 
 
+@pytest.mark.own_server
+def test_a_hundred_requests_at_once_wait_the_latency_not_in_a_queue(
+        server: EmulatorServer) -> None:
+    """The server starts 16 workers and adds more while all are busy: 100 requests held
+    1 s each by the latency knob end together (16 fixed workers took 7 rounds, 7 s)."""
+    import threading
+
+    from iotc_apply.emulator import server as served
+
+    raw = Raw(server)
+    raw("GET", "user", "/Entity")  # log in first: only the listings are timed
+    server.emulator.traffic.configure(Knobs(latency_ms=1000))
+    start = threading.Barrier(100)
+    answers: list[int] = []
+
+    def one() -> None:
+        start.wait()
+        answers.append(raw("GET", "user", "/Entity").status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(100)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    took = time.monotonic() - started
+    server.emulator.traffic.configure(Knobs())
+    assert answers == [200] * 100
+    assert len(server._server.requests._threads) >= 100 > served.THREADS
+    assert took < 3.5, f"{took:.1f} s: requests queued behind busy workers"
+
+
 def _quietly(raw: Raw, *args: str) -> None:
     import requests
 

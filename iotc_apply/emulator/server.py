@@ -22,13 +22,21 @@ from typing import Any
 
 from cheroot import server as cheroot_server
 from cheroot import wsgi
+from cheroot.workers.threadpool import WorkerThread
 from flask import Flask
 
 from .app import DROP_CONNECTION, EXTENSION, create_app
 
-# Worker threads: requests beyond this wait in the server's queue, which would turn the
-# latency knob into a queueing delay; the client holds at most 32 connections per account.
-THREADS = 48
+# Worker threads at start, and at most. Requests beyond the workers would wait in the server's
+# queue and turn the latency knob into a queueing delay, and a client's pool follows its
+# --parallelism (100 at once is ordinary against a real account), so the pool grows by the
+# connections that find no free worker; starting 48 cost every `--emulator` command ~15 ms
+# more than 16.
+THREADS = 16
+MAX_THREADS = 1024
+# listen(2)'s backlog: cheroot's 5 drops connections beyond it while the accepting thread is
+# busy, and the client's kernel retries a dropped SYN only after 1, 3, 7 s
+BACKLOG = 1024
 # Seconds a kept-alive connection may sit idle before the server closes it (the real
 # service's load balancers use 60).
 IDLE_TIMEOUT = 60
@@ -143,12 +151,36 @@ class _Connection(cheroot_server.HTTPConnection):
 
 
 class _Server(wsgi.Server):
-    """No error log: a fault that dropped a connection is the point, not news."""
+    """No error log: a fault that dropped a connection is the point, not news. Its worker
+    pool grows while connections wait for a worker (cheroot starts a fixed number and never
+    adds any)."""
 
     ConnectionClass = _Connection
 
     def error_log(self, *args: Any, **kwargs: Any) -> None:
         return
+
+    def process_conn(self, conn: Any) -> None:
+        super().process_conn(conn)
+        pool = self.requests
+        if not self.ready or len(pool._threads) >= MAX_THREADS:
+            return
+        # connections queued beyond the workers free to take them (one started a moment
+        # ago, or about to take its connection, counts as free: this errs towards fewer)
+        short = pool.qsize - pool.idle
+        if short > 0:
+            self._grow(min(short, MAX_THREADS - len(pool._threads)))
+
+    def _grow(self, count: int) -> None:
+        """Start workers without waiting for them to run (cheroot's `grow` sleeps 0.1 s for
+        each one not yet running, in the thread that accepts connections). Daemons: one
+        started while the server stops must not hold the process open."""
+        for _ in range(count):
+            worker = WorkerThread(self)
+            worker.name = f"iotc-emulator worker {len(self.requests._threads) + 1}"
+            worker.daemon = True
+            worker.start()
+            self.requests._threads.append(worker)
 
 
 class EmulatorServer:
@@ -158,6 +190,7 @@ class EmulatorServer:
                  **app_kwargs: Any) -> None:
         self.app = app or create_app(**app_kwargs)
         self._server = _Server((host, port), self.app, numthreads=THREADS,
+                               request_queue_size=BACKLOG,
                                timeout=IDLE_TIMEOUT, shutdown_timeout=1,
                                server_name="iotc-emulator")
         self._server.gateway = _Gateway
