@@ -11,8 +11,9 @@ May import: `client`, `model`.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,9 @@ def rows(api: IoTConnect, kind: str, glob: str = "*", select: Select = Select(),
                           f"{', '.join(KINDS[kind].fields)}")
     found = list(_rows(api, kind, glob, select, page_size))
     keys = (sort,) if sort else NATURAL_KEY[kind]
+    if len(keys) == 1:
+        (field,) = keys
+        return sorted(found, key=lambda r: _order(r.get(field)))
     return sorted(found, key=lambda r: tuple(_order(r.get(k)) for k in keys))
 
 
@@ -101,10 +105,13 @@ def _order(value: Any) -> tuple[int, Any]:
         return (0, ())
     if isinstance(value, bool | int | float):
         return (1, (value,))
-    parts = _DIGIT_RUNS.split(str(value).casefold())
+    parts: list[Any] = _DIGIT_RUNS.split(str(value).casefold())
     # split keeps the runs at odd places: text, digits, text, ... (`isdigit` would also
-    # take other scripts' digits, which `\d` matched, so the places decide)
-    return (2, tuple((0, int(p), "") if i % 2 else (1, 0, p) for i, p in enumerate(parts)))
+    # take other scripts' digits, which `\d` matched, so the places decide). Any two keys
+    # hold text at the same places and numbers at the same places, so they compare place
+    # by place with no tags (a tuple per part made sorting 10,000 devices take 0.13 s)
+    parts[1::2] = map(int, parts[1::2])
+    return (2, tuple(parts))
 
 
 _DIGIT_RUNS = re.compile(r"([0-9]+)")
@@ -139,7 +146,14 @@ def check(kind: str, glob: str) -> None:
 
 def _match(name: str, glob: str) -> bool:
     """Without case, as the service compares names."""
-    return fnmatch.fnmatchcase(name.casefold(), glob.casefold())
+    return glob == "*" or _matcher(glob.casefold())(name.casefold()) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _matcher(glob: str) -> Callable[[str], re.Match[str] | None]:
+    """The glob as a compiled pattern, once (`fnmatchcase` looks it up in its cache and
+    casefolds the glob again for each of 10,000 devices)."""
+    return re.compile(fnmatch.translate(glob)).match
 
 
 def _template_row(t: LiveTemplate) -> Row:

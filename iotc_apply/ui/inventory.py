@@ -60,8 +60,9 @@ def _table(rows: Iterator[Row], fields: tuple[str, ...], console: Console) -> in
 def _json(rows: Iterable[Row], fields: tuple[str, ...], out: IO[str]) -> int:
     count = 0
     out.write("[")
+    encode = json.JSONEncoder().encode  # json.dumps' own defaults, its argument checks once
     for row in rows:
-        out.write(("," if count else "") + "\n  " + json.dumps({f: row.get(f) for f in fields}))
+        out.write(("," if count else "") + "\n  " + encode({f: row.get(f) for f in fields}))
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
