@@ -7,7 +7,7 @@ documents never reaches jsonschema); only a document it rejects is checked again
 jsonschema, whose errors are complete and carry paths. jsonschema's error paths are mapped
 back to the YAML node they are about, and its messages are rewritten into one short sentence
 naming the field (`spec.upgrades[0].version`) and, where it helps, the closest valid word.
-May import: `diagnostics`.
+May import: `diagnostics`, `validators`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
+from .. import validators
 from ..diagnostics import Diagnostic
 from .yamlsafe import Document
 
@@ -58,7 +59,7 @@ def compiled(kind: str, prefix: tuple[Any, ...] = ()) -> Any:
     """
     whole = schema(KIND_SCHEMAS[kind]) if not prefix else _subschema(kind, prefix)
     own = {k: v for k, v in copy.deepcopy(whole).items() if k != "$id"}
-    return fastjsonschema.compile(own, handlers={}, use_formats=False)
+    return validators.compiled(own)
 
 
 def is_valid(kind: str, instance: Any, prefix: tuple[Any, ...] = ()) -> bool:

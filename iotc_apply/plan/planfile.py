@@ -9,7 +9,7 @@ keys (certificates are public).
 Plan files travel between CI jobs as artifacts, so a file read back is untrusted: it must
 match the schema, carry a valid HMAC-SHA256 `signature` when `IOTC_PLAN_KEY` is set, and
 `apply` executes it only after re-planning from the same manifests gives exactly the same
-document (`difference`). May import: `model`, `safefile`.
+document (`difference`). May import: `model`, `safefile`, `validators`.
 """
 
 from __future__ import annotations
@@ -223,10 +223,10 @@ def _schema_problem(data: dict[str, Any]) -> str | None:
 
 @cache
 def _plan_validator() -> Any:
-    import fastjsonschema
+    from .. import validators
 
     schema = {k: v for k, v in json.loads(SCHEMA.read_text()).items() if k != "$id"}
-    return fastjsonschema.compile(schema, handlers={}, use_formats=False)
+    return validators.compiled(schema)
 
 
 def _plan(data: dict[str, Any]) -> Plan:
