@@ -482,7 +482,7 @@ def test_the_pool_and_throttle_hold_the_parallelism_asked_for(tmp_path: Path) ->
             assert api.session.transport.pool_size == held
             assert api.session.retrying.throttle.ceiling == held
             assert api.session.transport.thin is not None
-            assert api.session.transport.thin.pools.connection_pool_kw["maxsize"] == held
+            assert api.session.transport.thin.pool.size == held
 
 
 def test_a_listed_device_says_which_upgrade_it_runs_in_either_spelling() -> None:

@@ -168,3 +168,105 @@ def test_files_forms_and_streams_stay_on_requests() -> None:
     assert not thin_enough({"stream": True, "allow_redirects": False})
     assert thin_enough({"params": None, "json": None, "data": None, "files": None,
                         "headers": {}})
+
+
+class _Scripted:
+    """A loopback server that answers each request with the next scripted reply and counts
+    connections; after a reply marked `close`, it closes that connection unasked."""
+
+    def __init__(self, replies: list[tuple[bytes, bool]]) -> None:
+        self.replies = list(replies)
+        self.connections = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.replies:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                while self.replies:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if not data:
+                        break
+                    reply, close = self.replies.pop(0)
+                    conn.sendall(reply)
+                    if close:
+                        break
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _reply(body: bytes, encoding: str | None = None) -> bytes:
+    extra = f"Content-Encoding: {encoding}\r\n".encode() if encoding else b""
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + extra +
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+def test_gzip_and_deflate_answers_are_decoded_and_a_garbled_one_is_a_connection_error() -> None:
+    import gzip
+    import zlib
+
+    body = b'{"status": 200, "data": [1, 2, 3], "message": "ok"}'
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    raw_deflate = raw.compress(body) + raw.flush()
+    server = _Scripted([(_reply(gzip.compress(body), "gzip"), False),
+                        (_reply(zlib.compress(body), "deflate"), False),
+                        (_reply(raw_deflate, "deflate"), False),
+                        (_reply(b"not gzip", "gzip"), True),
+                        (_reply(body, "br"), True)])
+    try:
+        transport = _transport(None)
+        for _ in range(3):
+            answer = transport.send("GET", server.url + "/x", "GET /x", {"params": None})
+            assert answer.json()["data"] == [1, 2, 3]
+        for _ in range(2):
+            with pytest.raises(requests.ConnectionError):
+                transport.send("GET", server.url + "/x", "GET /x", {"params": None})
+    finally:
+        server.close()
+
+
+def test_a_kept_connection_is_reused_and_one_the_server_closed_is_not() -> None:
+    body = b'{"status": 200, "data": [], "message": "ok"}'
+    # two answers on one connection, then the server closes it unasked after the second
+    server = _Scripted([(_reply(body), False), (_reply(body), True), (_reply(body), False)])
+    try:
+        transport = _transport(None)
+        for _ in range(2):
+            transport.send("GET", server.url + "/x", "GET /x", {"params": None})
+        assert server.connections == 1
+        import time
+
+        time.sleep(0.2)  # the close reaches this side
+        answer = transport.send("POST", server.url + "/x", "POST /x", {"json": {"a": 1}})
+        assert answer.status_code == 200 and server.connections == 2
+    finally:
+        server.close()
+
+
+def test_a_refused_connection_is_known_never_sent() -> None:
+    """The retry layer repeats a POST only when it was never sent, and tells a refusal by
+    urllib3's shape of the error (`NewConnectionError` under requests' ConnectionError)."""
+    from iotc_apply.client.retry import _never_sent, _refused
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    with pytest.raises(requests.ConnectionError) as refused:
+        _transport(None).send("POST", f"http://127.0.0.1:{port}/x", "POST /x", {"json": {}})
+    assert _never_sent(refused.value) and _refused(refused.value)

@@ -1,39 +1,42 @@
-"""The thin path: JSON requests straight through urllib3's pool, without requests on top.
+"""The thin path: JSON requests over kept-alive `http.client` connections, without
+requests or urllib3 on top.
 
-Every page of a 100,000-device plan and every device of an apply is one small JSON request,
-and requests spent ~0.5 ms of CPU on each beyond what urllib3 needs (preparing the request
-through runtime-checked protocols, merging settings, cookie jars, hooks): half the client's
-cost per call. This sends exactly what requests would (its default headers, the same query
-encoding, the JSON body as requests encodes it), verifies TLS the same way (certificate and
-host name, against REQUESTS_CA_BUNDLE or certifi's bundle), and raises the exceptions
-requests raises, so the retry layer and the error messages cannot tell the two apart.
-Requests with files, forms or a streamed body, and any request that goes through a proxy,
-stay on requests (`Transport.send` decides). May import: nothing else of iotc_apply.
+Every page of a 100,000-device plan and every device of an apply is one small JSON request.
+requests spent ~0.5 ms of CPU on each beyond what urllib3 needs (preparing the request
+through runtime-checked protocols, merging settings, cookie jars, hooks), and urllib3 another
+~0.25 ms beyond `http.client` (pool keys, URL parsing, its header dict, its response object):
+together most of the client's cost per call. This sends exactly what requests would (its
+default headers, the same query encoding, the JSON body as requests encodes it), verifies
+TLS the same way (certificate and host name, against REQUESTS_CA_BUNDLE or certifi's
+bundle), decodes gzip and deflate as it does, and raises the exceptions requests raises, in
+the shape urllib3 gives them (a connection never opened is a `NewConnectionError`), so the
+retry layer and the error messages cannot tell the paths apart. Requests with files, forms
+or a streamed body, and any request that goes through a proxy, stay on requests
+(`Transport.send` decides). May import: nothing else of iotc_apply.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import select
+import socket
+import ssl
+import threading
 import urllib.parse
+import zlib
 from typing import Any
 
 import requests
-import urllib3
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, default_headers
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
-from urllib3.exceptions import SSLError as Urllib3SSLError
-from urllib3.util.retry import Retry
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from .settings import Settings
 
-NO_RETRY = Retry(0, read=False)  # what requests passes: no retries here, errors wrapped
+# what is decoded here (requests would also ask for br or zstd where their modules are
+# installed, and this path could not read them)
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 def thin_enough(kwargs: dict[str, Any]) -> bool:
@@ -46,14 +49,15 @@ KNOWN = frozenset({"params", "json", "data", "files", "headers"})
 
 
 class Answer:
-    """The parts of `requests.Response` the client reads, over a urllib3 response."""
+    """The parts of `requests.Response` the client reads."""
 
-    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str) -> None:
-        self.status_code = raw.status
-        self.headers = raw.headers  # case-insensitive, as requests' are
-        self.content: bytes = raw.data
+    def __init__(self, status: int, reason: str, headers: http.client.HTTPMessage,
+                 content: bytes, url: str) -> None:
+        self.status_code = status
+        self.headers = headers  # case-insensitive `get`, as requests' are
+        self.content = content
         self.url = url
-        self.reason = raw.reason
+        self.reason = reason
 
     @property
     def text(self) -> str:
@@ -76,16 +80,77 @@ class Answer:
             raise requests.JSONDecodeError(str(exc), self.text[:100], 0) from None
 
 
+class _Pool:
+    """Idle kept-alive connections per origin, at most `size` of each kept (the rest are
+    closed when given back, as urllib3's non-blocking pool does)."""
+
+    def __init__(self, size: int, timeout: float, bundle: str) -> None:
+        self.size = size
+        self.timeout = timeout
+        self.bundle = bundle
+        self._context: ssl.SSLContext | None = None
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, origin: tuple[str, str, int]) -> http.client.HTTPConnection:
+        """A kept connection the peer has not closed meanwhile, else a new (unopened) one.
+        One made from another class than `http.client`'s now is not reused: a recorder
+        (vcrpy) swaps the class in and out, and must see every request made meanwhile."""
+        scheme, host, port = origin
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        with self._lock:
+            idle = self._idle.get(origin)
+            while idle:
+                conn = idle.pop()
+                if type(conn) is kind and not _dropped(conn):
+                    return conn
+                conn.close()
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout,
+                                               context=self.context())
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+
+    def context(self) -> ssl.SSLContext:
+        """Certificate and host name verified against the bundle, read at the first HTTPS
+        connection (as urllib3 reads it: plain HTTP never does, and a bad bundle fails that
+        connection, not the client's construction)."""
+        if self._context is None:
+            where = {"capath": self.bundle} if os.path.isdir(self.bundle) else \
+                {"cafile": self.bundle}
+            context = ssl.create_default_context(**where)
+            context.check_hostname = True
+            context.verify_mode = ssl.CERT_REQUIRED
+            self._context = context
+        return self._context
+
+    def give(self, origin: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < self.size:
+                idle.append(conn)
+                return
+        conn.close()
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """An idle connection with something to read has been closed by the peer (or sent what
+    no request asked for): it must not carry the next request. As urllib3 checks."""
+    sock = conn.sock
+    if not isinstance(sock, socket.socket):  # none yet, or a recorder's stand-in
+        return True
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class Thin:
-    """One urllib3 pool manager, sized like requests' pool, TLS always verified."""
+    """Kept-alive connections, as many kept as requests' pool keeps; TLS always verified."""
 
     def __init__(self, settings: Settings, pool_size: int) -> None:
         self.timeout = settings.timeout
         bundle = settings.ca_bundle or DEFAULT_CA_BUNDLE_PATH  # requests' own (certifi's)
-        where = {"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle}
-        self.pools = urllib3.PoolManager(num_pools=8, maxsize=pool_size, block=False,
-                                         cert_reqs="CERT_REQUIRED", **where)
-        self.headers = dict(default_headers())
+        self.pool = _Pool(pool_size, settings.timeout, bundle)
+        self.headers = {**default_headers(), "Accept-Encoding": ACCEPT_ENCODING}
 
     def send(self, method: str, url: str, kwargs: dict[str, Any]) -> Answer:
         headers = {**self.headers, **(kwargs.get("headers") or {})}
@@ -96,26 +161,74 @@ class Thin:
         elif method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = "0"  # as requests sends an empty body
         target = with_query(url, kwargs.get("params"))
+        parts = urllib.parse.urlsplit(target)
+        origin = (parts.scheme, parts.hostname or "",
+                  parts.port or (443 if parts.scheme == "https" else 80))
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            raw = self.pools.urlopen(method, target, body=body, headers=headers,
-                                     retries=NO_RETRY, redirect=False, preload_content=True,
-                                     timeout=urllib3.Timeout(connect=self.timeout,
-                                                             read=self.timeout))
-        except MaxRetryError as exc:
-            reason = exc.reason
-            if isinstance(reason, ConnectTimeoutError) and \
-                    not isinstance(reason, NewConnectionError):
-                raise requests.ConnectTimeout(exc) from None
-            if isinstance(reason, Urllib3SSLError):
-                raise requests.exceptions.SSLError(exc) from None
-            raise requests.ConnectionError(exc) from None
-        except ReadTimeoutError as exc:
-            raise requests.ReadTimeout(exc) from None
-        except Urllib3SSLError as exc:
+            conn = self.pool.take(origin)
+        except ssl.SSLError as exc:  # the bundle cannot be read as certificates
+            raise requests.exceptions.SSLError(MaxRetryError(None, target, exc)) from None  # type: ignore[arg-type]
+        if conn.sock is None:
+            _open(conn, target)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            content = resp.read()
+        except TimeoutError as exc:
+            conn.close()
+            raise requests.ReadTimeout(f"{target}: read timed out ({exc})") from None
+        except ssl.SSLError as exc:
+            conn.close()
             raise requests.exceptions.SSLError(exc) from None
-        except (ProtocolError, OSError) as exc:
-            raise requests.ConnectionError(exc) from None
-        return Answer(raw, target)
+        except (http.client.HTTPException, OSError) as exc:
+            conn.close()
+            raise requests.ConnectionError(ProtocolError("Connection aborted.", exc)) \
+                from None
+        if getattr(resp, "will_close", True):  # (a recorder's stand-in may not say: closed)
+            conn.close()
+        else:
+            self.pool.give(origin, conn)
+        return Answer(resp.status, resp.reason, resp.headers,
+                      _decoded(content, resp.headers.get("Content-Encoding"), target), target)
+
+
+def _open(conn: http.client.HTTPConnection, url: str) -> None:
+    """Connect (and shake hands); a failure here means the request was never sent, and is
+    raised as urllib3 raises it under requests, so the retry layer knows that."""
+    try:
+        conn.connect()
+    except (ssl.SSLError, ssl.CertificateError) as exc:
+        conn.close()
+        raise requests.exceptions.SSLError(MaxRetryError(None, url, exc)) from None  # type: ignore[arg-type]
+    except TimeoutError as exc:
+        conn.close()
+        raise requests.ConnectTimeout(f"{url}: connect timed out ({exc})") from None
+    except OSError as exc:  # refused, unreachable, the name not known (socket.gaierror)
+        conn.close()
+        reason = NewConnectionError(None, f"Failed to establish a new connection: {exc}")  # type: ignore[arg-type]
+        raise requests.ConnectionError(MaxRetryError(None, url, reason)) from None  # type: ignore[arg-type]
+
+
+def _decoded(content: bytes, encoding: str | None, url: str) -> bytes:
+    """The body as sent before its Content-Encoding (gzip, deflate: what was asked for)."""
+    kind = (encoding or "").strip().lower()
+    if not content or kind in ("", "identity"):
+        return content
+    try:
+        if kind in ("gzip", "x-gzip"):
+            return zlib.decompress(content, 16 + zlib.MAX_WBITS)
+        if kind == "deflate":
+            try:
+                return zlib.decompress(content)
+            except zlib.error:  # raw deflate, as some servers send it
+                return zlib.decompress(content, -zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise requests.ConnectionError(ProtocolError(
+            f"{url}: the {kind} body does not decode ({exc})")) from None
+    # a garbled answer, as a cut one is: retried where a repeat is safe, else ambiguous
+    raise requests.ConnectionError(ProtocolError(
+        f"{url}: answered in an encoding not asked for ({kind})"))
 
 
 def with_query(url: str, params: dict[str, Any] | None) -> str:

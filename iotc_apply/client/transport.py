@@ -34,7 +34,7 @@ class Transport:
                  pool_size: int = 32, trace_stream: IO[str] | None = None) -> None:
         self.settings = settings
         self.pool_size = pool_size
-        # the hot calls (JSON in, JSON out) skip requests for its urllib3 pool underneath;
+        # the hot calls (JSON in, JSON out) skip requests and urllib3 (`thin`);
         # a session handed in (a test double) gets every request
         self.thin = Thin(settings, pool_size) if http is None else None
         self.http = http or requests.Session()
