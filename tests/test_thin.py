@@ -270,3 +270,18 @@ def test_a_refused_connection_is_known_never_sent() -> None:
     with pytest.raises(requests.ConnectionError) as refused:
         _transport(None).send("POST", f"http://127.0.0.1:{port}/x", "POST /x", {"json": {}})
     assert _never_sent(refused.value) and _refused(refused.value)
+
+
+def test_a_path_with_a_space_is_quoted_as_requests_quotes_it() -> None:
+    """An env name is part of the discovery path: `no such env` went out raw (http.client
+    refuses it), read as a dropped connection and retried for 9 s. (A URL that is not
+    ASCII, an IDNA host say, goes through requests itself.)"""
+    for path, line in (
+            ("/api/env/no such env/a%20b", b"GET /api/env/no%20such%20env/a%20b?q=x+y HTTP/1.1"),
+            ("/api/caf\u00e9", b"GET /api/caf%C3%A9?q=x+y HTTP/1.1")):
+        thin = _captured(lambda url, path=path: Transport(Settings()).send(
+            "GET", url + path, "x", {"params": {"q": "x y"}}))
+        plain = _captured(lambda url, path=path: requests.Session().get(
+            url + path, params={"q": "x y"}))
+        assert _normal(thin) == _normal(plain)
+        assert thin.split(b"\r\n")[0] == line

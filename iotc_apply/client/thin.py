@@ -29,7 +29,7 @@ import zlib
 from typing import Any
 
 import requests
-from requests.utils import DEFAULT_CA_BUNDLE_PATH, default_headers
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, default_headers, requote_uri
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from .settings import Settings
@@ -160,7 +160,9 @@ class Thin:
             headers["Content-Type"] = "application/json"
         elif method in ("POST", "PUT", "PATCH"):
             headers["Content-Length"] = "0"  # as requests sends an empty body
-        target = with_query(url, kwargs.get("params"))
+        # quoted as requests quotes it (a space in an env name, say): http.client refuses
+        # what a server must never see raw
+        target = requote_uri(with_query(url, kwargs.get("params")))
         parts = urllib.parse.urlsplit(target)
         origin = (parts.scheme, parts.hostname or "",
                   parts.port or (443 if parts.scheme == "https" else 80))
@@ -175,6 +177,9 @@ class Thin:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             content = resp.read()
+        except http.client.InvalidURL as exc:  # nothing was sent; as requests refuses it
+            conn.close()
+            raise requests.exceptions.InvalidURL(str(exc)) from None
         except TimeoutError as exc:
             conn.close()
             raise requests.ReadTimeout(f"{target}: read timed out ({exc})") from None

@@ -55,7 +55,8 @@ class Transport:
         started = time.monotonic()
         proxies = self._proxies_for(url)
         try:
-            if self.thin is not None and not proxies and thin_enough(kwargs):
+            if self.thin is not None and not proxies and thin_enough(kwargs) and \
+                    url.isascii():  # a name to IDNA-encode: requests' own work
                 resp = self.thin.send(method, url, kwargs)
             else:
                 resp = self.http.request(method, url, timeout=self.settings.timeout,
