@@ -95,6 +95,25 @@ def test_manifests_that_do_not_load_do_not_wait_for_the_account(
     server.emulator.traffic.configure(Knobs())
 
 
+def test_a_plan_imports_neither_requests_nor_urllib3(work: Path,
+                                                     server: EmulatorServer) -> None:  # noqa: F811
+    """Every call of a plan takes the thin path, so requests and urllib3 (~90 ms of every
+    command's start) are imported only for what that path does not carry, or an error."""
+    import subprocess
+    import sys
+
+    from .support import env_for
+
+    env = {k: v for k, v in env_for(server, work / "config").items()
+           if not k.lower().endswith("_proxy")}  # a proxy is requests' to reach
+    child = ("import sys; from iotc_apply.cli import main; code = main(['plan', 'm', "
+             "'--keys-dir', 'keys']); print(code, 'requests' in sys.modules, "
+             "'urllib3' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", child], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[-3:] == ["0", "False", "False"], done.stdout + done.stderr
+
+
 def test_a_refused_login_is_reported_after_the_manifests_load(
         work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:

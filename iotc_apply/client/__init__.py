@@ -4,8 +4,10 @@
 typed client per API area; every read returns `iotc_apply.model` values and every failure is
 an `ApiError` (see `errors.py` for the tree). May import: nothing else of iotc_apply.
 
-The package imports its parts when they are first used (PEP 562): `requests` costs a tenth
-of a second, and `iotc validate` or `iotc --help` never talk to the API.
+The package imports its parts when they are first used (PEP 562), and requests with urllib3
+(a tenth of a second) only for what the thin path does not carry (files, downloads, proxies)
+or to raise their errors: `iotc validate` and `iotc --help` never talk to the API, and a
+plan's calls all take the thin path.
 """
 
 from __future__ import annotations

@@ -16,14 +16,14 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
-
-import requests
-from urllib3.exceptions import NewConnectionError
+from typing import TYPE_CHECKING, Any
 
 from .errors import TransportError
 from .settings import Settings
-from .transport import Transport
+from .transport import Transport, network_errors
+
+if TYPE_CHECKING:
+    import requests
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "PUT", "DELETE", "HEAD"})
@@ -101,7 +101,7 @@ class Retrying:
             self.throttle.acquire(self._sleep)
             try:
                 resp = self.transport.send(method, url, shown, kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except network_errors() as exc:  # evaluated only when something was raised
                 self.throttle.release(None)
                 never_sent = _never_sent(exc)
                 if (may_repeat or never_sent) and attempt + 1 < attempts and not _refused(exc):
@@ -145,6 +145,9 @@ def retry_after(resp: requests.Response) -> float:
 
 def _never_sent(exc: Exception) -> bool:
     """True when the connection was never opened, so the service cannot have acted."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
     if isinstance(exc, requests.ConnectTimeout):
         return True
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
@@ -163,6 +166,8 @@ def _refused(exc: Exception) -> bool:
 def _describe(exc: Exception, url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     where = f"{parts.scheme}://{parts.netloc}"  # never the path: discovery's holds the skey
+    import requests
+
     if isinstance(exc, requests.Timeout):
         return f"{where} did not answer in time"
     if _refused(exc) and "refused" in str(exc).lower() or "Errno 111" in str(exc):

@@ -18,9 +18,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
-
-import requests
+from typing import IO, TYPE_CHECKING, Any
 
 from ..model import Identity
 from . import coverage
@@ -31,6 +29,9 @@ from .redact import redact_url, remember
 from .retry import LOOPBACK, Retrying
 from .settings import Settings, TokenStore
 from .transport import DOWNLOAD, Transport
+
+if TYPE_CHECKING:
+    import requests  # the annotations only: importing it costs ~90 ms a command
 
 __all__ = ["ApiSession", "Envelope", "guid_of"]
 

@@ -18,8 +18,10 @@ or a streamed body, and any request that goes through a proxy, stay on requests
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
+import re
 import select
 import socket
 import ssl
@@ -28,11 +30,10 @@ import urllib.parse
 import zlib
 from typing import Any
 
-import requests
-from requests.utils import DEFAULT_CA_BUNDLE_PATH, default_headers, requote_uri
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
-
 from .settings import Settings
+
+# requests and urllib3 (~90 ms of imports) are imported only to raise their exceptions, or
+# for what this path does not know how to do exactly as requests does
 
 # what is decoded here (requests would also ask for br or zstd where their modules are
 # installed, and this path could not read them)
@@ -77,6 +78,8 @@ class Answer:
         try:
             return json.loads(self.content)
         except ValueError as exc:
+            import requests
+
             raise requests.JSONDecodeError(str(exc), self.text[:100], 0) from None
 
 
@@ -84,7 +87,7 @@ class _Pool:
     """Idle kept-alive connections per origin, at most `size` of each kept (the rest are
     closed when given back, as urllib3's non-blocking pool does)."""
 
-    def __init__(self, size: int, timeout: float, bundle: str) -> None:
+    def __init__(self, size: int, timeout: float, bundle: str | None) -> None:
         self.size = size
         self.timeout = timeout
         self.bundle = bundle
@@ -115,8 +118,10 @@ class _Pool:
         connection (as urllib3 reads it: plain HTTP never does, and a bad bundle fails that
         connection, not the client's construction)."""
         if self._context is None:
-            where = {"capath": self.bundle} if os.path.isdir(self.bundle) else \
-                {"cafile": self.bundle}
+            import certifi  # requests' own DEFAULT_CA_BUNDLE_PATH
+
+            bundle = self.bundle or certifi.where()
+            where = {"capath": bundle} if os.path.isdir(bundle) else {"cafile": bundle}
             context = ssl.create_default_context(**where)
             context.check_hostname = True
             context.verify_mode = ssl.CERT_REQUIRED
@@ -148,9 +153,8 @@ class Thin:
 
     def __init__(self, settings: Settings, pool_size: int) -> None:
         self.timeout = settings.timeout
-        bundle = settings.ca_bundle or DEFAULT_CA_BUNDLE_PATH  # requests' own (certifi's)
-        self.pool = _Pool(pool_size, settings.timeout, bundle)
-        self.headers = {**default_headers(), "Accept-Encoding": ACCEPT_ENCODING}
+        self.pool = _Pool(pool_size, settings.timeout, settings.ca_bundle)
+        self.headers = default_headers()
 
     def send(self, method: str, url: str, kwargs: dict[str, Any]) -> Answer:
         headers = {**self.headers, **(kwargs.get("headers") or {})}
@@ -162,7 +166,7 @@ class Thin:
             headers["Content-Length"] = "0"  # as requests sends an empty body
         # quoted as requests quotes it (a space in an env name, say): http.client refuses
         # what a server must never see raw
-        target = requote_uri(with_query(url, kwargs.get("params")))
+        target = requote(with_query(url, kwargs.get("params")))
         parts = urllib.parse.urlsplit(target)
         origin = (parts.scheme, parts.hostname or "",
                   parts.port or (443 if parts.scheme == "https" else 80))
@@ -170,7 +174,7 @@ class Thin:
         try:
             conn = self.pool.take(origin)
         except ssl.SSLError as exc:  # the bundle cannot be read as certificates
-            raise requests.exceptions.SSLError(MaxRetryError(None, target, exc)) from None  # type: ignore[arg-type]
+            raise _never_opened("SSLError", target, exc) from None
         if conn.sock is None:
             _open(conn, target)
         try:
@@ -179,17 +183,22 @@ class Thin:
             content = resp.read()
         except http.client.InvalidURL as exc:  # nothing was sent; as requests refuses it
             conn.close()
+            import requests
+
             raise requests.exceptions.InvalidURL(str(exc)) from None
         except TimeoutError as exc:
             conn.close()
+            import requests
+
             raise requests.ReadTimeout(f"{target}: read timed out ({exc})") from None
         except ssl.SSLError as exc:
             conn.close()
+            import requests
+
             raise requests.exceptions.SSLError(exc) from None
         except (http.client.HTTPException, OSError) as exc:
             conn.close()
-            raise requests.ConnectionError(ProtocolError("Connection aborted.", exc)) \
-                from None
+            raise _aborted("Connection aborted.", exc) from None
         if getattr(resp, "will_close", True):  # (a recorder's stand-in may not say: closed)
             conn.close()
         else:
@@ -205,14 +214,38 @@ def _open(conn: http.client.HTTPConnection, url: str) -> None:
         conn.connect()
     except (ssl.SSLError, ssl.CertificateError) as exc:
         conn.close()
-        raise requests.exceptions.SSLError(MaxRetryError(None, url, exc)) from None  # type: ignore[arg-type]
+        raise _never_opened("SSLError", url, exc) from None
     except TimeoutError as exc:
         conn.close()
+        import requests
+
         raise requests.ConnectTimeout(f"{url}: connect timed out ({exc})") from None
     except OSError as exc:  # refused, unreachable, the name not known (socket.gaierror)
         conn.close()
-        reason = NewConnectionError(None, f"Failed to establish a new connection: {exc}")  # type: ignore[arg-type]
-        raise requests.ConnectionError(MaxRetryError(None, url, reason)) from None  # type: ignore[arg-type]
+        raise _never_opened("ConnectionError", url, exc) from None
+
+
+def _never_opened(kind: str, url: str, exc: Exception) -> Exception:
+    """requests' `kind` over urllib3's MaxRetryError, whose reason is a NewConnectionError
+    for a connection that could not be made (what the retry layer reads as never sent)."""
+    import requests
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    reason: Exception = exc if kind == "SSLError" else NewConnectionError(
+        None, f"Failed to establish a new connection: {exc}")  # type: ignore[arg-type]
+    error = MaxRetryError(None, url, reason)  # type: ignore[arg-type]
+    return requests.exceptions.SSLError(error) if kind == "SSLError" else \
+        requests.ConnectionError(error)
+
+
+def _aborted(message: str, exc: Exception | None = None) -> Exception:
+    """A connection that broke, or an answer that cannot be read: requests' ConnectionError
+    over urllib3's ProtocolError, as requests raises it (retried where a repeat is safe)."""
+    import requests
+    from urllib3.exceptions import ProtocolError
+
+    return requests.ConnectionError(ProtocolError(message, exc) if exc is not None else
+                                    ProtocolError(message))
 
 
 def _decoded(content: bytes, encoding: str | None, url: str) -> bytes:
@@ -229,11 +262,45 @@ def _decoded(content: bytes, encoding: str | None, url: str) -> bytes:
             except zlib.error:  # raw deflate, as some servers send it
                 return zlib.decompress(content, -zlib.MAX_WBITS)
     except zlib.error as exc:
-        raise requests.ConnectionError(ProtocolError(
-            f"{url}: the {kind} body does not decode ({exc})")) from None
+        raise _aborted(f"{url}: the {kind} body does not decode ({exc})") from None
     # a garbled answer, as a cut one is: retried where a repeat is safe, else ambiguous
-    raise requests.ConnectionError(ProtocolError(
-        f"{url}: answered in an encoding not asked for ({kind})"))
+    raise _aborted(f"{url}: answered in an encoding not asked for ({kind})")
+
+
+def default_headers() -> dict[str, str]:
+    """requests' default headers (its User-Agent names its version), but the encodings
+    asked for are those decoded here. The version is read from requests' own
+    `__version__.py` without importing requests; anything unexpected there asks requests."""
+    version = None
+    spec = importlib.util.find_spec("requests")
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(list(spec.submodule_search_locations)[0], "__version__.py")
+        try:
+            with open(path, encoding="utf-8") as f:
+                found = re.search(r'^__version__ = "([0-9][0-9A-Za-z.+-]*)"$', f.read(), re.M)
+            version = found.group(1) if found else None
+        except OSError:
+            version = None
+    if version is None:
+        import requests
+
+        version = requests.__version__
+    return {"User-Agent": f"python-requests/{version}", "Accept-Encoding": ACCEPT_ENCODING,
+            "Accept": "*/*", "Connection": "keep-alive"}
+
+
+# what requests' quoting leaves as it is: unreserved characters and its safe set, no '%'
+_AS_IS = re.compile(r"[A-Za-z0-9._~!#$&'()*+,/:;=?@\[\]-]*")
+
+
+def requote(url: str) -> str:
+    """The URL quoted as requests quotes it (`requests.utils.requote_uri`); the hot calls'
+    URLs need nothing done and are known so without importing requests."""
+    if _AS_IS.fullmatch(url):
+        return url
+    from requests.utils import requote_uri
+
+    return str(requote_uri(url))
 
 
 def with_query(url: str, params: dict[str, Any] | None) -> str:

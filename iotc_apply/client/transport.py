@@ -11,18 +11,29 @@ May import: nothing else of iotc_apply.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 import urllib.parse
-from typing import IO, Any
-
-import requests
-from requests.adapters import HTTPAdapter
+from typing import IO, TYPE_CHECKING, Any
 
 from .redact import REDACTED, redact, redact_text
 from .settings import Settings
 from .thin import Thin, thin_enough
+
+if TYPE_CHECKING:
+    import requests
+
+
+def network_errors() -> tuple[type[Exception], ...]:
+    """What a request that did not get an answer raises (requests' ConnectionError and
+    Timeout, which the thin path raises too). A function, so `except network_errors():`
+    imports requests only once something was raised: a command whose calls all take the
+    thin path never pays requests' ~90 ms of imports."""
+    import requests
+
+    return requests.ConnectionError, requests.Timeout
 
 DOWNLOAD = "file download"  # how a download is named in errors and traces (never its URL)
 
@@ -37,17 +48,46 @@ class Transport:
         # the hot calls (JSON in, JSON out) skip requests and urllib3 (`thin`);
         # a session handed in (a test double) gets every request
         self.thin = Thin(settings, pool_size) if http is None else None
-        self.http = http or requests.Session()
-        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
-        self.http.mount("https://", adapter)
-        self.http.mount("http://", adapter)
+        self._http = http
+        self._http_ready = False
+        self._made = threading.Lock()
         self.tracer = Tracer(settings.trace, trace_stream)
         self.last_date: str | None = None  # the service's clock, as its last answer said
         # answers received and the seconds they took: the latency a plan's estimate uses
         self.answered = 0
         self.waited = 0.0
         self._count = threading.Lock()
-        self._environment_once()
+        self._proxies: dict[str, dict[str, str]] = {}
+
+    @property
+    def http(self) -> requests.Session:
+        """The requests session for what the thin path does not carry (files, downloads,
+        proxies), made at its first use."""
+        with self._made:
+            if not self._http_ready:
+                self._http = self._session(self._http)
+                self._http_ready = True
+            assert self._http is not None
+            return self._http
+
+    def _session(self, given: requests.Session | None) -> requests.Session:
+        """What requests reads from the environment on every request (proxies, CA bundle),
+        read once per session instead: its per-request proxy lookup walks all of
+        os.environ twice, which cost more CPU than parsing the 108 pages of a 10,000-device
+        plan. Proxies are still chosen per host, NO_PROXY honoured (`_proxies_for`); the CA
+        bundle of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE still applies; certificates are always
+        verified; a ~/.netrc is no longer consulted (the client sends its own credentials)."""
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        http = given or requests.Session()
+        adapter = HTTPAdapter(pool_connections=8, pool_maxsize=self.pool_size, max_retries=0)
+        http.mount("https://", adapter)
+        http.mount("http://", adapter)
+        http.trust_env = False
+        if self.settings.ca_bundle:
+            http.verify = self.settings.ca_bundle
+        return http
 
     def send(self, method: str, url: str, shown: str, kwargs: dict[str, Any]) -> \
             requests.Response:
@@ -61,7 +101,7 @@ class Transport:
             else:
                 resp = self.http.request(method, url, timeout=self.settings.timeout,
                                          proxies=proxies, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except network_errors() as exc:
             self.tracer.line(f"<- {method} {shown}: {type(exc).__name__}")
             raise
         elapsed = time.monotonic() - started
@@ -72,24 +112,12 @@ class Transport:
         self.last_date = resp.headers.get("Date") or self.last_date
         return resp
 
-    def _environment_once(self) -> None:
-        """What requests reads from the environment on every request (proxies, CA bundle),
-        read once per session instead: its per-request proxy lookup walks all of
-        os.environ twice, which cost more CPU than parsing the 108 pages of a 10,000-device
-        plan. Proxies are still chosen per host, NO_PROXY honoured (`_proxies_for`); the CA
-        bundle of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE still applies; certificates are always
-        verified; a ~/.netrc is no longer consulted (the client sends its own credentials)."""
-        self.http.trust_env = False
-        if self.settings.ca_bundle:
-            self.http.verify = self.settings.ca_bundle
-        self._proxies: dict[str, dict[str, str]] = {}
-
     def _proxies_for(self, url: str) -> dict[str, str]:
         parts = urllib.parse.urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         found = self._proxies.get(origin)
         if found is None:
-            found = self._proxies[origin] = requests.utils.get_environ_proxies(origin)
+            found = self._proxies[origin] = _environ_proxies(origin)
         return found
 
     def latency(self) -> float | None:
@@ -137,3 +165,16 @@ class Tracer:
         except ValueError:
             text = repr(resp.text[:200])
         self.line(f"<- {resp.status_code} {shown} ({elapsed * 1000:.0f} ms) {text[:2000]}")
+
+
+def _environ_proxies(origin: str) -> dict[str, str]:
+    """The proxies requests would use for `origin`. On Linux they come only from the
+    environment, so where no `*_proxy` variable is set there are none, known without
+    importing requests; elsewhere (macOS and Windows also read system settings), and
+    whenever one is set, requests decides."""
+    if sys.platform.startswith("linux") and \
+            not any(name.lower().endswith("_proxy") for name in os.environ):
+        return {}
+    import requests
+
+    return dict(requests.utils.get_environ_proxies(origin))
