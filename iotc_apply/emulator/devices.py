@@ -137,14 +137,18 @@ class Devices:
                       "certificateText": cert, "thumbprint": thumbprint, "createdDate": now,
                       "updatedDate": now}
             self.store.insert("device", record, nkey=duid, parent=template["guid"])
-            self._count_device(active=+1)
-            return record, self._device_counts()
+            return record, self._count_device(active=+1)
 
-    def _count_device(self, active: int = 0, inactive: int = 0) -> None:
-        """Running totals for the create answer's activeDeviceCount/inActiveDeviceCount."""
+    def _count_device(self, active: int = 0, inactive: int = 0) -> dict[str, int]:
+        """Running totals for the create answer's activeDeviceCount/inActiveDeviceCount;
+        the totals after the change (each written only when it moves: a create wrote both
+        and read both twice, six of its fifteen statements)."""
         counts = self._device_counts()
-        self.store.set_meta("active_devices", str(counts["active"] + active))
-        self.store.set_meta("inactive_devices", str(counts["inactive"] + inactive))
+        for name, step in (("active", active), ("inactive", inactive)):
+            if step:
+                counts[name] += step
+                self.store.set_meta(f"{name}_devices", str(counts[name]))
+        return counts
 
     def _device_counts(self) -> dict[str, int]:
         return {"active": int(self.store.meta("active_devices") or 0),
