@@ -7,7 +7,7 @@ schemas), under a name made of everything that shapes it (the schema's text, fas
 version, the interpreter's bytecode magic number), so a changed schema or an upgrade misses it.
 Whoever can write there can already replace any `.pyc` of the package: the cache trusts
 nothing Python's own import system does not. Where the folder is read-only (a system-wide
-install), every run compiles, as before. May import: nothing else of iotc_apply.
+install), every run compiles, as before. May import: `safefile`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import contextlib
 import hashlib
 import json
 import marshal
-import os
-import tempfile
 import types
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
+
+from .safefile import write_private
 
 CACHE = Path(__file__).resolve().parent / "schemas" / "__pycache__"
 
@@ -55,17 +55,10 @@ def _kept(path: Path) -> types.CodeType | None:
 
 
 def _keep(path: Path, code: types.CodeType) -> None:
-    """Written whole or not at all (a temp file renamed), as importlib writes a `.pyc`;
-    a folder that cannot be written only costs the next run the compile again."""
+    """Written whole or not at all (`safefile.write_private`: a temp file renamed), readable
+    by all as a `.pyc` is; a folder that cannot be written only costs the next run the
+    compile again."""
     with contextlib.suppress(OSError):
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".validator-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(marshal.dumps(code))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        path.parent.mkdir(exist_ok=True)  # as Python makes __pycache__: the umask decides
+        write_private(path, marshal.dumps(code), sync_dir=False, mode=0o644,
+                      make_parent=False)
