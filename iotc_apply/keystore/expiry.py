@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import json
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..safefile import read_small, write_private
@@ -33,27 +34,41 @@ def expiring(store: KeyStore, within_days: int,
     cached = _cache(store)
     fresh: dict[str, list[int]] = {}
     out = set()
-    root = str(store.root)
-    for duid in store.duids() if duids is None else duids:
-        path = f"{root}/{duid}/cert.pem"
-        try:
-            st = os.stat(path)
-            seen = cached.get(duid)
-            if type(seen) is list and len(seen) == 4 and type(seen[3]) is int and \
-                    seen[:3] == [st.st_ino, st.st_size, st.st_mtime_ns]:
-                not_after = seen[3]
-            else:
-                # never a symlink, FIFO or device (a committed store is untrusted)
-                cert = x509.load_pem_x509_certificate(read_small(path))
-                not_after = int(cert.not_valid_after_utc.timestamp())
-        except (OSError, ValueError):
-            continue  # apply refuses an unreadable certificate with its own message
-        fresh[duid] = [st.st_ino, st.st_size, st.st_mtime_ns, not_after]
-        if not_after <= cutoff:
-            out.add(duid)
+    try:
+        root = os.open(store.root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return frozenset()  # no account folder: no kept certificate
+    stat = os.stat
+    try:
+        for duid in store.duids() if duids is None else duids:
+            try:
+                # relative to the folder, opened once: a path lookup of two parts, not five
+                st = stat(f"{duid}/cert.pem", dir_fd=root)
+                seen = cached.get(duid)
+                if type(seen) is list and len(seen) == 4 and seen[0] == st.st_ino and \
+                        seen[2] == st.st_mtime_ns and seen[1] == st.st_size and \
+                        type(seen[3]) is int:
+                    fresh[duid] = seen
+                    not_after = seen[3]
+                else:
+                    not_after = _not_after(store.root / duid / "cert.pem")
+                    fresh[duid] = [st.st_ino, st.st_size, st.st_mtime_ns, not_after]
+            except (OSError, ValueError):
+                continue  # apply refuses an unreadable certificate with its own message
+            if not_after <= cutoff:
+                out.add(duid)
+    finally:
+        os.close(root)
     if fresh != cached:
         _keep(store, fresh)
     return frozenset(out)
+
+
+def _not_after(path: Path) -> int:
+    """When a kept certificate expires, read from it; never a symlink, FIFO or device (a
+    committed store is untrusted)."""
+    cert = x509.load_pem_x509_certificate(read_small(path))
+    return int(cert.not_valid_after_utc.timestamp())
 
 
 def _cache(store: KeyStore) -> dict[str, list[int]]:

@@ -8,6 +8,7 @@ at apply time, and passwords and tokens never reach the planner. May import: `mo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -176,6 +177,33 @@ class Impact:
     estimate: Estimate | None = None
 
 
+class Fingerprints(Mapping[str, str]):
+    """A digest per address the plan read, made at the first look: only `plan --out` and
+    the proof of a saved plan look, and at 100,000 devices the digests cost ~0.5 s of a plan
+    that shows them to no one. Equal to any mapping with the same items."""
+
+    def __init__(self, make: Callable[[], dict[str, str]]) -> None:
+        self._make: Callable[[], dict[str, str]] | None = make
+        self._digests: dict[str, str] = {}
+
+    def _made(self) -> dict[str, str]:
+        if self._make is not None:
+            self._digests, self._make = self._make(), None
+        return self._digests
+
+    def __getitem__(self, address: str) -> str:
+        return self._made()[address]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._made())
+
+    def __len__(self) -> int:
+        return len(self._made())
+
+    def __repr__(self) -> str:
+        return f"Fingerprints({self._made()!r})"
+
+
 @dataclass(frozen=True)
 class Plan:
     account: Account
@@ -183,7 +211,7 @@ class Plan:
     unchanged: int
     warnings: tuple[PlanIssue, ...] = ()
     errors: tuple[PlanIssue, ...] = ()
-    fingerprint: dict[str, str] = field(default_factory=dict)
+    fingerprint: Mapping[str, str] = field(default_factory=dict)
     entities: dict[str, str] = field(default_factory=dict)
     guids: dict[str, str] = field(default_factory=dict)
     destroy: bool = False

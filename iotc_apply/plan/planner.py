@@ -38,6 +38,7 @@ from .model import (
     Action,
     Change,
     FieldChange,
+    Fingerprints,
     Impact,
     Plan,
     PlanIssue,
@@ -143,8 +144,8 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
         unchanged=work.unchanged, warnings=tuple(work.warnings), errors=tuple(work.errors),
         # sorted as Addresses sort, by a key compared in C (10,000 dataclass __lt__ calls
         # cost more than the rest of the plan's bookkeeping)
-        fingerprint={str(a): snap.fingerprint(a)
-                     for a in sorted(read, key=lambda a: (a.kind, a.name))},
+        fingerprint=Fingerprints(lambda: {str(a): snap.fingerprint(a) for a in
+                                          sorted(read, key=lambda a: (a.kind, a.name))}),
         entities={e.name: e.guid for e in snap.entities} | _root(snap),
         guids=_guids(desired, snap), destroy=options.destroy,
         unmanaged=() if options.targets else tuple(sorted(work.unmanaged)),
