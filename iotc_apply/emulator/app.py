@@ -93,12 +93,28 @@ def create_app(db: str = ":memory:", account: Account | None = None,
 
 
 def _route_key() -> str:
-    rule = request.url_rule.rule if request.url_rule else request.path
-    prefix = f"/{request.blueprint}/api/"
-    if request.blueprint and rule.startswith(prefix):
-        rule = rule[len(prefix):].partition("/")[2]
-        rule = "/" + rule
-    return f"{request.method} {rule}"
+    """`METHOD /rule` under the service's prefix: what traffic counts and knobs name. Made
+    once per route and method (a few string operations and proxy reads per request, at
+    thousands of requests a second)."""
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    rule = req.url_rule
+    memo = (req.method, rule.rule, rule.endpoint) if rule is not None else None
+    known = _ROUTE_KEYS.get(memo)
+    if known is not None:
+        return known
+    text = rule.rule if rule else req.path
+    prefix = f"/{req.blueprint}/api/"
+    if req.blueprint and text.startswith(prefix):
+        text = text[len(prefix):].partition("/")[2]
+        text = "/" + text
+    key = f"{req.method} {text}"
+    if memo is not None:
+        _ROUTE_KEYS[memo] = key
+    return key
+
+
+# (method, rule, endpoint) -> route key; the same in every app, so shared
+_ROUTE_KEYS: dict[tuple[str, str, str] | None, str] = {}
 
 
 def _gate() -> Response | None:
@@ -128,8 +144,9 @@ def _gate() -> Response | None:
         g.commit_then_fail = True
     elif fault is not None:
         return _inject(fault, knobs, emu)
-    if request.blueprint != "auth":
-        claims = emu.state.auth.authenticate(request.headers.get("Authorization"))
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy read
+    if req.blueprint != "auth":
+        claims = emu.state.auth.authenticate(req.headers.get("Authorization"))
         g.user = claims["user"]["id"]
     return None
 
@@ -137,8 +154,8 @@ def _gate() -> Response | None:
 def _first_create_fault(emu: Emulator, key: str) -> str | None:
     """A create is a POST outside auth; its fingerprint is the route and what it carries
     (form fields and file names for multipart, whose boundary is random)."""
-    if request.method != "POST" or request.blueprint in (None, "auth") \
-            or not emu.traffic.knobs.first_create_fails:
+    if not emu.traffic.knobs.first_create_fails or request.method != "POST" \
+            or request.blueprint in (None, "auth"):
         return None
     if request.files or request.form:
         parts = sorted((k, v) for k, v in request.form.items(multi=True))
@@ -176,8 +193,21 @@ def _after(resp: Response) -> Response:
         # The handler ran and its transaction committed; the caller only sees a failure.
         return _inject("html502", emulator().traffic.knobs, emulator())
     # the service's own clock (moved on by /_emulator/clock), as every HTTP server says it
-    resp.headers["Date"] = http_date(emulator().state.ctx.clock())
+    resp.headers["Date"] = _date(emulator().state.ctx.clock())
     return resp
+
+
+def _date(now: float) -> str:
+    """The Date header for a time: made once a second, not once a response."""
+    second, text = _DATE
+    if int(now) != second:
+        second = int(now)
+        text = http_date(second)
+        _DATE[:] = second, text
+    return text
+
+
+_DATE: list[Any] = [None, ""]
 
 
 def _too_large(_: RequestEntityTooLarge) -> Response:

@@ -151,8 +151,9 @@ class Devices:
         return counts
 
     def _device_counts(self) -> dict[str, int]:
-        return {"active": int(self.store.meta("active_devices") or 0),
-                "inactive": int(self.store.meta("inactive_devices") or 0)}
+        kept = self.store.metas("active_devices", "inactive_devices")
+        return {"active": int(kept.get("active_devices") or 0),
+                "inactive": int(kept.get("inactive_devices") or 0)}
 
     @staticmethod
     def _check_duid(duid: str, auth_type: int) -> None:

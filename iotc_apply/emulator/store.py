@@ -89,6 +89,12 @@ class Store:
         row = self._db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def metas(self, *keys: str) -> dict[str, str]:
+        """Several settings in one statement (a device create reads two counters)."""
+        marks = ", ".join("?" * len(keys))
+        rows = self._db.execute(f"SELECT k, v FROM meta WHERE k IN ({marks})", keys)
+        return dict(rows.fetchall())
+
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (key, value))
 
