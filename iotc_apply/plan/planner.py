@@ -363,12 +363,12 @@ def _device(d: DesiredDevice, snap: Snapshot, work: _Work,
     if snap.entity_by_name(after["entity"]) is None:
         work.error("entity-missing", d.address, f"entity '{d.entity}' does not exist in the "
                    "account (entities are not managed by iotc-apply; create it first)")
-    depends = (Address(Kind.TEMPLATE, d.template),)
     live = snap.devices.get(d.duid)
+    if live is not None and views.unchanged_device(live, after, snap):
+        return None  # the bulk of a big plan: nothing more is made for it
+    depends = (Address(Kind.TEMPLATE, d.template),)
     if live is None:
         return Change(d.address, Action.CREATE, Reason.NEW, None, after, depends_on=depends)
-    if views.unchanged_device(live, after, snap):
-        return None
     live_code = snap.template_code(live.template_guid) or live.template_guid
     if live_code.casefold() != d.template.casefold() and \
             live_code.casefold() not in declared_templates:
