@@ -271,3 +271,24 @@ def test_big_listings_share_a_page_budget_and_every_device_is_read(
     snap = snapshot.take(api, None, None, page_size=2)
     assert len(snap.devices) == 4 * 34
     assert most[0] == 2
+
+
+def test_the_emulator_builds_urls_from_its_rules_though_their_builders_are_made_late() -> None:
+    """Rule builders are compiled at the first build, not when the app is made: a build
+    with and without arguments the rule does not name still gives werkzeug's URLs, and a
+    wrong build still fails as werkzeug fails it."""
+    from flask import url_for
+    from werkzeug.routing import BuildError
+
+    from iotc_apply.emulator.app import create_app
+
+    app = create_app()
+    rule = next(app.url_map.iter_rules("_download"))
+    assert "_Rule" in rule._build_unknown.__qualname__  # not compiled: ours is called
+    with app.test_request_context():
+        assert url_for("_download", guid="AB C", name="f.bin") == "/_files/AB%20C/f.bin"
+        assert url_for("_download", guid="A", name="f", v=2) == "/_files/A/f?v=2"
+        assert url_for("_download", guid="B", name="g") == "/_files/B/g"
+        assert "_Rule" not in rule._build_unknown.__qualname__  # compiled at the first
+        with pytest.raises(BuildError):
+            url_for("_download", guid="A")
