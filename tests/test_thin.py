@@ -285,3 +285,74 @@ def test_a_path_with_a_space_is_quoted_as_requests_quotes_it() -> None:
             url + path, params={"q": "x y"}))
         assert _normal(thin) == _normal(plain)
         assert thin.split(b"\r\n")[0] == line
+
+
+class _Moved(http.server.BaseHTTPRequestHandler):
+    """Answers every request with a redirect to `target` (a path on another server)."""
+
+    protocol_version = "HTTP/1.1"
+    target = ""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(307)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Counted(_Echo):
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        self.seen.append(self.path)
+        super()._answer()
+
+    do_GET = do_POST = _answer
+
+
+def test_redirects_are_never_followed_and_say_where_they_point(tmp_path: Path) -> None:
+    """On the thin path and on requests' (a form upload), a 3xx answer comes back as it
+    is: the bearer token and a POST body do not travel to the place it names. The error
+    says where that is, the discovery's without the solution key it carries."""
+    from iotc_apply.client import IoTConnect
+    from iotc_apply.client.envelope import parse
+    from iotc_apply.client.errors import ConfigError, StatusError
+    from iotc_apply.client.session import ApiSession
+    from iotc_apply.client.settings import TokenStore
+
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counted)
+    _Moved.target = f"http://127.0.0.1:{elsewhere.server_address[1]}/solutionkey/SKEY-123/x"
+    moved = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Moved)
+    for server in (elsewhere, moved):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{moved.server_address[1]}"
+    try:
+        transport = Transport(Settings(timeout=5.0))
+        thin = transport.send("POST", base + "/api/Device", "/Device",
+                              {"json": {"a": 1}, "headers": {"Authorization": "Bearer t"}})
+        form = transport.send("POST", base + "/api/upload", "/upload",
+                              {"files": {"f": ("f.bin", b"x")}})
+        for resp in (thin, form):
+            assert resp.status_code == 307
+            with pytest.raises(StatusError, match="redirected to http://127.0.0.1:.*/x; API "
+                                                  "calls do not follow redirects"):
+                parse(resp, "POST", "/Device", (200,))
+        settings = Settings(discovery_url=f"{base}/api/uisdk", skey="SKEY-123", env="poc",
+                            pf="aws", username="u@example.com", password="pw",
+                            config_dir=tmp_path, timeout=5.0)
+        with pytest.raises(ConfigError) as refused:
+            IoTConnect(ApiSession(settings, TokenStore.for_settings(settings))).session \
+                .auth.base_urls()
+        assert "HTTP 307, redirected to http://127.0.0.1:" in str(refused.value)
+        assert "SKEY-123" not in str(refused.value)
+        assert _Counted.seen == []  # nothing reached the place the redirects named
+    finally:
+        for server in (elsewhere, moved):
+            server.shutdown()
+            server.server_close()

@@ -21,7 +21,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..model import Identity
-from .envelope import Envelope, parse
+from .envelope import Envelope, moved, parse
 from .errors import ConfigError, Forbidden, StatusError, Unauthorized
 from .redact import redact_url, remember
 from .retry import LOOPBACK, Retrying
@@ -81,6 +81,10 @@ class TokenAuth:
         shown = f"discovery for pf={s.pf} env={s.env}"
         resp = self._send.send("GET", url, shown,
                                {"params": {"version": s.api_version, "pf": s.pf}})
+        if 300 <= resp.status_code < 400:
+            raise ConfigError(f"{shown} failed: HTTP {resp.status_code}, "
+                              f"{moved(resp, hide=s.skey)}; if that place is the service, set "
+                              "IOTC_DISCOVERY_URL to it")
         try:
             body = resp.json()
         except ValueError:

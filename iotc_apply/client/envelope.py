@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import TransportError, status_error
+from .redact import REDACTED, redact_text
 
 if TYPE_CHECKING:
     import requests  # the annotations only: importing it costs ~90 ms a command
@@ -40,6 +41,8 @@ class Envelope:
 def parse(resp: requests.Response, method: str, path: str, ok: tuple[int, ...]) -> Envelope:
     """The envelope of an expected answer; the tree's error for any other."""
     status = resp.status_code
+    if 300 <= status < 400 and status not in ok:
+        raise status_error(method, path, status, moved(resp), ())
     if status == 204 or (not resp.content and status in ok):
         return Envelope(status, [], 0, None, None)
     try:
@@ -64,6 +67,18 @@ def parse(resp: requests.Response, method: str, path: str, ok: tuple[int, ...]) 
     count = body.get("count")
     return Envelope(status, body.get("data"), count if isinstance(count, int) else None,
                     body.get("message"), body)
+
+
+def moved(resp: requests.Response, hide: str | None = None) -> str:
+    """What a redirect answer says, for an error: API calls never follow one (the bearer
+    token would travel with it, and a POST would be sent again as a GET), so the user learns
+    where the service points instead. The place is shown without its query, credentials or
+    `hide` (the solution key in a discovery URL's path)."""
+    where = str(resp.headers.get("Location") or "").strip()[:300]
+    if hide:
+        where = where.replace(hide, REDACTED)
+    shown = redact_text(where) if where else "nowhere (no Location header)"
+    return f"redirected to {shown}; API calls do not follow redirects"
 
 
 def _joined(found: Any) -> str:

@@ -99,8 +99,10 @@ class Transport:
                     url.isascii():  # a name to IDNA-encode: requests' own work
                 resp = self.thin.send(method, url, kwargs)
             else:
+                # redirects are never followed, on either path (`envelope.moved`)
                 resp = self.http.request(method, url, timeout=self.settings.timeout,
-                                         proxies=proxies, **kwargs)
+                                         proxies=proxies, **{"allow_redirects": False,
+                                                             **kwargs})
         except network_errors() as exc:
             self.tracer.line(f"<- {method} {shown}: {type(exc).__name__}")
             raise
