@@ -159,7 +159,7 @@ class _Templates:
     def _replace(self, guid: str, **changes: Any) -> None:
         if guid not in self.by_guid:
             raise _missing("Template")
-        self.by_guid[guid] = dataclasses.replace(self.by_guid[guid], **changes)
+        self.by_guid[guid] = self.by_guid[guid]._replace(**changes)
 
     def delete(self, guid: str) -> None:
         def work() -> None:
@@ -253,7 +253,7 @@ class _Devices:
     def _replace(self, guid: str, **changes: Any) -> None:
         if guid not in self.by_guid:
             raise _missing("Device")
-        self.by_guid[guid] = dataclasses.replace(self.by_guid[guid], **changes)
+        self.by_guid[guid] = self.by_guid[guid]._replace(**changes)
 
     def delete(self, guid: str) -> None:
         def work() -> None:

@@ -117,7 +117,7 @@ def test_an_unchanged_device_shortcut_agrees_with_the_full_diff(
     other_entity = next(e for e in api.entity_list if e.name != device.entity_name)
     for change in ({"display_name": "renamed"}, {"active": not device.active},
                    {"entity_name": other_entity.name, "entity_guid": other_entity.guid}):
-        api.devices.by_guid[guid] = dataclasses.replace(device, **change)
+        api.devices.by_guid[guid] = device._replace(**change)
         plan = plan_of(api, desired, keys)
         assert [(str(c.address), c.action) for c in plan.changes] == [
             (f"device/{device.duid}", Action.UPDATE)], change
