@@ -274,6 +274,9 @@ def numbering(text: str) -> Callable[[int], str]:
     literals, widths = parts[0::2], [int(w or 0) for w in parts[1::2]]
     if not widths:
         return lambda _: text
+    if len(widths) == 1:  # the common pattern (`lt-{index:04}`): one concatenation
+        head, width, tail = literals[0], widths[0], literals[1]
+        return lambda index: head + str(index).zfill(width) + tail
 
     def render(index: int) -> str:
         number = str(index)
