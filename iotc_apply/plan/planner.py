@@ -136,16 +136,16 @@ def make_plan(desired: Desired, snap: Snapshot, options: PlanOptions = PlanOptio
     if not options.destroy:
         _blast_radius(project.guards, changes, desired, snap, options, work)
     _windows(project.windows, changes, options, work)
-    read = set(desired.resources) | set(work.changes)
     return Plan(
         account=Account(snap.identity.pf, snap.identity.env, snap.identity.cpid,
                         snap.identity.dedicated),
         changes=tuple(sorted(changes.values(), key=lambda c: c.sort_key)),
         unchanged=work.unchanged, warnings=tuple(work.warnings), errors=tuple(work.errors),
-        # sorted as Addresses sort, by a key compared in C (10,000 dataclass __lt__ calls
-        # cost more than the rest of the plan's bookkeeping)
-        fingerprint=Fingerprints(lambda: {str(a): snap.fingerprint(a) for a in
-                                          sorted(read, key=lambda a: (a.kind, a.name))}),
+        # what the plan read, digested only when looked at (`Fingerprints`), in address
+        # order by a key compared in C
+        fingerprint=Fingerprints(lambda: {
+            str(a): snap.fingerprint(a) for a in sorted(
+                set(desired.resources) | set(work.changes), key=lambda a: (a.kind, a.name))}),
         entities={e.name: e.guid for e in snap.entities} | _root(snap),
         guids=_guids(desired, snap), destroy=options.destroy,
         unmanaged=() if options.targets else tuple(sorted(work.unmanaged)),
