@@ -292,3 +292,33 @@ def test_the_emulator_builds_urls_from_its_rules_though_their_builders_are_made_
         assert "_Rule" not in rule._build_unknown.__qualname__  # compiled at the first
         with pytest.raises(BuildError):
             url_for("_download", guid="A")
+
+
+def test_emulator_pages_are_the_rows_offset_gives_with_filters_and_deletions() -> None:
+    """A page past the first is read from its first row found in the index: the same rows
+    OFFSET gives, in order, for any filter, after deletions leave gaps in the ids, and
+    an empty page past the end."""
+    from iotc_apply.emulator.store import Store
+
+    store = Store(":memory:")
+    with store.transaction():
+        for i in range(257):
+            store.insert("device", {"guid": f"G{i}", "n": i, "even": i % 2 == 0},
+                         nkey=f"d{i:03}", parent="T1" if i % 3 else "T2")
+        for i in range(0, 257, 7):
+            store.delete("device", f"G{i}")
+        store.insert("template", {"guid": "T1"}, nkey="t1")
+
+    def plain(where: list[tuple[str, object]], limit: int, offset: int) -> list[int]:
+        sql = "SELECT body FROM obj WHERE kind = ?" + "".join(f" AND {f}" for f, _ in where)
+        rows = store._db.execute(sql + " ORDER BY id LIMIT ? OFFSET ?",
+                                 ["device", *(v for _, v in where), limit, offset])
+        return [json.loads(r[0])["n"] for r in rows.fetchall()]
+
+    for where in ([], [("parent = ?", "T1")], [("json_extract(body, '$.even') = ?", 1)],
+                  [("parent = ?", "T2"), ("instr(nkey, ?) > 0", "1")]):
+        for limit in (1, 10, 100):
+            for offset in (0, 1, 9, 10, 99, 100, 150, 219, 220, 256, 1000):
+                got = [r["n"] for r in store.query("device", where, "id", limit, offset)]
+                assert got == plain(where, limit, offset), (where, limit, offset)
+    assert [r["n"] for r in store.query("device", [], "id DESC", 3, 5)] == [250, 249, 248]
