@@ -114,6 +114,34 @@ def test_a_plan_imports_neither_requests_nor_urllib3(work: Path,
     assert done.stdout.split()[-3:] == ["0", "False", "False"], done.stdout + done.stderr
 
 
+def test_json_output_imports_no_rich_and_help_is_rich_as_before(
+        work: Path, server: EmulatorServer) -> None:  # noqa: F811
+    """`get -o json` writes rows and never a console, so rich (~40 ms of imports) stays out;
+    a table and an error line still go through rich, and argparse's usage and help through
+    rich_argparse, whose formatter argparse gets only to write them."""
+    import subprocess
+    import sys
+
+    from .support import env_for
+
+    assert iotc("apply", "m", "--auto-approve") == 0
+    env = env_for(server, work / "config")
+    child = ("import sys; from iotc_apply.cli import main\n"
+             "try:\n    code = main({args!r})\nexcept SystemExit as exc:\n    code = exc.code\n"
+             "print('\\nRESULT', code, 'rich' in sys.modules, 'rich_argparse' in sys.modules)")
+
+    def run(*args: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", child.format(args=list(args))], cwd=work,
+                              env=env, capture_output=True, text=True, timeout=120)
+        return done.stdout.rsplit("RESULT", 1)[-1].split()
+
+    assert run("get", "devices", "-o", "json") == ["0", "False", "False"]
+    assert run("get", "devices") == ["0", "True", "False"]
+    assert run("get", "nothing") == ["1", "True", "False"]  # our one-line error: a console
+    assert run("get", "devices", "--bogus") == ["1", "True", "True"]  # argparse's usage
+    assert run("get", "--help") == ["0", "True", "True"]
+
+
 def test_a_refused_login_is_reported_after_the_manifests_load(
         work: Path, server: EmulatorServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
         capsys: pytest.CaptureFixture[str]) -> None:

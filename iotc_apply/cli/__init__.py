@@ -49,13 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = getattr(args, "emulator", None)  # only the commands that talk to an account have it
     inv = Invocation(Environment.current(), Path(db) if db else None, started)
     run: Callable[..., int] = args.run
-    err = make_console(sys.stderr)
     try:
         if inv.emulator_db is not None and inv.emulator_db.is_dir():
             raise UsageError(f"--emulator={db} is a folder; name a file for the emulator's "
                              f"state, e.g. --emulator={inv.emulator_db / 'e.db'}")
         return run(args, inv)
     except _refusals() as exc:
+        err = make_console(sys.stderr)  # made when needed: rich is ~40 ms of imports
         _manifest_diagnostics(err, exc)
         if str(exc):
             error(err, redact_text(str(exc)))
@@ -63,13 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted:
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        error(err, "interrupted")
+        error(make_console(sys.stderr), "interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: still one line, unless asked for the traceback
         if inv.env.get("IOTC_DEBUG"):
             raise
-        error(err, redact_text(f"internal error: {type(exc).__name__}: {exc} (IOTC_DEBUG=1 "
-                               "shows the traceback; please report it)"))
+        error(make_console(sys.stderr), redact_text(
+            f"internal error: {type(exc).__name__}: {exc} (IOTC_DEBUG=1 shows the traceback; "
+            "please report it)"))
         return EXIT_ERROR
 
 

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, inv: Invocation) -> int:
             rows = inventory.rows(api, kind_name, args.glob, select, args.sort)
     except inventory.UnknownKind as exc:
         raise UsageError(str(exc)) from None
-    count = show.render(rows, fields, args.output, sys.stdout, make_console())
+    count = show.render(rows, fields, args.output, sys.stdout, make_console)
     if not count:
         print(f"No {kind_name} match {args.glob!r}" + (f" on template {args.template}"
                                                        if args.template else "") + ".",

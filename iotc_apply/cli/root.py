@@ -25,9 +25,30 @@ class Parser(argparse.ArgumentParser):
     """argparse, strict and helpful: no option abbreviations (`--auto` must never come to
     mean a future option), and a mistyped command or choice gets a "did you mean"."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, rich_help: bool = False, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False
+        self.rich_help = rich_help
         super().__init__(*args, **kwargs)
+
+    def format_usage(self) -> str:
+        return self._written(super().format_usage)
+
+    def format_help(self) -> str:
+        return self._written(super().format_help)
+
+    def _written(self, write: Callable[[], str]) -> str:
+        """Help and usage through rich's formatter, made only now: argparse also makes a
+        formatter at every `add_argument` (to check it), and rich_argparse and rich are ~40
+        ms of imports that a command printing no help need not pay."""
+        if not self.rich_help:
+            return write()
+        from ..ui.console import help_formatter
+
+        stock, self.formatter_class = self.formatter_class, help_formatter()
+        try:
+            return write()
+        finally:
+            self.formatter_class = stock
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
@@ -113,13 +134,11 @@ HELP: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    from ..ui.console import help_formatter
-
     shared = common()
     parser = Parser(
         prog="iotc", description="Declarative reconciler for Avnet IoTConnect: keep templates, "
         "devices and firmware in YAML and let plan/apply make the account match.",
-        parents=[shared], formatter_class=help_formatter(),
+        parents=[shared], formatter_class=argparse.RawDescriptionHelpFormatter, rich_help=True,
         epilog="Start offline: iotc --emulator apply examples/manifests --auto-approve")
     parser.add_argument("--version", action=_Version, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -149,7 +168,6 @@ AddParser = Callable[..., argparse.ArgumentParser]
 def _with_parents(add: Callable[..., Any], shared: argparse.ArgumentParser) -> AddParser:
     """Every subcommand gets its description, examples and the rich help formatter; the
     ones that talk to an account (`api`) also get `--emulator`."""
-    from ..ui.console import help_formatter
 
     def add_parser(name: str, api: bool = True, **kwargs: Any) -> argparse.ArgumentParser:
         description, examples = HELP.get(name, ("", ""))
@@ -157,8 +175,9 @@ def _with_parents(add: Callable[..., Any], shared: argparse.ArgumentParser) -> A
         if examples:
             kwargs.setdefault("epilog", "examples:\n" + "\n".join(
                 f"  {line}" for line in examples.splitlines()))
-        parser: argparse.ArgumentParser = add(name, parents=[shared] if api else [],
-                                              formatter_class=help_formatter(), **kwargs)
+        parser: argparse.ArgumentParser = add(
+            name, parents=[shared] if api else [],
+            formatter_class=argparse.RawDescriptionHelpFormatter, rich_help=True, **kwargs)
         return parser
     return add_parser
 

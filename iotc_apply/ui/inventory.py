@@ -9,26 +9,27 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator
-from typing import IO, Any
-
-from rich.console import Console
-from rich.markup import escape
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 from .inert import inert
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 WINDOW = 200
 Row = dict[str, Any]
 
 
 def render(rows: Iterable[Row], fields: tuple[str, ...], fmt: str, out: IO[str],
-           console: Console) -> int:
-    """Write every row; the number written."""
+           console: Callable[[], Console]) -> int:
+    """Write every row; the number written. `console` makes the table's console: JSON and
+    YAML need none (nor rich's imports)."""
     if fmt == "json":
         return _json(rows, fields, out)
     if fmt == "yaml":
         return _yaml(rows, fields, out)
-    return _table(iter(rows), fields, console)
+    return _table(iter(rows), fields, console())
 
 
 def _cell(value: Any) -> str:
@@ -41,6 +42,8 @@ def _cell(value: Any) -> str:
 
 
 def _table(rows: Iterator[Row], fields: tuple[str, ...], console: Console) -> int:
+    from rich.markup import escape
+
     head = list(itertools.islice(rows, WINDOW))
     if not head:
         return 0
