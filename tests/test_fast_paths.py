@@ -116,9 +116,10 @@ def test_a_plan_imports_neither_requests_nor_urllib3(work: Path,
 
 def test_json_output_imports_no_rich_and_help_is_rich_as_before(
         work: Path, server: EmulatorServer) -> None:  # noqa: F811
-    """`get -o json` writes rows and never a console, so rich (~40 ms of imports) stays out;
-    a table and an error line still go through rich, and argparse's usage and help through
-    rich_argparse, whose formatter argparse gets only to write them."""
+    """`get -o json` and `validate --format github|json` write text and never a console, so
+    rich (~40 ms of imports) stays out; a table and an error line still go through rich, and
+    argparse's usage and help through rich_argparse, whose formatter argparse gets only to
+    write them."""
     import subprocess
     import sys
 
@@ -140,6 +141,9 @@ def test_json_output_imports_no_rich_and_help_is_rich_as_before(
     assert run("get", "nothing") == ["1", "True", "False"]  # our one-line error: a console
     assert run("get", "devices", "--bogus") == ["1", "True", "True"]  # argparse's usage
     assert run("get", "--help") == ["0", "True", "True"]
+    assert run("validate", "m", "--format", "github") == ["0", "False", "False"]
+    assert run("validate", "m", "--format", "json") == ["0", "False", "False"]
+    assert run("validate", "m") == ["0", "True", "False"]
 
 
 def test_a_refused_login_is_reported_after_the_manifests_load(

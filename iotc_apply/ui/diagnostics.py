@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-
 from ..diagnostics import Diagnostic, Severity
 
+# rich is imported by the renderers that print through it: the GitHub and JSON formats a
+# CI job asks for need none of its ~40 ms of imports
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ..manifest import Loaded
 
 SHOWN = 200
@@ -20,6 +21,8 @@ def render(console: Console, diagnostics: Sequence[Diagnostic], shown: int = SHO
     """One line per diagnostic, at most `shown` of them: a file of 50,000 broken documents
     must not take minutes to print what its first lines already say (the summary counts all).
     """
+    from rich.markup import escape
+
     for d in diagnostics[:shown]:
         style = "diag.error" if d.severity is Severity.ERROR else "diag.warning"
         console.print(f"[diag.position]{escape(str(d.position))}:[/] [{style}]"
