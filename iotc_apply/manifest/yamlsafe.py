@@ -259,9 +259,16 @@ class _Builder:
     def _feed(self, event: yaml.Event) -> None:
         kind = type(event)
         if kind is _SCALAR and self.stack:  # the common case, inlined (most of any file)
-            tag = self._tag(event)  # type: ignore[arg-type]
-            value = self._scalar(event, tag)  # type: ignore[arg-type]
-            size = len(event.value)  # type: ignore[attr-defined]
+            text: str = event.value  # type: ignore[attr-defined]
+            if event.tag is None and (not event.implicit[0] or (  # type: ignore[attr-defined]
+                    text and text[0] not in _IMPLICIT_FIRST)):
+                tag, value = STR, text  # quoted, or plain with no implicit type: a string
+                if "${" in text:
+                    self.doc.references = True
+            else:
+                tag = self._tag(event)  # type: ignore[arg-type]
+                value = self._scalar(event, tag)  # type: ignore[arg-type]
+            size = len(text)
             if event.anchor is not None:
                 self.anchors[event.anchor] = (value, 1, size)
             top = self.stack[-1]
@@ -273,7 +280,13 @@ class _Builder:
                 self.doc.positions[(*top.path, len(into))] = (mark.line + 1, mark.column + 1)
                 into.append(value)
             elif top.key is None:
-                top.key = self._key(value, event, top, tag)
+                if tag is STR and value not in into:  # a new string key: `_key` inlined
+                    mark = event.start_mark
+                    self.doc.key_positions[(*top.path, value)] = (mark.line + 1,
+                                                                  mark.column + 1)
+                    top.key = value
+                else:
+                    top.key = self._key(value, event, top, tag)
             else:
                 mark = event.start_mark
                 self.doc.positions[(*top.path, top.key)] = (mark.line + 1, mark.column + 1)
