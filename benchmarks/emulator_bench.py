@@ -2,7 +2,9 @@
 
 Each server runs the same emulator app in its own process: werkzeug's development server
 (what `iotc emulator serve` used before, HTTP/1.1 keep-alive, a thread per connection),
-cheroot (what it uses now) and, when installed, waitress. The load comes from this process,
+cheroot (what it uses now: the shipped `iotc emulator serve` command itself, with the
+settings the command applies, e.g. its garbage-collector tuning) and, when installed,
+waitress. The load comes from this process,
 10 threads each holding one kept-alive connection:
 
 - `POST /Device`: N registrations, each with its own certificate (made before timing);
@@ -36,6 +38,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet_bench import login  # noqa: E402
+from fleet_bench import serve as serve_shipped  # noqa: E402
 
 SERVERS = ("werkzeug", "cheroot", "waitress")
 THREADS = 10
@@ -96,15 +99,18 @@ class Target:
     def __init__(self, kind: str) -> None:
         from iotc_apply.emulator.core import Account
 
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", kind],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        root = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
-        acc = Account()
-        urls, self.headers = login({
-            "IOTC_DISCOVERY_URL": f"{root}/api/uisdk", "IOTC_SKEY": acc.solution_key,
-            "IOTC_ENV": acc.env, "IOTC_PF": acc.pf, "IOTC_USER": acc.user_email,
-            "IOTC_PASS": acc.user_password})
+        if kind == "cheroot":  # the shipped command, `iotc emulator serve`, as users run it
+            self.proc, env = serve_shipped(0.0)
+        else:
+            self.proc = subprocess.Popen([sys.executable, __file__, "--serve", kind],
+                                         stdout=subprocess.PIPE, text=True)
+            assert self.proc.stdout is not None
+            root = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
+            acc = Account()
+            env = {"IOTC_DISCOVERY_URL": f"{root}/api/uisdk", "IOTC_SKEY": acc.solution_key,
+                   "IOTC_ENV": acc.env, "IOTC_PF": acc.pf, "IOTC_USER": acc.user_email,
+                   "IOTC_PASS": acc.user_password}
+        urls, self.headers = login(env)
         self.devices = urls["deviceBaseUrl"] + "/Device"
         made = requests.post(urls["deviceBaseUrl"] + "/device-template/quick", timeout=30,
                              headers=self.headers,
