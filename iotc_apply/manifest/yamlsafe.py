@@ -280,7 +280,7 @@ class _Builder:
                 self.doc.positions[(*top.path, len(into))] = (mark.line + 1, mark.column + 1)
                 into.append(value)
             elif top.key is None:
-                if tag is STR and value not in into:  # a new string key: `_key` inlined
+                if tag == STR and value not in into:  # a new string key: `_key` inlined
                     mark = event.start_mark
                     self.doc.key_positions[(*top.path, value)] = (mark.line + 1,
                                                                   mark.column + 1)
