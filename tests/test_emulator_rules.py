@@ -83,6 +83,18 @@ def test_calls_need_a_valid_unexpired_bearer_token(server: EmulatorServer) -> No
     assert short("GET", "user", "/Entity").status_code == 401
 
 
+def test_a_token_already_accepted_is_refused_once_it_expires(server: EmulatorServer) -> None:
+    """The emulator keeps the claims of a token it has checked; expiry is still checked on
+    every call, against its own clock."""
+    raw = Raw(server)
+    assert raw("GET", "user", "/Entity").status_code == 200
+    assert raw("GET", "user", "/Entity").status_code == 200  # the kept claims
+    lifetime = int(raw.tokens["expires_in"])
+    server.emulator.state.ctx.advance(lifetime + 1)
+    refused = raw("GET", "user", "/Entity")
+    assert refused.status_code == 401 and refused.json()["error"] == []
+
+
 def test_template_quick_create_quirks_and_lookups(raw: Raw) -> None:
     body = {**TEMPLATE_JSON, "code": "abc1", "name": "A", "commands": [],
             "attributes": [{"name": "t", "type": "STRING"}]}
