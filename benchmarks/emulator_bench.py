@@ -2,10 +2,9 @@
 
 Each server runs the same emulator app in its own process: werkzeug's development server
 (what `iotc emulator serve` used before, HTTP/1.1 keep-alive, a thread per connection),
-cheroot (what it uses now: the shipped `iotc emulator serve` command itself, with the
-settings the command applies, e.g. its garbage-collector tuning) and, when installed,
-waitress. The load comes from this process,
-10 threads each holding one kept-alive connection:
+cheroot (what it uses now: the shipped `iotc emulator serve` command itself) and, when
+installed, waitress; every one with the collector tuned as `iotc` tunes it. The load comes
+from this process, 10 threads each holding one kept-alive connection:
 
 - `POST /Device`: N registrations, each with its own certificate (made before timing);
 - `GET /Device?pageSize=100`: M page reads over the devices just made.
@@ -50,9 +49,12 @@ TEMPLATE = {"code": "bench01", "name": "Bench", "authType": 3, "messageVersion":
 
 
 def serve(kind: str) -> None:
-    """Child process: the emulator app on one server kind; prints its port, then serves."""
+    """Child process: the emulator app on another server than the shipped one, with the
+    collector tuned as `iotc` tunes it; prints its port, then serves."""
+    from iotc_apply.cli import tune_gc
     from iotc_apply.emulator.app import create_app
 
+    tune_gc()
     app = create_app()
     if kind == "werkzeug":
         from werkzeug.serving import WSGIRequestHandler, make_server
@@ -66,7 +68,7 @@ def serve(kind: str) -> None:
         server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Handler)
         print(server.server_port, flush=True)
         server.serve_forever(0.05)
-    elif kind == "waitress":
+    else:
         import logging
 
         from waitress.server import create_server
@@ -75,13 +77,6 @@ def serve(kind: str) -> None:
         wserver = create_server(app, host="127.0.0.1", port=0, threads=THREADS)
         print(wserver.effective_port, flush=True)  # type: ignore[union-attr]
         wserver.run()
-    else:
-        from iotc_apply.emulator.server import EmulatorServer
-
-        emulator = EmulatorServer(app=app)
-        print(emulator.port, flush=True)
-        emulator.start()
-        threading.Event().wait()
 
 
 def self_signed(cn: str) -> str:
@@ -214,7 +209,7 @@ def run_once(kind: str, certs: list[str], gets: int, run: int, client: str) -> \
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("werkzeug", "waitress"), help=argparse.SUPPRESS)
     parser.add_argument("--posts", type=int, default=2000, metavar="N")
     parser.add_argument("--gets", type=int, default=1000, metavar="M")
     parser.add_argument("--repeat", type=int, default=3)

@@ -119,10 +119,10 @@ def phase(name: str, args: list[str], env: dict[str, str], expect: int) -> \
     """Run one command; returns wall time, requests served, the executor's own time (the
     "(X s)" of "Apply complete", without process start-up and planning) and client CPU."""
     control(env, "/_emulator/stats/reset", "POST")
-    (user, system) = child_cpu()
+    before = child_cpu()
     wall, code, output = run(args, env)
-    user, system = (after - before for after, before in zip(child_cpu(), (user, system),
-                                                            strict=True))
+    after = child_cpu()
+    user, system = after[0] - before[0], after[1] - before[1]
     cpu = user + system
     requests = int(control(env, "/_emulator/stats")["total"])  # type: ignore[arg-type]
     last = [line for line in output.splitlines() if line.strip()][-1:]
