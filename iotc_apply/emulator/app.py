@@ -8,6 +8,7 @@ call the state, shape with views, envelope. Imports nothing from the rest of iot
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import threading
@@ -210,21 +211,14 @@ def _after(resp: Response) -> Response:
         # The handler ran and its transaction committed; the caller only sees a failure.
         return _inject("html502", emulator().traffic.knobs, emulator())
     # the service's own clock (moved on by /_emulator/clock), as every HTTP server says it
-    resp.headers["Date"] = _date(emulator().state.ctx.clock())
+    resp.headers["Date"] = _date(int(emulator().state.ctx.clock()))
     return resp
 
 
-def _date(now: float) -> str:
-    """The Date header for a time: made once a second, not once a response."""
-    second, text = _DATE
-    if int(now) != second:
-        second = int(now)
-        text = http_date(second)
-        _DATE[:] = second, text
-    return text
-
-
-_DATE: list[Any] = [None, ""]
+@functools.lru_cache(maxsize=1)
+def _date(second: int) -> str:
+    """The Date header for a second: made once a second, not once a response."""
+    return http_date(second)
 
 
 def _too_large(_: RequestEntityTooLarge) -> Response:
