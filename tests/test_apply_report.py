@@ -12,12 +12,12 @@ from iotc_apply.apply.graph import Step
 from iotc_apply.model import Address, Kind
 from iotc_apply.plan import Action
 from iotc_apply.ui import apply_report
-from iotc_apply.ui.console import THEME
+from iotc_apply.ui.console import theme
 
 
 def console() -> tuple[Console, io.StringIO]:
     out = io.StringIO()
-    return Console(file=out, width=100, color_system=None, theme=THEME), out
+    return Console(file=out, width=100, color_system=None, theme=theme()), out
 
 
 def test_a_long_apply_without_a_terminal_reports_every_tenth() -> None:
@@ -90,7 +90,7 @@ def test_golden_folded_apply_report_after_the_breaker_tripped() -> None:
                               Status.DONE if i < 40 else Status.NOT_STARTED,
                               refused if i < 12 else "") for i in range(100))
     out = io.StringIO()
-    con = Console(file=out, width=300, color_system=None, theme=THEME)
+    con = Console(file=out, width=300, color_system=None, theme=theme())
     apply_report.render(con, ApplyResult(rows, False, 3.2, tripped=refused))
     golden = Path(__file__).parent / "golden" / "apply-folded.txt"
     import os

@@ -36,7 +36,7 @@ from iotc_apply.plan import (
 )
 from iotc_apply.plan.model import FieldChange
 from iotc_apply.ui import plan_markdown, plan_text
-from iotc_apply.ui.console import THEME
+from iotc_apply.ui.console import theme
 
 GOLDEN = Path(__file__).parent / "golden"
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def test_planner_decisions_on_pure_values() -> None:
 
 def test_golden_text() -> None:
     out = io.StringIO()
-    plan_text.render(Console(file=out, width=100, color_system=None, theme=THEME), golden_plan())
+    plan_text.render(Console(file=out, width=100, color_system=None, theme=theme()), golden_plan())
     check_golden("plan.txt", out.getvalue())
 
 
@@ -204,7 +204,7 @@ def test_golden_folded_text_and_markdown() -> None:
     lines a list is counted, not listed (the JSON plan keeps everything)."""
     out = io.StringIO()
     plan = _mixed_plan(50)
-    plan_text.render(Console(file=out, width=100, color_system=None, theme=THEME), plan)
+    plan_text.render(Console(file=out, width=100, color_system=None, theme=theme()), plan)
     check_golden("folded.txt", out.getvalue())
     check_golden("folded.md", plan_markdown.render(plan))
     lines = out.getvalue().splitlines()

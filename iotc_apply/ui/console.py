@@ -33,12 +33,6 @@ def theme() -> Theme:
     return Theme(STYLES)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "THEME":  # the theme as a module value, made when first asked for
-        return theme()
-    raise AttributeError(name)
-
-
 @functools.cache
 def _inert_console() -> type[Console]:
     from rich.console import Console
