@@ -20,6 +20,7 @@ from . import schema
 from .checks import assemble
 from .files import ManifestFile, discover, file_digest_line
 from .kinds import BUILDERS, Built
+from .spread import map_runs
 from .variables import Given, Resolved, declarations, resolve, substitute
 from .yamlsafe import Document, load_file, size_problem
 
@@ -42,7 +43,9 @@ class Loaded:
 
 def load(paths: Sequence[str], given: Given | None = None) -> Loaded:
     """Every manifest under `paths`: Variables documents first (their values resolved from
-    `given`), then every other document with its references substituted, checked, built."""
+    `given`), then every other document with its references substituted, checked, built.
+    A large tree of files is read on every core where that is safe (`spread`), each run of
+    files built apart and added in file order: the same result as reading them one by one."""
     files, diags = discover(list(paths))
     built = Built()
     digest = hashlib.sha256()
@@ -65,22 +68,34 @@ def load(paths: Sequence[str], given: Given | None = None) -> Loaded:
     variables, problems = declarations(declared)
     resolved, more = resolve(variables, given or Given())
     diags += problems + more
+
+    def read(run: range) -> tuple[Built, list[Diagnostic], int]:
+        """The files of `run`, parsed (unless the first pass did), checked and built."""
+        part, found, documents = Built(), [], 0
+        for i in run:
+            mf = files[i]
+            docs = early.pop(i, None)
+            if docs is None:
+                docs, problems = load_file(mf.path, mf.shown)
+                found += problems
+                found += [Diagnostic.error(doc.where(("kind",)), "write a Variables "
+                                           "document's kind plainly (kind: Variables): it is "
+                                           "read before the others")
+                          for doc in docs if _kind(doc) == "Variables"]
+            documents += len(docs)
+            for doc in docs:
+                if _kind(doc) != "Variables":
+                    problems, complete = substitute(doc, resolved.values, variables)
+                    if not complete and isinstance(doc.value, dict):
+                        _declare_broken(doc.value, part)
+                    found += _document(doc, mf, part) if complete else problems
+        return part, found, documents
+
     documents = 0
-    for i, mf in enumerate(files):
-        docs = early.pop(i, None)
-        if docs is None:
-            docs, problems = load_file(mf.path, mf.shown)
-            diags += problems
-            diags += [Diagnostic.error(doc.where(("kind",)), "write a Variables document's "
-                                       "kind plainly (kind: Variables): it is read before "
-                                       "the others") for doc in docs if _kind(doc) == "Variables"]
-        documents += len(docs)
-        for doc in docs:
-            if _kind(doc) != "Variables":
-                problems, complete = substitute(doc, resolved.values, variables)
-                if not complete and isinstance(doc.value, dict):
-                    _declare_broken(doc.value, built)
-                diags += _document(doc, mf, built) if complete else problems
+    for part, found, count in map_runs(read, [_size(mf) for mf in files]):
+        built.extend(part)
+        diags += found
+        documents += count
     desired, problems = assemble(built)
     everything = sorted(set(diags + built.diagnostics + problems), key=Diagnostic.order)
     return Loaded(desired, tuple(everything), len(files), documents,
@@ -96,6 +111,14 @@ def _may_declare_variables(mf: ManifestFile) -> bool:
         return b"Variables" in mf.path.read_bytes()
     except OSError:
         return False
+
+
+def _size(mf: ManifestFile) -> int:
+    """Bytes to read (0 when unknown: the read reports why)."""
+    try:
+        return mf.path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _kind(doc: Document) -> object:

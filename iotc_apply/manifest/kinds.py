@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,6 +57,15 @@ class Built:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     # names of Template documents that failed: references to them get no second error
     broken_templates: set[str] = field(default_factory=set)
+
+    def extend(self, other: Built) -> None:
+        """Add what later files contributed (every field: a new one cannot be forgotten)."""
+        for f in fields(self):
+            mine = getattr(self, f.name)
+            if isinstance(mine, set):
+                mine |= getattr(other, f.name)
+            else:
+                mine += getattr(other, f.name)
 
 
 Builder = Callable[[Document, ManifestFile, Built], None]
