@@ -4,6 +4,7 @@ a worker does."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -214,3 +215,46 @@ def test_a_tree_read_on_every_core_is_the_tree_read_one_file_at_a_time(
     assert "did you mean 'sensor'" in text
     assert "06-bad.yaml:4:1" in text and "07-schema.yaml:4" in text
     assert "01-templates.yaml:12:32" in text  # the broken template, its devices quiet
+
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux only")
+@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c", "parent-only"])
+def test_ctrl_c_stops_the_command_and_its_workers_with_one_message(tmp_path: Path,
+                                                                   group: bool) -> None:
+    folder = tmp_path / "m"
+    _tree(folder)
+    device = "---\napiVersion: iotc/v1\nkind: Device\nmetadata: {name: big-%06d}\n" \
+             "spec: {template: sensor, displayName: A device of a large tree}\n"
+    for f in range(20):  # ~3 MB: several seconds of reading
+        (folder / f"big-{f:02}.yaml").write_text("".join(device % (f * 1000 + i)
+                                                          for i in range(1000)))
+    proc = subprocess.Popen([sys.executable, "-m", "iotc_apply", "validate", str(folder)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, as a terminal's job
+    try:
+        for _ in range(1000):  # until a worker is forked
+            if _children(proc.pid) or proc.poll() is not None:
+                break
+            threading.Event().wait(0.01)
+        workers = _children(proc.pid)
+        assert workers, "no worker was forked"
+        if group:  # what Ctrl-C does: the whole foreground group
+            os.killpg(proc.pid, signal.SIGINT)
+        else:  # the command alone: its workers must not read on
+            os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines() == ["error: interrupted"], err
+    for pid in workers:  # killed and reaped by the command itself before it exited
+        assert not Path(f"/proc/{pid}").exists(), Path(f"/proc/{pid}/status").read_text()

@@ -81,10 +81,20 @@ def split(sizes: Sequence[int], parts: int) -> list[range]:
 def _fork(work: Callable[[range], T], run: range) -> tuple[int, int]:
     """A worker computing `work(run)` and writing it, pickled, to a pipe: (pid, read end)."""
     read, write = os.pipe()
-    pid = os.fork()
+    # Ctrl-C held back across the fork: a worker interrupted before its `try` would go on
+    # as a second copy of the command
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pid = os.fork()
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        os.close(read)
+        os.close(write)
+        raise
     if pid == 0:  # the worker: compute, write, leave without running any exit handler
         code = 1
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             os.close(read)
             data = pickle.dumps(work(run), protocol=pickle.HIGHEST_PROTOCOL)
             with open(write, "wb") as pipe:
@@ -92,6 +102,7 @@ def _fork(work: Callable[[range], T], run: range) -> tuple[int, int]:
             code = 0
         finally:
             os._exit(code)
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
     os.close(write)
     return pid, read
 
