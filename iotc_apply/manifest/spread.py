@@ -35,26 +35,24 @@ def map_runs(work: Callable[[range], T], sizes: Sequence[int]) -> list[T]:
     """`work` over contiguous runs of the indices of `sizes` (bytes per item), in order;
     every run but the first in a forked worker when that is safe and pays."""
     runs = split(sizes, workers(sum(sizes), len(sizes)))
-    children: list[tuple[int, int, range] | range] = []
+    children: list[tuple[int, int | None, range]] = []  # (pid, pipe, run); pid 0: read here
     try:
         for run in runs[1:]:
             try:
                 children.append((*_fork(work, run), run))
             except OSError:  # no process to be had: this one reads the run
-                children.append(run)
+                children.append((0, None, run))
         results = [work(runs[0])]
-        while children:
-            child = children.pop(0)
-            if isinstance(child, range):
-                results.append(work(child))
-                continue
-            done, value = _collect(*child[:2])
-            results.append(value if done else work(child[2]))  # type: ignore[arg-type]
+        for i, (pid, pipe, run) in enumerate(children):
+            done, value = False, None
+            if pid:
+                children[i] = (pid, None, run)  # the pipe is _collect's to close
+                done, value = _collect(pid, pipe)  # type: ignore[arg-type]
+            results.append(value if done else work(run))  # type: ignore[arg-type]
         return results
     finally:
-        for child in children:  # interrupted: no worker outlives its reader
-            if not isinstance(child, range):
-                _reap(*child[:2])
+        for pid, pipe, _ in children:  # interrupted: no worker outlives its reader
+            _reap(pid, pipe)
 
 
 def workers(total: int, items: int) -> int:
@@ -120,9 +118,19 @@ def _collect(pid: int, fd: int) -> tuple[bool, object]:
         return False, None
 
 
-def _reap(pid: int, fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+def _reap(pid: int, fd: int | None) -> None:
+    """Stop a worker nobody will read: its pipe closed, it killed and waited for, unless
+    it was waited for already (then its number may be another process's by now)."""
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if not pid:
+        return
+    try:
+        ended, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    if not ended:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
