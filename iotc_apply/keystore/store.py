@@ -104,17 +104,14 @@ class KeyStore:
         return frozenset(found)
 
     def duids(self) -> frozenset[str]:
-        """DUIDs with a stored key (one directory listing, for the plan's warnings), including
-        folders of the flat layout that name this account and are not moved yet."""
+        """DUIDs with a stored key, plain or sealed (one directory listing and a look for the
+        key in each folder: export, keys verify, seal and unseal; the plan's warnings take
+        `folders`), including folders of the flat layout that name this account and are not
+        moved yet."""
         found = key_folders(self.root)
         if self.account:
             found |= {name for name, owner in flat(self).items() if owner == self.account}
         return frozenset(found)
-
-
-
-
-
 
     def expiring(self, within_days: int, duids: frozenset[str] | None = None) -> frozenset[str]:
         """DUIDs whose kept certificate expires within the days given (`keystore.expiry`)."""
