@@ -184,12 +184,20 @@ def fork():
         forks.append(pid)
     return pid
 os.fork = fork
+answered = []
+real_collect = spread._collect
+def collect(pid, fd):
+    done, value = real_collect(pid, fd)
+    answered.append(done)
+    return done, value
+spread._collect = collect
 spread.MIN_BYTES = 10 ** 12
-one_by_one = load([sys.argv[1]])
+one_by_one = load(sys.argv[1:])
 spread.MIN_BYTES = 1024
 spread.os.sched_getaffinity = lambda pid: {0, 1, 2, 3}  # as on a machine of 4 cores
-spread_out = load([sys.argv[1]])
+spread_out = load(sys.argv[1:])
 assert forks, "read in one process"
+assert all(answered) and len(answered) == len(forks), "a worker's answer was not used"
 assert spread_out == one_by_one, "results differ"
 print(len(forks), one_by_one.documents, len(one_by_one.desired.resources),
       len(one_by_one.diagnostics))
@@ -258,3 +266,13 @@ def test_ctrl_c_stops_the_command_and_its_workers_with_one_message(tmp_path: Pat
     assert err.strip().splitlines() == ["error: interrupted"], err
     for pid in workers:  # killed and reaped by the command itself before it exited
         assert not Path(f"/proc/{pid}").exists(), Path(f"/proc/{pid}/status").read_text()
+
+
+def test_every_kind_travels_back_from_a_worker() -> None:
+    """The examples hold every kind (templates from JSON files, firmware with its files, a
+    project with windows, a rollout): each worker's answer is used, none read again."""
+    root = Path(__file__).resolve().parent.parent / "examples"
+    out = subprocess.run([sys.executable, "-c", COMPARE, str(root / "manifests"),
+                          str(root / "rollout")], capture_output=True, text=True, check=True)
+    forks, documents, _, diagnostics = map(int, out.stdout.split()[:4])
+    assert forks == 3 and documents == 16 and diagnostics == 0, out.stdout
