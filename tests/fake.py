@@ -159,7 +159,8 @@ class _Templates:
     def _replace(self, guid: str, **changes: Any) -> None:
         if guid not in self.by_guid:
             raise _missing("Template")
-        self.by_guid[guid] = self.by_guid[guid]._replace(**changes)
+        # LiveTemplate is a dataclass (LiveDevice, a named tuple, has `_replace`)
+        self.by_guid[guid] = dataclasses.replace(self.by_guid[guid], **changes)
 
     def delete(self, guid: str) -> None:
         def work() -> None:

@@ -190,3 +190,27 @@ def test_a_sweep_of_every_name_of_a_kind_needs_all(tmp_path: Path) -> None:
         assert [e.code for e in plan.errors] == ["whole-kind"], glob
         assert make_sweep(snap, (glob,), Globs(), everything=True).errors == ()
     assert make_sweep(snap, ("device/pr-*",), Globs()).errors == ()
+
+
+def test_a_renamed_template_and_a_deactivated_device_are_updated_in_place(
+        desired: Desired, tmp_path: Path) -> None:
+    """Updates (not replacements) of both kinds through the executor: the template keeps
+    its GUID under its new display name, the device its GUID with `active` off."""
+    api, keys = FakeIoTConnect(), KeyStore(tmp_path / "keys")
+    apply(api, plan_of(api, desired, keys), keys)
+    template = next(t for t in desired.of(DesiredTemplate))
+    device = next(d for d in desired.of(DesiredDevice) if d.template == template.code)
+    changed = Desired({**desired.resources,
+                       template.address: dataclasses.replace(template, name="Renamed sensor"),
+                       device.address: dataclasses.replace(device, active=False)},
+                      desired.origins, desired.project, desired.rollouts)
+    plan = plan_of(api, changed, keys)
+    assert {(str(c.address), c.action) for c in plan.changes} == {
+        (str(template.address), Action.UPDATE), (str(device.address), Action.UPDATE)}
+    guids = {t.code: t.guid for t in api.templates.by_guid.values()}
+    assert {r.status for r in apply(api, plan, keys).results} == {Status.DONE}
+    renamed = next(t for t in api.templates.by_guid.values() if t.code == template.code)
+    assert (renamed.guid, renamed.name) == (guids[template.code], "Renamed sensor")
+    live = next(d for d in api.devices.by_guid.values() if d.duid == device.duid)
+    assert live.active is False
+    assert plan_of(api, changed, keys).changes == ()
