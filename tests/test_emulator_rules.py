@@ -209,6 +209,28 @@ def test_device_update_status_and_delete(raw: Raw) -> None:
     assert raw("DELETE", "device", f"/Device/{guid}").status_code == 409
 
 
+def test_the_create_answer_counts_active_and_inactive_devices(raw: Raw) -> None:
+    """`activeDeviceCount`/`inActiveDeviceCount` of a create's answer (api.md 4.4) as the
+    emulator reads them (open question 19 there: no source says what they count): running
+    totals of the account's devices that deactivation and deletion move."""
+    template = raw.template()
+
+    def created(duid: str) -> tuple[str, int, int]:
+        item = raw.device(template, duid).json()["data"][0]
+        return item["newid"], item["activeDeviceCount"], item["inActiveDeviceCount"]
+
+    first, *counts = created("dev-1")
+    assert counts == [1, 0]
+    second, *counts = created("dev-2")
+    assert counts == [2, 0]
+    assert raw("PUT", "device", f"/Device/{second}/status", json={"isActive": False}) \
+        .status_code == 200
+    assert created("dev-3")[1:] == (2, 1)
+    assert raw("DELETE", "device", f"/Device/{second}").status_code == 200  # inactive
+    assert raw("DELETE", "device", f"/Device/{first}").status_code == 200  # active
+    assert created("dev-4")[1:] == (2, 0)  # dev-3 and dev-4
+
+
 def test_template_delete_is_blocked_by_devices_and_firmware(raw: Raw) -> None:
     template = raw.template()
     guid = raw.device(template, "dev-1").json()["data"][0]["newid"]
