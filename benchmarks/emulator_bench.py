@@ -36,7 +36,7 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet_bench import login  # noqa: E402
+from fleet_bench import login, process_cpu  # noqa: E402
 from fleet_bench import serve as serve_shipped  # noqa: E402
 
 SERVERS = ("werkzeug", "cheroot", "waitress")
@@ -116,9 +116,7 @@ class Target:
             if e["parentEntityGuid"] is None)
 
     def cpu_seconds(self) -> float:
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.proc.pid)
 
     def close(self) -> None:
         self.proc.kill()

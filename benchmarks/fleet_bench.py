@@ -97,6 +97,13 @@ def child_cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process (a served emulator) has used so far,
+    from /proc: Linux only."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def certificate_seconds(n: int, parallelism: int) -> float:
     """Time to generate N keys and certificates and write them durably (the key store's
     part of apply), with the same parallelism, measured here on this disk."""

@@ -32,11 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fleet_bench import login, serve  # noqa: E402
+from fleet_bench import login, process_cpu, serve  # noqa: E402
 
 from iotc_apply.cli import tune_gc  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 TEMPLATE = """apiVersion: iotc/v1
 kind: Template
 metadata: {name: floor01}
@@ -55,12 +54,6 @@ def best(fn: Callable[[], object], repeat: int, clock: Callable[[], float]) -> f
         fn()
         times.append(clock() - started)
     return min(times)
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) another process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def row(label: str, value: float, unit: str = "s") -> None:
