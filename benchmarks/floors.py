@@ -229,7 +229,7 @@ def create(devices: int, parallelism: int, pace: float) -> None:
     from iotc_apply.keystore.store import KeyStore
     from iotc_apply.safefile import sync_filesystem
 
-    def spread(work: Callable[[int], None]) -> float:
+    def per_device(work: Callable[[int], None]) -> float:
         """CPU of this process per device, `work(i)` run for every device by `parallelism`
         threads, each pausing `pace` ms after each device as a worker waiting on the
         service does (caches go as cold as they go in apply)."""
@@ -281,9 +281,9 @@ def create(devices: int, parallelism: int, pace: float) -> None:
         def ensure(i: int) -> None:
             certificates[i] = store.ensure(f"floor-{i:06}", f"floor-{i:06}", config).certificate_pem
 
-        keyed = spread(ensure)
-        cryptographic = spread(crypto)
-        syscalls = spread(files)
+        keyed = per_device(ensure)
+        cryptographic = per_device(crypto)
+        syscalls = per_device(files)
         print("  key side")
         row("cryptography: key, certificate, PEM (no iotc code)", cryptographic * 1000, "ms")
         row("system calls of a durable folder (mkdtemp, 3 files, rename, syncfs)",
@@ -301,7 +301,7 @@ def create(devices: int, parallelism: int, pace: float) -> None:
         api.session.login(env["IOTC_USER"], env["IOTC_PASS"])
         template = next(iter(api.templates.list()))
         entity = api.entities.root().guid
-        posted = spread(lambda i: api.devices.create(template.guid, f"floor-{i:06}",
+        posted = per_device(lambda i: api.devices.create(template.guid, f"floor-{i:06}",
                                                      f"floor {i}", entity, certificates[i]))
         urls, auth = login(env)
         url = urllib.parse.urlsplit(urls["deviceBaseUrl"] + "/Device")
@@ -319,7 +319,7 @@ def create(devices: int, parallelism: int, pace: float) -> None:
             json.loads(answer.read())
             assert answer.status == 200, answer.status
 
-        barely = spread(bare)
+        barely = per_device(bare)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
