@@ -301,8 +301,8 @@ def create(devices: int, parallelism: int, pace: float) -> None:
         api.session.login(env["IOTC_USER"], env["IOTC_PASS"])
         template = next(iter(api.templates.list()))
         entity = api.entities.root().guid
-        posted = per_device(lambda i: api.devices.create(template.guid, f"floor-{i:06}",
-                                                     f"floor {i}", entity, certificates[i]))
+        posted = per_device(lambda i: api.devices.create(
+            template.guid, f"floor-{i:06}", f"floor {i}", entity, certificates[i]))
         urls, auth = login(env)
         url = urllib.parse.urlsplit(urls["deviceBaseUrl"] + "/Device")
         connections = threading.local()
