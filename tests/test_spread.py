@@ -116,6 +116,36 @@ def test_an_interrupted_read_leaves_no_worker_behind(monkeypatch: pytest.MonkeyP
             os.waitpid(pid, os.WNOHANG)  # reaped, not left running
 
 
+def test_ctrl_c_that_lands_during_a_fork_leaves_no_worker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C arriving while a worker is being forked waits until the worker is on the
+    list of those to stop: it is reaped, never left running on its own."""
+    parent = os.getpid()
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)  # Ctrl-C now, to this thread: held back until registered
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        return pid
+
+    def reading(run: range) -> list[int]:
+        if os.getpid() != parent:
+            threading.Event().wait(60)  # a worker still reading
+        return list(run)
+
+    monkeypatch.setattr(spread, "workers", lambda total, items: 2)
+    monkeypatch.setattr(spread.os, "fork", fork)
+    with pytest.raises(KeyboardInterrupt):
+        spread.map_runs(reading, [1, 1])
+    assert forked
+    for pid in forked:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped by map_runs
+
+
 def _tree(root: Path) -> None:
     """Files whose documents refer to each other across any split: a template and the
     devices of another file, a name declared twice in two files, variables, a DeviceSet,

@@ -38,10 +38,15 @@ def map_runs(work: Callable[[range], T], sizes: Sequence[int]) -> list[T]:
     children: list[tuple[int, int | None, range]] = []  # (pid, pipe, run); pid 0: read here
     try:
         for run in runs[1:]:
+            # Ctrl-C held back until the worker is on the list the `finally` reaps (and in
+            # the worker until its own `try`, or it would go on as a second copy)
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
-                children.append((*_fork(work, run), run))
+                children.append((*_fork(work, run, held), run))
             except OSError:  # no process to be had: this one reads the run
                 children.append((0, None, run))
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         results = [work(runs[0])]
         for i, (pid, pipe, run) in enumerate(children):
             done, value = False, None
@@ -76,16 +81,13 @@ def split(sizes: Sequence[int], parts: int) -> list[range]:
     return runs
 
 
-def _fork(work: Callable[[range], T], run: range) -> tuple[int, int]:
-    """A worker computing `work(run)` and writing it, pickled, to a pipe: (pid, read end)."""
+def _fork(work: Callable[[range], T], run: range, held: set[signal.Signals]) -> tuple[int, int]:
+    """A worker computing `work(run)` and writing it, pickled, to a pipe: (pid, read end).
+    Called with SIGINT blocked; the worker restores `held`, the caller's mask, itself."""
     read, write = os.pipe()
-    # Ctrl-C held back across the fork: a worker interrupted before its `try` would go on
-    # as a second copy of the command
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         pid = os.fork()
     except OSError:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         os.close(read)
         os.close(write)
         raise
@@ -100,7 +102,6 @@ def _fork(work: Callable[[range], T], run: range) -> tuple[int, int]:
             code = 0
         finally:
             os._exit(code)
-    signal.pthread_sigmask(signal.SIG_SETMASK, held)
     os.close(write)
     return pid, read
 
