@@ -90,7 +90,12 @@ def test_a_worker_that_dies_or_cannot_start_costs_time_not_results(
     assert [i for part in results for i, _, _ in part] == list(range(9))
 
 
-def test_an_interrupted_read_leaves_no_worker_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("during_fork", [False, True], ids=["while-reading", "during-fork"])
+def test_an_interrupted_read_leaves_no_worker_behind(monkeypatch: pytest.MonkeyPatch,
+                                                     during_fork: bool) -> None:
+    """Ctrl-C while this process reads its own run, or while a worker is being forked
+    (held back until the worker is on the list of those to stop): every worker is killed
+    and reaped, none left reading on its own."""
     parent = os.getpid()
     forked: list[int] = []
     real_fork = os.fork
@@ -99,41 +104,15 @@ def test_an_interrupted_read_leaves_no_worker_behind(monkeypatch: pytest.MonkeyP
         pid = real_fork()
         if pid:
             forked.append(pid)
-        return pid
-
-    def slow_workers(run: range) -> list[int]:
-        if os.getpid() != parent:
-            threading.Event().wait(60)  # a worker still reading
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(spread, "workers", lambda total, items: 2)
-    monkeypatch.setattr(spread.os, "fork", fork)
-    with pytest.raises(KeyboardInterrupt):
-        spread.map_runs(slow_workers, [1, 1])
-    assert forked
-    for pid in forked:
-        with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reaped, not left running
-
-
-def test_ctrl_c_that_lands_during_a_fork_leaves_no_worker(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Ctrl-C arriving while a worker is being forked waits until the worker is on the
-    list of those to stop: it is reaped, never left running on its own."""
-    parent = os.getpid()
-    forked: list[int] = []
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)  # Ctrl-C now, to this thread: held back until registered
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+            if during_fork:  # Ctrl-C now, to this thread
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
         return pid
 
     def reading(run: range) -> list[int]:
         if os.getpid() != parent:
             threading.Event().wait(60)  # a worker still reading
+        if not during_fork:
+            raise KeyboardInterrupt
         return list(run)
 
     monkeypatch.setattr(spread, "workers", lambda total, items: 2)
@@ -143,7 +122,7 @@ def test_ctrl_c_that_lands_during_a_fork_leaves_no_worker(
     assert forked
     for pid in forked:
         with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reaped by map_runs
+            os.waitpid(pid, os.WNOHANG)  # reaped, not left running
 
 
 def _tree(root: Path) -> None:
